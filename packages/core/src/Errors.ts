@@ -1,0 +1,105 @@
+/**
+ * The typed errors a process can end with, and the errors of agents,
+ * tools and endpoints.
+ */
+import { Schema } from "effect"
+
+/** `Process.fail(reason)` was called. */
+export class ProcessFailed extends Schema.TaggedError<ProcessFailed>()("ProcessFailed", {
+  process: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `process ${this.process} failed: ${this.reason}`
+  }
+}
+
+/** The process ran longer than its timeout. */
+export class ProcessTimeout extends Schema.TaggedError<ProcessTimeout>()("ProcessTimeout", {
+  process: Schema.String,
+  timeout: Schema.String
+}) {
+  override get message() {
+    return `process ${this.process} timed out after ${this.timeout}`
+  }
+}
+
+/** The process was cancelled (by its parent, `ramure stop`, or a signal). */
+export class ProcessCancelled extends Schema.TaggedError<ProcessCancelled>()("ProcessCancelled", {
+  process: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `process ${this.process} was cancelled: ${this.reason}`
+  }
+}
+
+/** An agent's program (pi) exited while the agent was live. */
+export class AgentCrashed extends Schema.TaggedError<AgentCrashed>()("AgentCrashed", {
+  agent: Schema.String,
+  exitCode: Schema.optional(Schema.Number),
+  output: Schema.String
+}) {
+  override get message() {
+    return `agent ${this.agent} exited unexpectedly (exit code ${this.exitCode ?? "unknown"})`
+  }
+}
+
+/** The agent could not be started, or did not connect in time. */
+export class AgentStartError extends Schema.TaggedError<AgentStartError>()("AgentStartError", {
+  agent: Schema.String,
+  reason: Schema.String,
+  output: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    return `agent ${this.agent} did not start: ${this.reason}${this.output ? `\n--- last output ---\n${this.output}` : ""}`
+  }
+}
+
+export class InvalidToolName extends Schema.TaggedError<InvalidToolName>()("InvalidToolName", {
+  tool: Schema.String
+}) {
+  override get message() {
+    return `invalid tool name "${this.tool}": use 1-64 letters, digits, "_" or "-"`
+  }
+}
+
+/** A handler can fail with this to give the model a precise message. */
+export class ToolError extends Schema.TaggedError<ToolError>()("ToolError", {
+  message: Schema.String
+}) {}
+
+export class EndpointNotFound extends Schema.TaggedError<EndpointNotFound>()("EndpointNotFound", {
+  process: Schema.String,
+  endpoint: Schema.String,
+  available: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `process ${this.process} has no endpoint "${this.endpoint}" (endpoints: ${this.available.join(", ") || "none"})`
+  }
+}
+
+export class EndpointFailed extends Schema.TaggedError<EndpointFailed>()("EndpointFailed", {
+  process: Schema.String,
+  endpoint: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `endpoint ${this.process}.${this.endpoint} failed: ${this.reason}`
+  }
+}
+
+export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed
+export type EndpointError = EndpointNotFound | EndpointFailed
+
+/** A short, human text for any error value. */
+export const describe = (error: unknown): string => {
+  if (typeof error === "object" && error !== null) {
+    const tag = "_tag" in error ? String((error as { _tag: unknown })._tag) : undefined
+    const message = "message" in error ? String((error as { message: unknown }).message) : undefined
+    if (message && tag && !message.includes(tag)) return `${tag}: ${message}`
+    if (message) return message
+    if (tag) return tag
+  }
+  return String(error)
+}

@@ -1,0 +1,226 @@
+/**
+ * The wire protocol between a run, its agents (the pi extension or the
+ * scripted driver) and the `ramure` CLI: one Schema tagged union, JSON over
+ * WebSocket.
+ *
+ * Agents connect to `/agents/<agentId>`, the CLI to `/control`; both send the
+ * run's secret token in the `x-ramure-token` header, checked before the
+ * WebSocket is accepted.
+ *
+ * Everything the runtime tells an agent is an `Entry` of that agent's
+ * replication log, numbered by `seq` (1, 2, 3, …). The agent remembers the
+ * last `seq` it applied, asks for `Hello { after }` on every (re)connect,
+ * applies entries strictly in order, drops duplicates and asks again on a gap.
+ * A dropped connection therefore loses nothing.
+ */
+import { Either, Schema } from "effect"
+
+export const version = 1
+
+export const TOKEN_HEADER = "x-ramure-token"
+
+export const agentPath = (agentId: string): string => `/agents/${encodeURIComponent(agentId)}`
+export const controlPath = "/control"
+
+/** Close codes (4000–4999 are free for applications). */
+export const CloseCode = {
+  normal: 1000,
+  badPath: 4400,
+  unauthorized: 4401,
+  unknownAgent: 4404,
+  replaced: 4409,
+  tooLarge: 4413,
+  protocolVersion: 4426,
+  shutdown: 4000
+} as const
+
+// ---------------------------------------------------------------------------
+// Tools
+
+/** A tool as the model sees it. */
+export const ToolDefinition = Schema.Struct({
+  name: Schema.String,
+  description: Schema.String,
+  /** JSON Schema of the arguments object. */
+  parameters: Schema.Unknown
+})
+export type ToolDefinition = typeof ToolDefinition.Type
+
+// ---------------------------------------------------------------------------
+// Agent events (forwarded by the extension, recorded in the agent's log)
+
+export const Usage = Schema.Struct({
+  input: Schema.Number,
+  output: Schema.Number,
+  cacheRead: Schema.optional(Schema.Number),
+  cacheWrite: Schema.optional(Schema.Number),
+  cost: Schema.Number
+})
+export type Usage = typeof Usage.Type
+
+export const AgentStart = Schema.TaggedStruct("agent_start", {})
+export const AgentEnd = Schema.TaggedStruct("agent_end", {})
+export const TurnStart = Schema.TaggedStruct("turn_start", {})
+export const TurnEnd = Schema.TaggedStruct("turn_end", {})
+export const MessageEnd = Schema.TaggedStruct("message_end", {
+  role: Schema.Literal("assistant", "user"),
+  /** Text, truncated to the extension's cap; thinking is never forwarded. */
+  text: Schema.String,
+  truncated: Schema.optional(Schema.Boolean),
+  toolCalls: Schema.optional(Schema.Array(Schema.String)),
+  usage: Schema.optional(Usage)
+})
+export const ToolExecutionStart = Schema.TaggedStruct("tool_execution_start", {
+  toolCallId: Schema.String,
+  tool: Schema.String
+})
+export const ToolExecutionEnd = Schema.TaggedStruct("tool_execution_end", {
+  toolCallId: Schema.String,
+  tool: Schema.String,
+  isError: Schema.Boolean,
+  /** Result text, truncated to the extension's cap. */
+  result: Schema.String
+})
+export const AgentError = Schema.TaggedStruct("agent_error", {
+  message: Schema.String
+})
+
+/** What an agent reports about its own work. */
+export const AgentEvent = Schema.Union(
+  AgentStart,
+  AgentEnd,
+  TurnStart,
+  TurnEnd,
+  MessageEnd,
+  ToolExecutionStart,
+  ToolExecutionEnd,
+  AgentError
+)
+export type AgentEvent = typeof AgentEvent.Type
+
+// ---------------------------------------------------------------------------
+// Replication log entries (runtime → agent)
+
+export const ToolAdded = Schema.TaggedStruct("ToolAdded", { tool: ToolDefinition })
+export const ToolRemoved = Schema.TaggedStruct("ToolRemoved", { name: Schema.String })
+export const ToolResult = Schema.TaggedStruct("ToolResult", {
+  callId: Schema.String,
+  isError: Schema.Boolean,
+  text: Schema.String
+})
+export const UserMessage = Schema.TaggedStruct("UserMessage", {
+  text: Schema.String,
+  /** The sending agent, for messages along a `connect` edge. */
+  from: Schema.optional(Schema.String)
+})
+export const Shutdown = Schema.TaggedStruct("Shutdown", { reason: Schema.String })
+
+export const EntryBody = Schema.Union(ToolAdded, ToolRemoved, ToolResult, UserMessage, Shutdown)
+export type EntryBody = typeof EntryBody.Type
+
+// ---------------------------------------------------------------------------
+// Agent ⇄ runtime messages
+
+/** First message on every agent connection, and the way to ask for a resync. */
+export const Hello = Schema.TaggedStruct("Hello", {
+  protocol: Schema.Number,
+  agentId: Schema.String,
+  /** The last `seq` the agent applied (0 on a fresh start). */
+  after: Schema.Number
+})
+/** A tool call from the model. Re-sending the same `callId` is harmless. */
+export const ToolCall = Schema.TaggedStruct("ToolCall", {
+  callId: Schema.String,
+  tool: Schema.String,
+  args: Schema.Unknown
+})
+export const Event = Schema.TaggedStruct("Event", { event: AgentEvent })
+
+/** One entry of the agent's replication log. */
+export const Entry = Schema.TaggedStruct("Entry", { seq: Schema.Number, body: EntryBody })
+export type Entry = typeof Entry.Type
+/** Sent after the backlog of a `Hello`: the agent is up to date. */
+export const Synced = Schema.TaggedStruct("Synced", { seq: Schema.Number })
+
+// ---------------------------------------------------------------------------
+// CLI ⇄ runtime control channel
+
+export const StatusRequest = Schema.TaggedStruct("Status", {})
+export const SendRequest = Schema.TaggedStruct("Send", { agent: Schema.String, text: Schema.String })
+export const CallRequest = Schema.TaggedStruct("Call", { endpoint: Schema.String, args: Schema.Unknown })
+export const StopRequest = Schema.TaggedStruct("Stop", { reason: Schema.optional(Schema.String) })
+/** Stream the run's log entries (`after` = how many to skip) until the run ends. */
+export const FollowRequest = Schema.TaggedStruct("Follow", { after: Schema.optional(Schema.Number) })
+
+export const ControlCommand = Schema.Union(StatusRequest, SendRequest, CallRequest, StopRequest, FollowRequest)
+export type ControlCommand = typeof ControlCommand.Type
+
+export const ControlRequest = Schema.TaggedStruct("ControlRequest", {
+  id: Schema.Number,
+  command: ControlCommand
+})
+export const ControlReply = Schema.TaggedStruct("ControlReply", {
+  id: Schema.Number,
+  ok: Schema.Boolean,
+  value: Schema.optional(Schema.Unknown),
+  error: Schema.optional(Schema.String)
+})
+/** A log line streamed to a `Follow` request. */
+export const ControlLog = Schema.TaggedStruct("ControlLog", { id: Schema.Number, entry: Schema.Unknown })
+/** The run has ended; sent to followers before the socket closes. */
+export const RunEnded = Schema.TaggedStruct("RunEnded", { outcome: Schema.String })
+
+// ---------------------------------------------------------------------------
+
+/** Sent before closing a connection, or for a message that was rejected. */
+export const ProtocolError = Schema.TaggedStruct("ProtocolError", {
+  code: Schema.Literal("malformed", "unknown_message", "unknown_agent", "unauthorized", "too_large", "version"),
+  message: Schema.String
+})
+
+/** Every message on a ramure WebSocket. */
+export const Message = Schema.Union(
+  Hello,
+  ToolCall,
+  Event,
+  Entry,
+  Synced,
+  ControlRequest,
+  ControlReply,
+  ControlLog,
+  RunEnded,
+  ProtocolError
+)
+export type Message = typeof Message.Type
+
+export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError", {
+  code: Schema.Literal("malformed", "unknown_message"),
+  message: Schema.String
+}) {}
+
+const decodeMessage = Schema.decodeUnknownEither(Message)
+const encodeMessage = Schema.encodeSync(Message)
+
+/**
+ * Parse one WebSocket frame. Invalid JSON is `malformed`; valid JSON that is
+ * not a known message is `unknown_message`.
+ */
+export const decode = (raw: string): Either.Either<Message, DecodeError> => {
+  let json: unknown
+  try {
+    json = JSON.parse(raw)
+  } catch (error) {
+    return Either.left(new DecodeError({ code: "malformed", message: `invalid JSON: ${String(error)}` }))
+  }
+  const result = decodeMessage(json, { onExcessProperty: "ignore" })
+  if (Either.isRight(result)) return Either.right(result.right)
+  const tag = typeof json === "object" && json !== null && "_tag" in json ? String((json as any)._tag) : undefined
+  return Either.left(
+    new DecodeError({
+      code: "unknown_message",
+      message: tag === undefined ? "message has no _tag" : `invalid ${tag} message: ${result.left.message.slice(0, 500)}`
+    })
+  )
+}
+
+export const encode = (message: Message): string => JSON.stringify(encodeMessage(message))

@@ -1,0 +1,151 @@
+/**
+ * The run: its execution id, its WebSocket server (127.0.0.1, random port,
+ * secret token), its live-run registry entry, its log and the agents it
+ * serves. One per root run; nested processes share it.
+ */
+import { Context, Deferred, Effect, Exit, Layer, Schema, type Scope } from "effect"
+import { randomBytes } from "node:crypto"
+import * as AgentSession from "./internal/agentSession.js"
+import * as EventLog from "./internal/eventLog.js"
+import * as Server from "./internal/server.js"
+import { LogSink, type LogEntry } from "./LogSink.js"
+import * as Registry from "./Registry.js"
+import { RunInfo } from "./RunInfo.js"
+import * as RunStatus from "./RunStatus.js"
+
+/** What the root process offers the control channel (`ramure call`). */
+export interface EndpointHost {
+  readonly call: (endpoint: string, args: unknown) => Effect.Effect<unknown, { readonly message: string }>
+}
+
+export interface RuntimeOptions {
+  /** Largest accepted WebSocket frame, in bytes (default 16 MiB). */
+  readonly maxMessageBytes?: number
+  /** Write the live-run registry entry (default true). */
+  readonly register?: boolean
+  /** How many recent log entries `ramure tail -f` can replay (default 10 000). */
+  readonly followBacklog?: number
+}
+
+export interface RuntimeService {
+  readonly info: RunInfo
+  readonly executionId: string
+  /** `ws://127.0.0.1:<port>` */
+  readonly url: string
+  readonly token: string
+  readonly log: (entry: {
+    readonly type: string
+    readonly process: string
+    readonly agent?: string | undefined
+    readonly data?: unknown
+  }) => Effect.Effect<void>
+  readonly status: Effect.Effect<RunStatus.RunStatus>
+  /** Log entries as they are written (recent backlog first). */
+  readonly entries: EventLog.EventLog<LogEntry>
+  readonly sessions: Map<string, AgentSession.AgentSession>
+  /** Reserve a unique agent id for `name` and create its session, removed when the scope closes. */
+  readonly createSession: (name: string, process: string) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
+  /** Completes when someone asks the run to stop (`ramure stop`). */
+  readonly stopRequested: Deferred.Deferred<string>
+  /** The root process's endpoints, for the control channel. */
+  root: EndpointHost | undefined
+}
+
+export class Runtime extends Context.Tag("ramure/Runtime")<Runtime, RuntimeService>() {}
+
+export class RuntimeError extends Schema.TaggedError<RuntimeError>()("RuntimeError", {
+  message: Schema.String
+}) {}
+
+const sanitizeId = (name: string): string => name.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^-+|-+$/g, "") || "agent"
+
+export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, RuntimeError, RunInfo | LogSink> =>
+  Layer.scoped(
+    Runtime,
+    Effect.gen(function* () {
+      const info = yield* RunInfo
+      const sink = yield* LogSink
+      const token = randomBytes(32).toString("base64url")
+      const status = RunStatus.empty()
+      const entries = yield* EventLog.make<LogEntry>({ capacity: options.followBacklog ?? 10_000 })
+      const sessions = new Map<string, AgentSession.AgentSession>()
+      const reserved = new Set<string>()
+      const stopRequested = yield* Deferred.make<string>()
+      let n = 0
+
+      const log: RuntimeService["log"] = (entry) =>
+        Effect.suspend(() => {
+          const line: LogEntry = {
+            ts: new Date().toISOString(),
+            n: ++n,
+            type: entry.type,
+            process: entry.process,
+            ...(entry.agent === undefined ? {} : { agent: entry.agent }),
+            ...(entry.data === undefined ? {} : { data: entry.data })
+          }
+          RunStatus.step(status, line)
+          return Effect.zipRight(sink.write(line), entries.append(line))
+        })
+
+      const runtime: RuntimeService = {
+        info,
+        executionId: info.executionId,
+        url: "",
+        token,
+        log,
+        status: Effect.sync(() => structuredClone(status)),
+        entries,
+        sessions,
+        createSession: (name, process) =>
+          Effect.acquireRelease(
+            Effect.suspend(() => {
+              const base = sanitizeId(name)
+              let id = base
+              for (let i = 2; sessions.has(id) || reserved.has(id); i++) id = `${base}-${i}`
+              reserved.add(id)
+              return Effect.tap(AgentSession.make(id, process, (type, data, agent) => log({ type, process, agent, data })), (session) =>
+                Effect.sync(() => {
+                  reserved.delete(id)
+                  sessions.set(id, session)
+                }))
+            }),
+            (session) => Effect.sync(() => void sessions.delete(session.id))
+          ),
+        stopRequested,
+        root: undefined
+      }
+
+      yield* Effect.addFinalizer((exit) =>
+        Effect.zipRight(
+          log({
+            type: "run_ended",
+            process: "",
+            data: { outcome: Exit.isSuccess(exit) ? "done" : Exit.isInterrupted(exit) ? "interrupted" : "failed" }
+          }),
+          entries.end
+        )
+      )
+
+      const url = yield* Server.start(runtime, { maxMessageBytes: options.maxMessageBytes ?? 16 * 1024 * 1024 })
+      Object.assign(runtime, { url })
+
+      yield* log({
+        type: "run_started",
+        process: "",
+        data: { executionId: info.executionId, program: info.program, pid: process.pid, url }
+      })
+
+      if (options.register !== false) {
+        yield* Registry.removeStale(info.home)
+        yield* Registry.register(info.home, {
+          execution_id: info.executionId,
+          pid: process.pid,
+          server_url: url,
+          token,
+          program: info.program,
+          started_at: new Date().toISOString()
+        }).pipe(Effect.mapError((error) => new RuntimeError({ message: error.message })))
+      }
+      return runtime
+    })
+  )

@@ -1,0 +1,21 @@
+/**
+ * ramure: structured concurrency for coding agents, on Effect.
+ */
+export * as Agent from "./Agent.js"
+export * as AgentClient from "./AgentClient.js"
+export * as AgentLauncher from "./AgentLauncher.js"
+export * as Errors from "./Errors.js"
+export * as JsonlLogSink from "./JsonlLogSink.js"
+export * as LocalMachineProvider from "./LocalMachineProvider.js"
+export * as LogSink from "./LogSink.js"
+export * as Machine from "./Machine.js"
+export * as Process from "./Process.js"
+export * as Protocol from "./Protocol.js"
+export * as Ramure from "./Ramure.js"
+export * as Registry from "./Registry.js"
+export * as RunInfo from "./RunInfo.js"
+export * as RunStatus from "./RunStatus.js"
+export * as Runtime from "./Runtime.js"
+export * as ScriptedAgents from "./ScriptedAgents.js"
+export * as ScriptedModel from "./ScriptedModel.js"
+export { AgentCrashed, AgentStartError, ProcessCancelled, ProcessFailed, ProcessTimeout, ToolError } from "./Errors.js"

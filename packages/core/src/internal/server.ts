@@ -1,0 +1,169 @@
+/**
+ * The run's WebSocket server on 127.0.0.1: authenticates every upgrade with
+ * the run's token (constant-time compare) before accepting it, then serves
+ * agents on `/agents/<id>` and the CLI on `/control`.
+ */
+import { Deferred, Effect, FiberSet, Stream } from "effect"
+import { timingSafeEqual } from "node:crypto"
+import * as http from "node:http"
+import type { Duplex } from "node:stream"
+import { WebSocketServer, type WebSocket } from "ws"
+import * as Protocol from "../Protocol.js"
+import type { RuntimeService } from "../Runtime.js"
+import * as AgentSession from "./agentSession.js"
+import { fromWebSocket, type Connection } from "./socket.js"
+
+export const tokenMatches = (expected: string, given: string | undefined): boolean => {
+  if (given === undefined) return false
+  const a = Buffer.from(expected)
+  const b = Buffer.from(given)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+const reject = (socket: Duplex, status: number, text: string) => {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  socket.destroy()
+}
+
+export const start = (runtime: RuntimeService, options: { readonly maxMessageBytes: number }) =>
+  Effect.gen(function* () {
+    const fibers = yield* FiberSet.make()
+    const run = yield* FiberSet.runtime(fibers)<never>()
+    const logRuntime = (type: string, data: unknown, agent?: string) =>
+      runtime.log({ type, process: "", agent, data })
+
+    const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes })
+    const server = http.createServer((_request, response) => {
+      response.writeHead(426, { "content-type": "text/plain" }).end("ramure: WebSocket only\n")
+    })
+
+    server.on("upgrade", (request, socket, head) => {
+      const path = new URL(request.url ?? "/", "http://localhost").pathname
+      const header = request.headers[Protocol.TOKEN_HEADER]
+      const given = Array.isArray(header) ? header[0] : header
+      if (!tokenMatches(runtime.token, given)) {
+        run(logRuntime("unauthorized", { path, remote: request.socket.remoteAddress, tokenGiven: given !== undefined }))
+        return reject(socket, 401, "Unauthorized")
+      }
+      const agentMatch = /^\/agents\/([^/]+)$/.exec(path)
+      if (agentMatch === null && path !== Protocol.controlPath) {
+        run(logRuntime("protocol_error", { code: "bad_path", path }))
+        return reject(socket, 404, "Not Found")
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        const serve = agentMatch
+          ? serveAgent(decodeURIComponent(agentMatch[1]!), ws)
+          : Effect.flatMap(fromWebSocket(ws), (connection) => serveControl(runtime, connection))
+        run(serve)
+      })
+    })
+
+    const serveAgent = (agentId: string, ws: WebSocket) =>
+      Effect.gen(function* () {
+        const connection = yield* fromWebSocket(ws)
+        const session = runtime.sessions.get(agentId)
+        if (session === undefined) {
+          yield* logRuntime("protocol_error", { code: "unknown_agent", agentId })
+          yield* connection.send(
+            Protocol.encode({ _tag: "ProtocolError", code: "unknown_agent", message: `no agent "${agentId}" in this run` })
+          )
+          return yield* connection.close(Protocol.CloseCode.unknownAgent, "unknown agent")
+        }
+        ws.on("error", (error) => {
+          if ((error as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+            run(logRuntime("protocol_error", { code: "too_large", message: error.message }, agentId))
+          }
+        })
+        yield* AgentSession.serve(session, connection)
+      })
+
+    yield* Effect.acquireRelease(
+      Effect.async<void, Error>((resume) => {
+        server.once("error", (error) => resume(Effect.fail(error)))
+        server.listen(0, "127.0.0.1", () => resume(Effect.void))
+      }).pipe(Effect.orDie),
+      () =>
+        Effect.async<void>((resume) => {
+          for (const client of wss.clients) client.terminate()
+          wss.close()
+          server.close(() => resume(Effect.void))
+          server.closeAllConnections()
+        })
+    )
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    return `ws://127.0.0.1:${port}`
+  })
+
+/** The CLI's control channel: request/reply, plus streaming for `Follow`. */
+const serveControl = (runtime: RuntimeService, connection: Connection) =>
+  Effect.gen(function* () {
+    const requests = yield* FiberSet.make()
+    const reply = (id: number, result: { ok: true; value: unknown } | { ok: false; error: string }) =>
+      connection.send(Protocol.encode({ _tag: "ControlReply", id, ...result }))
+
+    const handle = (id: number, command: Protocol.ControlCommand): Effect.Effect<void> => {
+      switch (command._tag) {
+        case "Status":
+          return Effect.flatMap(runtime.status, (value) => reply(id, { ok: true, value }))
+        case "Send": {
+          const session = runtime.sessions.get(command.agent)
+          if (session === undefined) {
+            return reply(id, {
+              ok: false,
+              error: `no agent "${command.agent}" (agents: ${[...runtime.sessions.keys()].join(", ") || "none"})`
+            })
+          }
+          return Effect.gen(function* () {
+            yield* AgentSession.append(session, { _tag: "UserMessage", text: command.text })
+            yield* session.log("message", { text: command.text, via: "control" })
+            yield* session.events.append({ _tag: "message", text: command.text, from: undefined })
+            yield* reply(id, { ok: true, value: null })
+          })
+        }
+        case "Call": {
+          const root = runtime.root
+          if (root === undefined) return reply(id, { ok: false, error: "the run has no root process endpoints" })
+          return root.call(command.endpoint, command.args).pipe(
+            Effect.matchEffect({
+              onSuccess: (value) => reply(id, { ok: true, value: value === undefined ? null : value }),
+              onFailure: (error) => reply(id, { ok: false, error: error.message })
+            })
+          )
+        }
+        case "Stop":
+          return Effect.zipRight(
+            Deferred.succeed(runtime.stopRequested, command.reason ?? "stopped from the CLI"),
+            reply(id, { ok: true, value: null })
+          )
+        case "Follow":
+          return runtime.entries.stream(0).pipe(
+            Stream.filter((entry) => entry.n > (command.after ?? 0)),
+            Stream.runForEach((entry) => connection.send(Protocol.encode({ _tag: "ControlLog", id, entry }))),
+            Effect.zipRight(reply(id, { ok: true, value: null }))
+          )
+      }
+    }
+
+    yield* connection.frames.pipe(
+      Stream.runForEach((frame) => {
+        const decoded = Protocol.decode(frame)
+        if (decoded._tag === "Left") {
+          return connection.send(
+            Protocol.encode({ _tag: "ProtocolError", code: decoded.left.code, message: decoded.left.message })
+          )
+        }
+        const message = decoded.right
+        if (message._tag !== "ControlRequest") {
+          return connection.send(
+            Protocol.encode({
+              _tag: "ProtocolError",
+              code: "unknown_message",
+              message: `${message._tag} is not a control message`
+            })
+          )
+        }
+        return FiberSet.run(requests, handle(message.id, message.command))
+      })
+    )
+  }).pipe(Effect.scoped)

@@ -1,0 +1,202 @@
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { afterAll, expect, layer } from "@effect/vitest"
+import { Duration, Effect, Exit, Layer, Scope } from "effect"
+import { spawnSync } from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { MachineProvider } from "../src/Machine.js"
+import { RunInfo, shortId } from "../src/RunInfo.js"
+import * as TmuxMachineProvider from "../src/TmuxMachineProvider.js"
+
+const socket = `ramure-test-${process.pid}-${crypto.randomBytes(3).toString("hex")}`
+const home = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-tmux-test-"))
+const executionId = crypto.randomUUID()
+const prefix = `ramure-${shortId(executionId)}-`
+
+const TestRunInfo = Layer.succeed(RunInfo, { executionId, home, program: "test" })
+const TestLayer = TmuxMachineProvider.layer({ socket }).pipe(
+  Layer.provideMerge(TestRunInfo),
+  Layer.provideMerge(NodeContext.layer)
+)
+
+const tmux = (...args: Array<string>) => spawnSync("tmux", ["-L", socket, ...args], { encoding: "utf8" })
+const hasSession = (name: string) => tmux("has-session", "-t", `=${name}`).status === 0
+
+/** Running (zombies awaiting a lazy init do not count). */
+const isAlive = (pid: number) => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
+  } catch {
+    return false
+  }
+}
+
+afterAll(() => {
+  tmux("kill-server")
+})
+
+const machine = (name: string) => Effect.flatMap(MachineProvider, (provider) => provider.make({ name }))
+
+layer(TestLayer, { excludeTestServices: true })("TmuxMachineProvider", (it) => {
+  it.effect("tmux is available", () =>
+    Effect.gen(function* () {
+      expect(yield* TmuxMachineProvider.available).toBe(true)
+    }))
+
+  it.scoped("exec and confined file access work as on a local machine", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("files")
+      expect(m.describe).toEqual({ id: "files", kind: "tmux", cwd: m.cwd })
+      yield* m.writeFile("dir/x.txt", "data")
+      const result = yield* m.exec("cat dir/x.txt; echo oops >&2; exit 2")
+      expect(result).toEqual({ exitCode: 2, stdout: "data", stderr: "oops\n" })
+      expect((yield* Effect.flip(m.readFile("../x"))).message).toContain("escapes")
+      expect((yield* m.exec("sleep 100", { timeout: Duration.millis(100) })).exitCode).toBe(124)
+    }))
+
+  it.scoped("spawn: exited reports the exit code within 2 s, outputTail shows the output, env reaches the program", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("exits")
+      const name = `${prefix}exits`
+      const spawned = yield* m.spawn({
+        name,
+        command: "bash",
+        args: ["-c", 'for i in $(seq 1 50); do echo line $i; done; echo "[$SECRET]" "[$OTHER]"; exit 7'],
+        env: { SECRET: "two words;", OTHER: "#{session_name}" }
+      })
+      expect(spawned.session).toBe(name)
+      expect(spawned.pid).toBeGreaterThan(0)
+      const exit = yield* spawned.exited.pipe(Effect.timeout(Duration.seconds(2)))
+      expect(exit.exitCode).toBe(7)
+      const tail = yield* spawned.outputTail
+      expect(tail).toContain("[two words;] [#{session_name}]")
+      expect(tail).toContain("line 50")
+      expect(tail).not.toContain("line 10\n")
+      expect(tail.split("\n").length).toBeLessThanOrEqual(40)
+      // remain-on-exit keeps the session until the scope closes.
+      expect(hasSession(name)).toBe(true)
+    }))
+
+  it.scoped("spawn: runs in spec.cwd (even with '#' in it) and sanitizes session names", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("cwd")
+      yield* m.writeFile("odd#{dir}/keep", "")
+      const spawned = yield* m.spawn({ name: `${prefix}a.b:c`, command: "pwd", args: [], env: {}, cwd: "odd#{dir}" })
+      expect(spawned.session).toBe(`${prefix}a_b_c`)
+      expect((yield* spawned.exited).exitCode).toBe(0)
+      expect(yield* spawned.outputTail).toContain(path.join(m.cwd, "odd#{dir}"))
+    }))
+
+  it.scoped("spawn: keeps the output of programs that exit at once", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("quick")
+      const all = yield* Effect.forEach(
+        Array.from({ length: 10 }, (_, i) => i),
+        (i) =>
+          m.spawn({ name: `${prefix}quick${i}`, command: "printf", args: ["quick %s\\n", String(i)], env: {} }).pipe(
+            Effect.tap((spawned) => spawned.exited),
+            Effect.flatMap((spawned) => spawned.outputTail)
+          ),
+        { concurrency: "unbounded" }
+      )
+      all.forEach((tail, i) => expect(tail).toContain(`quick ${i}`))
+    }))
+
+  it.scoped("spawn: closing the scope kills a long-running program and its session", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("sleeper")
+      const name = `${prefix}sleeper`
+      const scope = yield* Scope.make()
+      const spawned = yield* m.spawn({ name, command: "sleep", args: ["1000"], env: {} }).pipe(Scope.extend(scope))
+      const pid = spawned.pid!
+      expect(isAlive(pid)).toBe(true)
+      expect(hasSession(name)).toBe(true)
+      const start = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      expect(Date.now() - start).toBeLessThan(1500)
+      expect(isAlive(pid)).toBe(false)
+      expect(hasSession(name)).toBe(false)
+      expect((yield* spawned.exited).exitCode).toBe(143)
+    }))
+
+  it.scoped("spawn: a program that ignores SIGTERM is killed anyway", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("stubborn")
+      const name = `${prefix}stubborn`
+      const scope = yield* Scope.make()
+      const spawned = yield* m.spawn({
+        name,
+        command: "bash",
+        args: ["-c", "trap '' TERM HUP; echo ready; while true; do sleep 0.1; done"],
+        env: {}
+      }).pipe(Scope.extend(scope))
+      yield* Effect.sleep(Duration.millis(300))
+      expect(yield* spawned.outputTail).toContain("ready")
+      yield* Scope.close(scope, Exit.void)
+      expect(isAlive(spawned.pid!)).toBe(false)
+      expect(hasSession(name)).toBe(false)
+    }))
+
+  it.scoped("spawn: a kill -9 from outside is seen by exited within 2 s", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("victim")
+      const spawned = yield* m.spawn({ name: `${prefix}victim`, command: "sleep", args: ["1000"], env: {} })
+      process.kill(spawned.pid!, "SIGKILL")
+      const exit = yield* spawned.exited.pipe(Effect.timeout(Duration.seconds(2)))
+      expect(exit.exitCode).toBe(137)
+    }))
+
+  it.scoped("spawn: a duplicate session name is a MachineError", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("dup")
+      yield* m.spawn({ name: `${prefix}dup`, command: "sleep", args: ["1000"], env: {} })
+      const error = yield* Effect.flip(m.spawn({ name: `${prefix}dup`, command: "sleep", args: ["1000"], env: {} }))
+      expect(error._tag).toBe("MachineError")
+      expect(error.message).toContain("duplicate session")
+    }))
+
+  it.scoped("sessionsOf / killRunSessions find and kill a run's sessions; release afterwards is harmless", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("cleanup")
+      const other = tmux("new-session", "-d", "-s", "ramure-00000000-other", "sleep", "1000")
+      expect(other.status).toBe(0)
+      const a = yield* m.spawn({ name: `${prefix}a`, command: "sleep", args: ["1000"], env: {} })
+      const b = yield* m.spawn({ name: `${prefix}b`, command: "sleep", args: ["1000"], env: {} })
+      const options = { socket }
+      expect([...(yield* TmuxMachineProvider.sessionsOf(executionId, options))].sort()).toEqual([`${prefix}a`, `${prefix}b`])
+      const killed = yield* TmuxMachineProvider.killRunSessions(executionId.slice(0, 4), options)
+      expect([...killed].sort()).toEqual([`${prefix}a`, `${prefix}b`])
+      expect(yield* TmuxMachineProvider.sessionsOf(executionId, options)).toEqual([])
+      expect(hasSession("ramure-00000000-other")).toBe(true)
+      tmux("kill-session", "-t", "=ramure-00000000-other")
+      yield* Effect.sleep(Duration.millis(200))
+      expect(isAlive(a.pid!)).toBe(false)
+      expect(isAlive(b.pid!)).toBe(false)
+      yield* a.exited.pipe(Effect.timeout(Duration.seconds(2)))
+    }))
+
+  it.effect("making a machine without tmux is a MachineError", () =>
+    Effect.gen(function* () {
+      const saved = process.env.PATH
+      process.env.PATH = "/nonexistent"
+      const result = yield* Effect.gen(function* () {
+        const available = yield* TmuxMachineProvider.available
+        const error = yield* Effect.flip(Effect.scoped(machine("no-tmux")))
+        return { available, error }
+      }).pipe(
+        Effect.provide(TmuxMachineProvider.layer({ socket }).pipe(Layer.provideMerge(TestRunInfo), Layer.provideMerge(NodeContext.layer))),
+        Effect.ensuring(Effect.sync(() => (process.env.PATH = saved)))
+      )
+      expect(result.available).toBe(false)
+      expect(result.error.message).toBe("tmux is not installed (apt-get install tmux)")
+    }))
+
+  it.effect("leaves no sessions behind", () =>
+    Effect.gen(function* () {
+      expect(yield* TmuxMachineProvider.sessionsOf(executionId, { socket })).toEqual([])
+      expect(tmux("list-sessions").stdout).toBe("")
+    }))
+})
