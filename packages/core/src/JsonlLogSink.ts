@@ -5,7 +5,7 @@
  * pending line before it returns, so nothing is lost on exit, failure or
  * interrupt.
  */
-import { Effect, Layer, Queue } from "effect"
+import { Effect, Fiber, Layer, Queue } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { LogSink, fileOf, type LogEntry } from "./LogSink.js"
@@ -40,29 +40,33 @@ export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
         for (const [file, lines] of chunks) fs.writeSync(fdOf(file), lines.join("\n") + "\n")
       })
 
-    const queue = yield* Queue.unbounded<LogEntry>()
-    const drain = Queue.takeAll(queue).pipe(Effect.flatMap(writeBatch))
-
+    // `null` asks the writer to stop after everything queued before it.
+    const queue = yield* Queue.unbounded<LogEntry | null>()
+    const writeLoop: Effect.Effect<void> = Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER).pipe(
+      Effect.flatMap((batch) => {
+        const entries = [...batch]
+        const stop = entries.includes(null)
+        return Effect.zipRight(
+          writeBatch(entries.filter((entry): entry is LogEntry => entry !== null)),
+          stop ? Effect.void : writeLoop
+        )
+      })
+    )
+    const writer = yield* Effect.forkDaemon(writeLoop)
     yield* Effect.addFinalizer(() =>
-      drain.pipe(
-        Effect.andThen(
+      Queue.offer(queue, null).pipe(
+        Effect.zipRight(Fiber.join(writer)),
+        Effect.zipRight(
           Effect.sync(() => {
             for (const fd of files.values()) fs.closeSync(fd)
             files.clear()
           })
-        ),
-        Effect.orDie
+        )
       )
-    )
-    yield* Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER).pipe(
-      Effect.flatMap(writeBatch),
-      Effect.forever,
-      Effect.forkScoped
     )
 
     return {
-      write: (entry) => Queue.offer(queue, entry),
-      flush: drain
+      write: (entry) => Queue.offer(queue, entry)
     }
   })
 )

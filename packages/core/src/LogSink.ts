@@ -3,7 +3,7 @@
  * the path of the process it belongs to and, when it concerns an agent, the
  * agent's id.
  */
-import { Context, Effect, Layer, Ref, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 
 export const LogEntry = Schema.Struct({
   /** ISO timestamp. */
@@ -28,8 +28,6 @@ export class LogSink extends Context.Tag("ramure/LogSink")<
   LogSink,
   {
     readonly write: (entry: LogEntry) => Effect.Effect<void>
-    /** Everything written so far is on disk (or wherever the sink keeps it). */
-    readonly flush: Effect.Effect<void>
   }
 >() {}
 
@@ -41,10 +39,9 @@ export class MemoryLog extends Context.Tag("ramure/MemoryLog")<
 
 export const layerMemory: Layer.Layer<LogSink | MemoryLog> = Layer.effectContext(
   Effect.gen(function* () {
-    const ref = yield* Ref.make<ReadonlyArray<LogEntry>>([])
-    return Context.make(LogSink, {
-      write: (entry) => Ref.update(ref, (entries) => [...entries, entry]),
-      flush: Effect.void
-    }).pipe(Context.add(MemoryLog, { entries: Ref.get(ref) }))
+    const entries: Array<LogEntry> = []
+    return Context.make(LogSink, { write: (entry) => Effect.sync(() => void entries.push(entry)) }).pipe(
+      Context.add(MemoryLog, { entries: Effect.sync(() => entries.slice()) })
+    )
   })
 )

@@ -109,7 +109,8 @@ const supervise = <A, E, R>(
 ) => {
   let effect: Effect.Effect<A, E | ProcessError, Exclude<R, CurrentProcess>> = Effect.raceFirst(
     body.pipe(
-      Effect.tap((value) => Deferred.succeed(state.completion, value)),
+      // The first completion wins: a body that returns after `done`/`fail` does not override it.
+      Effect.flatMap((value) => Effect.zipRight(Deferred.succeed(state.completion, value), Deferred.await(state.completion))),
       Effect.provideService(CurrentProcess, state)
     ),
     Deferred.await(state.completion) as Effect.Effect<A, ProcessError>

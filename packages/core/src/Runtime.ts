@@ -3,7 +3,7 @@
  * secret token), its live-run registry entry, its log and the agents it
  * serves. One per root run; nested processes share it.
  */
-import { Context, Deferred, Effect, Exit, Layer, Schema, type Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Predicate, Schema, type Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import * as AgentSession from "./internal/agentSession.js"
 import * as EventLog from "./internal/eventLog.js"
@@ -56,6 +56,14 @@ export class Runtime extends Context.Tag("ramure/Runtime")<Runtime, RuntimeServi
 export class RuntimeError extends Schema.TaggedError<RuntimeError>()("RuntimeError", {
   message: Schema.String
 }) {}
+
+/** How a run ended; a run stopped by `ramure stop` (or a cancelled root process) is `cancelled`. */
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>): string => {
+  if (Exit.isSuccess(exit)) return "done"
+  if (Exit.isInterrupted(exit)) return "interrupted"
+  const failure = Cause.failureOption(exit.cause)
+  return Option.isSome(failure) && Predicate.isTagged(failure.value, "ProcessCancelled") ? "cancelled" : "failed"
+}
 
 const sanitizeId = (name: string): string => name.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^-+|-+$/g, "") || "agent"
 
@@ -115,19 +123,13 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
         root: undefined
       }
 
-      yield* Effect.addFinalizer((exit) =>
-        Effect.zipRight(
-          log({
-            type: "run_ended",
-            process: "",
-            data: { outcome: Exit.isSuccess(exit) ? "done" : Exit.isInterrupted(exit) ? "interrupted" : "failed" }
-          }),
-          entries.end
-        )
-      )
-
       const url = yield* Server.start(runtime, { maxMessageBytes: options.maxMessageBytes ?? 16 * 1024 * 1024 })
       Object.assign(runtime, { url })
+
+      // Added after the server starts, so it runs before the server closes: followers see `run_ended`.
+      yield* Effect.addFinalizer((exit) =>
+        Effect.zipRight(log({ type: "run_ended", process: "", data: { outcome: outcomeOf(exit) } }), entries.end)
+      )
 
       yield* log({
         type: "run_started",

@@ -8,7 +8,7 @@ import { scripted } from "./helpers.js"
 const Finish = Schema.Struct({ result: Schema.String })
 
 /** A process with one agent, a `finish` tool that completes it, and whatever `setup` adds. */
-const withWorker = (setup: (agent: Agent.Agent) => Effect.Effect<void, any, any>) =>
+const withWorker = (setup: (agent: Agent.Agent) => Effect.Effect<unknown, unknown>) =>
   Process.make("main", () =>
     Effect.gen(function* () {
       const worker = yield* Agent.make("worker")

@@ -1,0 +1,408 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Deferred, Effect, Exit, Fiber, Schema, Stream } from "effect"
+import * as Agent from "../src/Agent.js"
+import { AgentCrashed, ProcessCancelled, ProcessFailed, ProcessTimeout } from "../src/Errors.js"
+import * as Process from "../src/Process.js"
+import { Runtime } from "../src/Runtime.js"
+import type { Script } from "../src/ScriptedAgents.js"
+import { scripted } from "./helpers.js"
+
+const Done = Schema.Struct({ value: Schema.String })
+
+/** A script that calls `tool` with `args` once it has the tool. */
+const callOnce = (tool: string, args: unknown): Script => (driver) =>
+  Effect.zipRight(driver.waitForTool(tool), driver.call(tool, args))
+
+/** Released agents leave no session behind and say so in their events. */
+const expectReleased = (agents: ReadonlyArray<Agent.Agent>) =>
+  Effect.gen(function* () {
+    const runtime = yield* Runtime
+    for (const agent of agents) {
+      expect(runtime.sessions.has(agent.id)).toBe(false)
+      const events = yield* Stream.runCollect(agent.events)
+      expect(Chunk.toArray(events).at(-1)).toEqual({ _tag: "released" })
+    }
+    const status = yield* runtime.status
+    for (const agent of agents) expect(status.agents.find((a) => a.id === agent.id)?.state).toBe("done")
+  })
+
+describe("Process completion", () => {
+  it.live("done completes the process with the value and releases its agents", () => {
+    let created: Array<Agent.Agent> = []
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const a = yield* Agent.make("a")
+        created.push(a)
+        yield* a.on("finish", { description: "", parameters: Done }, ({ value }) => Process.done(value))
+        return yield* Process.wait<string>()
+      })
+    )
+    return Effect.gen(function* () {
+      expect(yield* main()).toBe("42")
+      yield* expectReleased(created)
+    }).pipe(Effect.provide(scripted({ a: callOnce("finish", { value: "42" }) })))
+  })
+
+  it.live("fail fails the process with ProcessFailed", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const a = yield* Agent.make("a")
+        yield* a.on("give_up", { description: "", parameters: Schema.Struct({ why: Schema.String }) }, ({ why }) =>
+          Process.fail(why))
+        return yield* Process.wait()
+      })
+    )
+    return Effect.gen(function* () {
+      const error = yield* Effect.flip(main())
+      expect(error).toBeInstanceOf(ProcessFailed)
+      expect(error).toMatchObject({ process: "main", reason: "too hard" })
+    }).pipe(Effect.provide(scripted({ a: callOnce("give_up", { why: "too hard" }) })))
+  })
+
+  it.live("a body that returns completes the process without done", () =>
+    Process.make("main", () => Effect.succeed(7))().pipe(
+      Effect.map((value) => expect(value).toBe(7)),
+      Effect.provide(scripted({}))
+    ))
+
+  it.live("a timeout fails with ProcessTimeout and every agent is released", () => {
+    const created: Array<Agent.Agent> = []
+    const main = Process.make(
+      "slow",
+      () =>
+        Effect.gen(function* () {
+          created.push(...(yield* Effect.all([Agent.make("a"), Agent.make("b")], { concurrency: "unbounded" })))
+          return yield* Process.wait()
+        }),
+      { timeout: "300 millis" }
+    )
+    return Effect.gen(function* () {
+      const error = yield* Effect.flip(main())
+      expect(error).toBeInstanceOf(ProcessTimeout)
+      expect(created).toHaveLength(2)
+      yield* expectReleased(created)
+      const status = yield* (yield* Runtime).status
+      expect(status.processes[0]).toMatchObject({ path: "slow", state: "timeout" })
+    }).pipe(Effect.provide(scripted({})))
+  })
+
+  it.live("interrupting a process releases every agent", () => {
+    const created: Array<Agent.Agent> = []
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        created.push(yield* Agent.make("a"), yield* Agent.make("b"))
+        return yield* Effect.never
+      })
+    )
+    return Effect.gen(function* () {
+      const fiber = yield* Effect.fork(main())
+      while (created.length < 2) yield* Effect.sleep("10 millis")
+      yield* Fiber.interrupt(fiber)
+      yield* expectReleased(created)
+      const status = yield* (yield* Runtime).status
+      expect(status.processes[0]!.state).toBe("cancelled")
+    }).pipe(Effect.provide(scripted({})))
+  })
+
+  it.live("a crashing agent fails its process with AgentCrashed", () =>
+    Process.make("main", () => Effect.zipRight(Agent.make("flaky"), Process.wait()))().pipe(
+      Effect.flip,
+      Effect.map((error) => {
+        expect(error).toBeInstanceOf(AgentCrashed)
+        expect((error as AgentCrashed).output).toContain("lost my mind")
+      }),
+      Effect.provide(scripted({ flaky: () => Effect.fail("lost my mind") }))
+    ))
+})
+
+describe("Nested processes", () => {
+  it.live("a child called inline shares the runtime and gets a nested path", () => {
+    const child = Process.make("child", (n: number) =>
+      Effect.gen(function* () {
+        const agent = yield* Agent.make("helper")
+        return { n: n * 2, agent: agent.id, path: yield* Process.path }
+      }))
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const first = yield* child(21)
+        const second = yield* child(1)
+        return [first, second]
+      }))
+    return Effect.gen(function* () {
+      const [first, second] = yield* main()
+      expect(first).toEqual({ n: 42, agent: "helper", path: "main/child" })
+      expect(second).toEqual({ n: 2, agent: "helper", path: "main/child-2" })
+      const status = yield* (yield* Runtime).status
+      expect(status.processes.map((p) => p.path)).toEqual(["main", "main/child", "main/child-2"])
+      expect(status.processes.every((p) => p.state === "done")).toBe(true)
+    }).pipe(Effect.provide(scripted({})))
+  })
+
+  it.live("fan-out: many agents work concurrently with Effect.all", () => {
+    const worker = Process.make("worker", (i: number) =>
+      Effect.gen(function* () {
+        const agent = yield* Agent.make(`w${i}`)
+        yield* agent.on("report", { description: "", parameters: Schema.Struct({ square: Schema.Number }) }, ({ square }) =>
+          Process.done(square))
+        yield* agent.send(String(i))
+        return yield* Process.wait<number>()
+      }))
+    const main = Process.make("main", () =>
+      Effect.all(Array.from({ length: 8 }, (_, i) => worker(i)), { concurrency: "unbounded" }))
+    const squarer: Script = (driver) =>
+      Effect.gen(function* () {
+        const n = Number(yield* driver.nextMessage)
+        yield* driver.waitForTool("report")
+        yield* driver.call("report", { square: n * n })
+      })
+    return main().pipe(
+      Effect.map((squares) => expect(squares).toEqual([0, 1, 4, 9, 16, 25, 36, 49])),
+      Effect.provide(scripted(() => squarer))
+    )
+  })
+})
+
+describe("spawn", () => {
+  const attempt = Process.make("attempt", (n: number) =>
+    Effect.gen(function* () {
+      yield* Process.emit("trying", { n })
+      const agent = yield* Agent.make("solver")
+      yield* agent.on("result", { description: "", parameters: Schema.Struct({ ok: Schema.Boolean }) }, ({ ok }) =>
+        ok ? Process.done(`solved on attempt ${n}`) : Process.fail(`attempt ${n} failed`))
+      yield* agent.send(String(n))
+      return yield* Process.wait<string>()
+    }))
+  const solver: Script = (driver) =>
+    Effect.gen(function* () {
+      const n = Number(yield* driver.nextMessage)
+      yield* driver.waitForTool("result")
+      yield* driver.call("result", { ok: n >= 2 })
+    })
+
+  it.live("events stream started, custom events, done; a failed child can be retried", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const tags: Array<Array<string>> = []
+        for (let n = 1; ; n++) {
+          const handle = yield* Process.spawn(attempt, n)
+          const events = Chunk.toArray(yield* Stream.runCollect(handle.events))
+          tags.push(events.map((e) => (e._tag === "event" ? `event:${e.type}` : e._tag)))
+          const exit = yield* Effect.exit(handle.await)
+          if (Exit.isSuccess(exit)) return { result: exit.value, tags }
+          expect(Exit.isFailure(exit) && exit.cause.toString()).toContain("attempt 1 failed")
+        }
+      }))
+    return main().pipe(
+      Effect.map(({ result, tags }) => {
+        expect(result).toBe("solved on attempt 2")
+        expect(tags).toEqual([
+          ["started", "event:trying", "agent", "failed"],
+          ["started", "event:trying", "agent", "done"]
+        ])
+      }),
+      Effect.provide(scripted(() => solver))
+    )
+  })
+
+  it.live("a spawned child is interrupted when its parent ends, and cancel ends it", () => {
+    const forever = Process.make("forever", () => Effect.zipRight(Agent.make("idle"), Effect.never))
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const kept = yield* Process.spawn(forever)
+        const cancelled = yield* Process.spawn(forever)
+        while ((yield* cancelled.agents).size === 0) yield* Effect.sleep("10 millis")
+        yield* cancelled.cancel
+        const error = yield* Effect.flip(cancelled.await)
+        expect(error).toBeInstanceOf(ProcessCancelled)
+        while ((yield* kept.agents).size === 0) yield* Effect.sleep("10 millis")
+        return kept
+      }))
+    return Effect.gen(function* () {
+      const kept = yield* main()
+      const last = Chunk.toArray(yield* Stream.runCollect(kept.events)).at(-1)
+      expect(last?._tag).toBe("cancelled")
+      expect((yield* Runtime).sessions.size).toBe(0)
+    }).pipe(Effect.provide(scripted({})))
+  })
+})
+
+describe("expose, call and attach", () => {
+  const pool = Process.make("pool", () =>
+    Effect.gen(function* () {
+      const Args = Schema.Struct({ a: Schema.Number, b: Schema.Number })
+      yield* Process.expose("add", { description: "Add", parameters: Args }, ({ a, b }) => Effect.succeed(a + b))
+      yield* Process.expose("mul", { description: "Multiply", parameters: Args }, ({ a, b }) => Effect.succeed(a * b))
+      yield* Process.expose("finish", { description: "Finish the pool", parameters: Schema.Struct({}) }, () =>
+        Effect.zipRight(Process.emit("finishing"), Process.done("pool finished")))
+      return yield* Process.wait<string>()
+    }))
+
+  it.live("call runs endpoints in the child; done inside an endpoint completes the child", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const child = yield* Process.spawn(pool)
+        while ((yield* child.endpoints).length < 3) yield* Effect.sleep("5 millis")
+        const sum = yield* child.call("add", { a: 2, b: 3 })
+        const invalid = yield* Effect.flip(child.call("add", { a: "x" }))
+        const missing = yield* Effect.flip(child.call("div", { a: 1, b: 2 }))
+        yield* child.call("finish")
+        return { sum, invalid: invalid.message, missing: missing.message, result: yield* child.await }
+      }))
+    return main().pipe(
+      Effect.map(({ invalid, missing, result, sum }) => {
+        expect(sum).toBe(5)
+        expect(invalid).toContain("invalid arguments")
+        expect(missing).toContain('no endpoint "div"')
+        expect(result).toBe("pool finished")
+      }),
+      Effect.provide(scripted({}))
+    )
+  })
+
+  it.live("attach gives an agent the child's endpoints as tools, filtered by only, renamed by prefix", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const child = yield* Process.spawn(pool)
+        while ((yield* child.endpoints).length < 3) yield* Effect.sleep("5 millis")
+        const dispatcher = yield* Agent.make("dispatcher")
+        yield* child.attach(dispatcher, { only: ["add", "finish"], prefix: "pool_" })
+        yield* dispatcher.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
+          Process.done(text))
+        return yield* Process.wait<string>()
+      }))
+    return main().pipe(
+      Effect.map((report) => expect(JSON.parse(report)).toEqual({ tools: ["pool_add", "pool_finish", "report"], sum: "7" })),
+      Effect.provide(
+        scripted({
+          dispatcher: (driver) =>
+            Effect.gen(function* () {
+              yield* driver.waitForTool("report")
+              const sum = yield* driver.call("pool_add", { a: 3, b: 4 })
+              yield* driver.call("pool_finish", {})
+              yield* driver.call("report", {
+                text: JSON.stringify({ tools: [...driver.tools().keys()].sort(), sum: sum.text })
+              })
+            })
+        })
+      )
+    )
+  })
+})
+
+describe("connect", () => {
+  const pair = (direction: Agent.Direction) =>
+    Process.make("main", () =>
+      Effect.gen(function* () {
+        const [a, b] = yield* Effect.all([Agent.make("a"), Agent.make("b")], { concurrency: "unbounded" })
+        yield* Agent.connect(a, b, { direction })
+        for (const agent of [a, b]) {
+          yield* agent.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
+            Process.done(`${agent.id}: ${text}`))
+        }
+        return yield* Process.wait<string>()
+      }))
+  const tools: Record<string, Array<string>> = {}
+  const recordTools = (name: string, then?: Script): Script => (driver) =>
+    Effect.gen(function* () {
+      yield* driver.waitForTool("report")
+      tools[name] = [...driver.tools().keys()].sort()
+      if (then) yield* then(driver)
+    })
+
+  it.live("both directions: each side can message the other, the receiver sees the sender", () =>
+    pair("both")().pipe(
+      Effect.map((result) => {
+        expect(result).toBe("b: got [From: a] hello b")
+        expect(tools.a).toEqual(["message", "report", "send_file"])
+        expect(tools.b).toEqual(["message", "report", "send_file"])
+      }),
+      Effect.provide(
+        scripted({
+          a: recordTools("a", (driver) => Effect.asVoid(driver.call("message", { to: "b", text: "hello b" }))),
+          b: recordTools("b", (driver) =>
+            Effect.flatMap(driver.nextMessage, (text) => driver.call("report", { text: `got ${text}` })))
+        })
+      )
+    ))
+
+  it.live("one way: the receiver has no tool to answer, and messaging a non-peer is an error result", () =>
+    pair("a->b")().pipe(
+      Effect.map((result) => {
+        expect(result).toBe("a: not connected")
+        expect(tools.a).toEqual(["message", "report", "send_file"])
+        expect(tools.b).toEqual(["report"])
+      }),
+      Effect.provide(
+        scripted({
+          a: recordTools("a", (driver) =>
+            Effect.gen(function* () {
+              const wrong = yield* driver.call("message", { to: "a", text: "me?" })
+              expect(wrong).toMatchObject({ isError: true })
+              expect(wrong.text).toContain('not connected to "a"')
+              yield* driver.call("report", { text: "not connected" })
+            })),
+          b: recordTools("b")
+        })
+      )
+    ))
+
+  it.live("send_file copies a file between the agents' machines", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const [a, b] = yield* Effect.all([Agent.make("a"), Agent.make("b")])
+        yield* a.exec("mkdir -p src && echo 'export const x = 1' > src/x.ts")
+        yield* Agent.connect(a, b, { direction: "a->b" })
+        yield* b.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
+          Effect.flatMap(b.exec("cat review/x.ts"), (copied) => Process.done({ message: text, copied: copied.stdout })))
+        return yield* Process.wait<{ message: string; copied: string }>()
+      }))
+    return main().pipe(
+      Effect.map(({ copied, message }) => {
+        expect(message).toBe("[From: a] sent you a file: review/x.ts")
+        expect(copied).toBe("export const x = 1\n")
+      }),
+      Effect.provide(
+        scripted({
+          a: (driver) =>
+            Effect.zipRight(driver.waitForTool("send_file"), driver.call("send_file", { to: "b", path: "src/x.ts", dest: "review/x.ts" })),
+          b: (driver) =>
+            Effect.gen(function* () {
+              const text = yield* driver.nextMessage
+              yield* driver.waitForTool("report")
+              yield* driver.call("report", { text })
+            })
+        })
+      )
+    )
+  })
+})
+
+describe("tools added after start", () => {
+  it.live("a tool registered while the agent runs becomes callable", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const agent = yield* Agent.make("a")
+        const ready = yield* Deferred.make<void>()
+        yield* agent.on("ready", { description: "", parameters: Schema.Struct({}) }, () => Deferred.succeed(ready, undefined))
+        yield* Deferred.await(ready)
+        yield* agent.on("late", { description: "added later", parameters: Schema.Struct({ x: Schema.Number }) }, ({ x }) =>
+          Process.done(x))
+        return yield* Process.wait<number>()
+      }))
+    return main().pipe(
+      Effect.map((x) => expect(x).toBe(9)),
+      Effect.provide(
+        scripted({
+          a: (driver) =>
+            Effect.gen(function* () {
+              yield* driver.waitForTool("ready")
+              expect(driver.tools().has("late")).toBe(false)
+              yield* driver.call("ready", {})
+              yield* driver.waitForTool("late")
+              yield* driver.call("late", { x: 9 })
+            })
+        })
+      )
+    )
+  })
+})
