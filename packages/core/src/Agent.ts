@@ -106,78 +106,85 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
 
   const start = Effect.gen(function* () {
-    const session = yield* runtime.createSession(name, owner.path)
-    // Runs last: after the shutdown request, the kill and the machine's release.
-    yield* Effect.addFinalizer(() =>
+    yield* Effect.acquireRelease(runtime.livePermits.take(1), () => runtime.livePermits.release(1))
+    // Starting pi is heavy: only so many agents start at once.
+    const { launched, machine, session } = yield* runtime.startPermits.withPermits(1)(
       Effect.gen(function* () {
-        owner.agents.delete(session.id)
-        yield* session.log("agent_released")
-        yield* session.events.append({ _tag: "released" })
-        yield* session.events.end
-        yield* session.entries.end
-      })
-    )
-    const machine = options.machine ?? (yield* provider.make({ name: session.id }))
-    const sessionName = `ramure-${shortId(runtime.executionId)}-${session.id}`
-    const launched = yield* launcher.launch({
-      agentId: session.id,
-      executionId: runtime.executionId,
-      url: runtime.url,
-      token: runtime.token,
-      machine,
-      systemPrompt: options.systemPrompt,
-      model: options.model,
-      sessionName
-    })
-    yield* session.log("agent_created", {
-      name,
-      machine: machine.describe,
-      session: launched.session,
-      pid: launched.pid,
-      model: options.model
-    })
-
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function* () {
-        session.shuttingDown = true
-        yield* session.entries.append({ _tag: "Shutdown", reason: "the process that owns this agent ended" })
-        if (session.current !== undefined) {
-          yield* Deferred.await(session.gone).pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))
-        }
-      })
-    )
-
-    yield* launched.exited.pipe(
-      Effect.flatMap(({ exitCode }) =>
-        Effect.gen(function* () {
-          if (session.shuttingDown) return
-          const output = yield* launched.outputTail
-          yield* session.log("agent_crashed", { exitCode, output })
-          yield* session.events.append({ _tag: "crashed", exitCode, output })
-          yield* Deferred.fail(owner.completion, new AgentCrashed({ agent: session.id, exitCode, output }))
-        })
-      ),
-      Effect.forkScoped
-    )
-
-    const exitedEarly = launched.exited.pipe(
-      Effect.flatMap(({ exitCode }) =>
-        Effect.flatMap(launched.outputTail, (output) =>
-          new AgentStartError({ agent: session.id, reason: `its program exited with code ${exitCode ?? "unknown"}`, output })
+        const session = yield* runtime.createSession(name, owner.path)
+        // Runs last: after the shutdown request, the kill and the machine's release.
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function* () {
+            owner.agents.delete(session.id)
+            yield* session.log("agent_released")
+            yield* session.events.append({ _tag: "released" })
+            yield* session.events.end
+            yield* session.entries.end
+          })
         )
-      )
-    )
-    const startTimeout = options.startTimeout ?? "60 seconds"
-    yield* Deferred.await(session.connected).pipe(
-      Effect.timeoutFail({
-        duration: startTimeout,
-        onTimeout: () =>
-          new AgentStartError({ agent: session.id, reason: `it did not connect within ${Duration.format(startTimeout)}` })
-      }),
-      Effect.raceFirst(exitedEarly),
-      Effect.tapError((error) =>
-        Effect.flatMap(launched.outputTail, (output) => session.log("agent_start_failed", { reason: error.reason, output }))
-      )
+        const machine = options.machine ?? (yield* provider.make({ name: session.id }))
+        const sessionName = `ramure-${shortId(runtime.executionId)}-${session.id}`
+        const launched = yield* launcher.launch({
+          agentId: session.id,
+          executionId: runtime.executionId,
+          url: runtime.url,
+          token: runtime.token,
+          machine,
+          systemPrompt: options.systemPrompt,
+          model: options.model,
+          sessionName
+        })
+        yield* session.log("agent_created", {
+          name,
+          machine: machine.describe,
+          session: launched.session,
+          pid: launched.pid,
+          model: options.model
+        })
+
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function* () {
+            session.shuttingDown = true
+            yield* session.entries.append({ _tag: "Shutdown", reason: "the process that owns this agent ended" })
+            if (session.current !== undefined) {
+              yield* Deferred.await(session.gone).pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))
+            }
+          })
+        )
+
+        yield* launched.exited.pipe(
+          Effect.flatMap(({ exitCode }) =>
+            Effect.gen(function* () {
+              if (session.shuttingDown) return
+              const output = yield* launched.outputTail
+              yield* session.log("agent_crashed", { exitCode, output })
+              yield* session.events.append({ _tag: "crashed", exitCode, output })
+              yield* Deferred.fail(owner.completion, new AgentCrashed({ agent: session.id, exitCode, output }))
+            })
+          ),
+          Effect.forkScoped
+        )
+
+        const exitedEarly = launched.exited.pipe(
+          Effect.flatMap(({ exitCode }) =>
+            Effect.flatMap(launched.outputTail, (output) =>
+              new AgentStartError({ agent: session.id, reason: `its program exited with code ${exitCode ?? "unknown"}`, output })
+            )
+          )
+        )
+        const startTimeout = options.startTimeout ?? "60 seconds"
+        yield* Deferred.await(session.connected).pipe(
+          Effect.timeoutFail({
+            duration: startTimeout,
+            onTimeout: () =>
+              new AgentStartError({ agent: session.id, reason: `it did not connect within ${Duration.format(startTimeout)}` })
+          }),
+          Effect.raceFirst(exitedEarly),
+          Effect.tapError((error) =>
+            Effect.flatMap(launched.outputTail, (output) => session.log("agent_start_failed", { reason: error.reason, output }))
+          )
+        )
+        return { session, machine, launched }
+      })
     )
 
     const agent: Agent = {

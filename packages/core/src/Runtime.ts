@@ -25,6 +25,10 @@ export interface RuntimeOptions {
   readonly register?: boolean
   /** How many recent log entries `ramure tail -f` can replay (default 10 000). */
   readonly followBacklog?: number
+  /** How many agents may be starting at once (default 16); others wait their turn. */
+  readonly maxStartingAgents?: number
+  /** How many agents may be live at once (default unlimited); `Agent.make` waits for a slot. */
+  readonly maxLiveAgents?: number
 }
 
 export interface RuntimeService {
@@ -47,6 +51,9 @@ export interface RuntimeService {
   readonly createSession: (name: string, process: string) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
   /** Completes when someone asks the run to stop (`ramure stop`). */
   readonly stopRequested: Deferred.Deferred<string>
+  /** Permits for agents being started, and for live agents. */
+  readonly startPermits: Effect.Semaphore
+  readonly livePermits: Effect.Semaphore
   /** The root process's endpoints, for the control channel. */
   root: EndpointHost | undefined
 }
@@ -120,6 +127,8 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
             (session) => Effect.sync(() => void sessions.delete(session.id))
           ),
         stopRequested,
+        startPermits: yield* Effect.makeSemaphore(options.maxStartingAgents ?? 16),
+        livePermits: yield* Effect.makeSemaphore(options.maxLiveAgents ?? Number.MAX_SAFE_INTEGER),
         root: undefined
       }
 

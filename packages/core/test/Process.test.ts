@@ -406,3 +406,39 @@ describe("tools added after start", () => {
     )
   })
 })
+
+describe("Concurrency limits", () => {
+  it.live("maxLiveAgents caps how many agents are live at once; the rest wait their turn", () => {
+    const worker = Process.make("worker", (i: number) =>
+      Effect.gen(function* () {
+        const agent = yield* Agent.make(`w${i}`)
+        yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done(i))
+        return yield* Process.wait<number>()
+      }))
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const runtime = yield* Runtime
+        let peak = 0
+        const sampler = yield* Effect.fork(
+          Effect.forever(Effect.zipRight(Effect.sync(() => (peak = Math.max(peak, runtime.sessions.size))), Effect.sleep("2 millis")))
+        )
+        const results = yield* Effect.all(Array.from({ length: 6 }, (_, i) => worker(i)), { concurrency: "unbounded" })
+        yield* Fiber.interrupt(sampler)
+        return { results, peak }
+      }))
+    return main().pipe(
+      Effect.map(({ peak, results }) => {
+        expect(results).toEqual([0, 1, 2, 3, 4, 5])
+        expect(peak).toBe(2)
+      }),
+      Effect.provide(
+        scripted(() => (driver) =>
+          Effect.gen(function* () {
+            yield* driver.waitForTool("finish")
+            yield* Effect.sleep("30 millis")
+            yield* driver.call("finish", {})
+          }), { maxLiveAgents: 2 })
+      )
+    )
+  })
+})
