@@ -133,6 +133,10 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           model: options.model,
           sessionName
         })
+        const pid = launched.pid
+        if (pid !== undefined) {
+          yield* Effect.acquireRelease(Effect.sync(() => runtime.pids.add(pid)), () => Effect.sync(() => runtime.pids.delete(pid)))
+        }
         yield* session.log("agent_created", {
           name,
           machine: machine.describe,

@@ -3,14 +3,16 @@
  * secret token), its live-run registry entry, its log and the agents it
  * serves. One per root run; nested processes share it.
  */
-import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Predicate, Schema, type Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, FiberSet, Layer, Option, Predicate, Schema, type Scope } from "effect"
+import * as fs from "node:fs"
+import * as Orphans from "./internal/orphans.js"
 import { randomBytes } from "node:crypto"
 import * as AgentSession from "./internal/agentSession.js"
 import * as EventLog from "./internal/eventLog.js"
 import * as Server from "./internal/server.js"
 import { LogSink, type LogEntry } from "./LogSink.js"
 import * as Registry from "./Registry.js"
-import { RunInfo } from "./RunInfo.js"
+import { RunInfo, shortId } from "./RunInfo.js"
 import * as RunStatus from "./RunStatus.js"
 
 /** What the root process offers the control channel (`ramure call`). */
@@ -29,6 +31,12 @@ export interface RuntimeOptions {
   readonly maxStartingAgents?: number
   /** How many agents may be live at once (default unlimited); `Agent.make` waits for a slot. */
   readonly maxLiveAgents?: number
+  /**
+   * SIGINT/SIGTERM stop the run (its root process is cancelled, every scope
+   * closes); a second signal kills the run's agents at once and exits 130.
+   * Default true.
+   */
+  readonly handleSignals?: boolean
 }
 
 export interface RuntimeService {
@@ -51,6 +59,8 @@ export interface RuntimeService {
   readonly createSession: (name: string, process: string) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
   /** Completes when someone asks the run to stop (`ramure stop`). */
   readonly stopRequested: Deferred.Deferred<string>
+  /** Process ids of live agent programs, for the forced exit on a second signal. */
+  readonly pids: Set<number>
   /** Permits for agents being started, and for live agents. */
   readonly startPermits: Effect.Semaphore
   readonly livePermits: Effect.Semaphore
@@ -127,6 +137,7 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
             (session) => Effect.sync(() => void sessions.delete(session.id))
           ),
         stopRequested,
+        pids: new Set(),
         startPermits: yield* Effect.makeSemaphore(options.maxStartingAgents ?? 16),
         livePermits: yield* Effect.makeSemaphore(options.maxLiveAgents ?? Number.MAX_SAFE_INTEGER),
         root: undefined
@@ -147,8 +158,8 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
       })
 
       if (options.register !== false) {
-        yield* Registry.removeStale(info.home)
-        yield* Registry.register(info.home, {
+        yield* collectOrphans(info.home, log)
+        const file = yield* Registry.register(info.home, {
           execution_id: info.executionId,
           pid: process.pid,
           server_url: url,
@@ -156,7 +167,54 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
           program: info.program,
           started_at: new Date().toISOString()
         }).pipe(Effect.mapError((error) => new RuntimeError({ message: error.message })))
+        if (options.handleSignals !== false) yield* handleSignals(runtime, file)
       }
       return runtime
     })
   )
+
+/** Remove registry entries of runs whose process died, and kill their orphaned tmux sessions. */
+const collectOrphans = (home: string, log: RuntimeService["log"]) =>
+  Effect.gen(function* () {
+    for (const entry of yield* Registry.removeStale(home)) {
+      const sessions = Orphans.killSessionsSync(entry.execution_id)
+      yield* log({ type: "gc", process: "", data: { executionId: entry.execution_id, pid: entry.pid, sessions } })
+      yield* Effect.logWarning(
+        `ramure: run ${shortId(entry.execution_id)} (pid ${entry.pid}) died without cleaning up: ` +
+          `removed its registry entry${sessions.length > 0 ? ` and tmux sessions ${sessions.join(", ")}` : ""}`
+      )
+    }
+  })
+
+/**
+ * First SIGINT/SIGTERM: stop the run gracefully (the root process is
+ * cancelled and every scope closes). Second: kill the run's agents and tmux
+ * sessions synchronously, remove the registry entry, exit 130.
+ */
+const handleSignals = (runtime: RuntimeService, registryFile: string) =>
+  Effect.gen(function* () {
+    const run = yield* FiberSet.makeRuntime<never>()
+    let received = 0
+    const onSignal = (signal: NodeJS.Signals) => {
+      received++
+      if (received === 1) {
+        run(Deferred.succeed(runtime.stopRequested, `received ${signal}`))
+        return
+      }
+      for (const pid of runtime.pids) Orphans.killProcessSync(pid)
+      Orphans.killSessionsSync(runtime.executionId)
+      fs.rmSync(registryFile, { force: true })
+      process.exit(130)
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        process.on("SIGINT", onSignal)
+        process.on("SIGTERM", onSignal)
+      }),
+      () =>
+        Effect.sync(() => {
+          process.removeListener("SIGINT", onSignal)
+          process.removeListener("SIGTERM", onSignal)
+        })
+    )
+  })
