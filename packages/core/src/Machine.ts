@@ -4,7 +4,9 @@
  * A `MachineProvider` creates machines inside a `Scope`; closing the scope
  * releases the machine and everything started on it.
  */
-import { Context, Duration, Effect, Schema, Scope } from "effect"
+import { Context, type Duration, Effect, Schema, Scope } from "effect"
+import { CurrentProcess } from "./internal/processState.js"
+import { Runtime } from "./Runtime.js"
 
 /** The result of running a shell command on a machine. */
 export interface ExecResult {
@@ -38,6 +40,8 @@ export interface SpawnSpec {
   readonly env: Readonly<Record<string, string>>
   /** Working directory; defaults to the machine's. */
   readonly cwd?: string
+  /** Keep the program's stdin open until it stops (default: closed at once, like `</dev/null`). */
+  readonly keepStdinOpen?: boolean
 }
 
 export interface Spawned {
@@ -93,3 +97,20 @@ export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
     readonly make: (options: MachineOptions) => Effect.Effect<Machine, MachineError, Scope.Scope>
   }
 >() {}
+
+/**
+ * A standalone machine owned by the current process: released (its programs
+ * stopped) when the process ends. Give it to several agents with
+ * `Agent.make(name, { machine })`.
+ */
+export const make = (
+  options: MachineOptions
+): Effect.Effect<Machine, MachineError, MachineProvider | CurrentProcess | Runtime> =>
+  Effect.gen(function* () {
+    const provider = yield* MachineProvider
+    const owner = yield* CurrentProcess
+    const runtime = yield* Runtime
+    const machine = yield* provider.make(options).pipe(Scope.extend(owner.scope))
+    yield* runtime.log({ type: "machine_created", process: owner.path, data: { machine: machine.describe } })
+    return machine
+  })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Deferred, Effect, Exit, Fiber, Schema, Stream } from "effect"
 import * as Agent from "../src/Agent.js"
+import * as Machine from "../src/Machine.js"
 import { AgentCrashed, ProcessCancelled, ProcessFailed, ProcessTimeout } from "../src/Errors.js"
 import * as Process from "../src/Process.js"
 import { Runtime } from "../src/Runtime.js"
@@ -439,6 +440,27 @@ describe("Concurrency limits", () => {
             yield* driver.call("finish", {})
           }), { maxLiveAgents: 2 })
       )
+    )
+  })
+})
+
+describe("Machines", () => {
+  it.live("a standalone machine is shared by the agents given it", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const shared = yield* Machine.make({ name: "shared" })
+        const a = yield* Agent.make("a", { machine: shared })
+        const b = yield* Agent.make("b", { machine: shared })
+        yield* a.exec("echo from-a > note.txt")
+        const read = yield* b.exec("cat note.txt; pwd")
+        return { read: read.stdout, cwd: shared.cwd, same: a.machine === b.machine }
+      }))
+    return main().pipe(
+      Effect.map(({ cwd, read, same }) => {
+        expect(same).toBe(true)
+        expect(read).toBe(`from-a\n${cwd}\n`)
+      }),
+      Effect.provide(scripted({}))
     )
   })
 })
