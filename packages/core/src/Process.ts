@@ -28,11 +28,10 @@ import {
   ProcessFailed,
   ProcessTimeout,
   type EndpointError,
-  type InvalidToolName,
   type ProcessError
 } from "./Errors.js"
 import * as EventLog from "./internal/eventLog.js"
-import { CurrentProcess, type ProcessEvent, type ProcessState } from "./internal/processState.js"
+import { CurrentProcess, type Endpoint, type ProcessEvent, type ProcessState } from "./internal/processState.js"
 import { Runtime } from "./Runtime.js"
 
 export { CurrentProcess, type ProcessEvent } from "./internal/processState.js"
@@ -234,6 +233,7 @@ export const expose = <A, I, E, R>(
         })
     })
     yield* runtime.log({ type: "endpoint_exposed", process: state.path, data: { name, description: options.description } })
+    yield* state.events.append({ _tag: "endpoint", name })
   })
 
 const callEndpoint = (state: ProcessState, endpoint: string, args: unknown): Effect.Effect<unknown, EndpointError> =>
@@ -264,8 +264,11 @@ export interface ProcessHandle<A, E> {
   readonly agents: Effect.Effect<ReadonlyMap<string, Agent>>
   readonly endpoints: Effect.Effect<ReadonlyArray<string>>
   readonly call: (endpoint: string, args?: unknown) => Effect.Effect<unknown, EndpointError>
-  /** Give `agent` one tool per endpoint of the child. */
-  readonly attach: (agent: Agent, options?: AttachOptions) => Effect.Effect<void, InvalidToolName>
+  /**
+   * Give `agent` one tool per endpoint of the child — those exposed already
+   * and those exposed later, for as long as the caller's process runs.
+   */
+  readonly attach: (agent: Agent, options?: AttachOptions) => Effect.Effect<void, never, CurrentProcess>
   readonly cancel: Effect.Effect<void>
   /** The child's result; `ProcessCancelled` if it was cancelled. */
   readonly await: Effect.Effect<A, E | ProcessError>
@@ -296,23 +299,34 @@ const handle = <A, E>(state: ProcessState, fiber: Fiber.RuntimeFiber<A, E | Proc
   endpoints: Effect.sync(() => [...state.endpoints.keys()]),
   call: (endpoint, args) => callEndpoint(state, endpoint, args ?? {}),
   attach: (agent, options = {}) =>
-    Effect.forEach(
-      [...state.endpoints.values()].filter((endpoint) => options.only === undefined || options.only.includes(endpoint.name)),
-      (endpoint) =>
-        agent.addTool({
-          definition: {
-            name: `${options.prefix ?? ""}${endpoint.name}`,
-            description: endpoint.description,
-            parameters: endpoint.parameters
-          },
-          run: (args) =>
-            endpoint.call(args).pipe(
-              Effect.map(resultText),
-              Effect.mapError((error) => error.message)
-            )
+    Effect.gen(function* () {
+      const caller = yield* CurrentProcess
+      const done = new Set<string>()
+      const attachOne = (endpoint: Endpoint) =>
+        options.only !== undefined && !options.only.includes(endpoint.name) || done.has(endpoint.name)
+          ? Effect.void
+          : agent.addTool({
+            definition: {
+              name: `${options.prefix ?? ""}${endpoint.name}`,
+              description: endpoint.description,
+              parameters: endpoint.parameters
+            },
+            run: (args) => endpoint.call(args).pipe(Effect.map(resultText), Effect.mapError((error) => error.message))
+          }).pipe(
+            Effect.tap(() => done.add(endpoint.name)),
+            Effect.catchAll((error) => Effect.logWarning(`attach: ${error.message}`))
+          )
+      // Endpoints that exist now are tools when attach returns; later ones follow.
+      const seen = yield* state.events.size
+      yield* Effect.forEach([...state.endpoints.values()], attachOne, { discard: true })
+      yield* state.events.stream(seen).pipe(
+        Stream.runForEach((event) => {
+          const endpoint = event._tag === "endpoint" ? state.endpoints.get(event.name) : undefined
+          return endpoint === undefined ? Effect.void : attachOne(endpoint)
         }),
-      { discard: true }
-    ),
+        Effect.forkIn(caller.scope)
+      )
+    }),
   cancel: Effect.asVoid(Fiber.interrupt(fiber)),
   await: Effect.flatMap(Fiber.await(fiber), (exit) =>
     Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)

@@ -9,10 +9,14 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Clock, Context, Effect, Layer, Ref, Schema, Scope, Stream } from "effect"
 import * as Http from "node:http"
 
-/** A tool call the scripted model makes; `arguments` is JSON-encoded for the model. */
+/**
+ * A tool call the scripted model makes; `arguments` is JSON-encoded for the
+ * model. A function computes them from the request being answered (e.g. from
+ * the tool results it carries).
+ */
 export interface ToolCallTurn {
   readonly name: string
-  readonly arguments: unknown
+  readonly arguments: unknown | ((request: ChatRequest) => unknown)
 }
 
 /** One scripted assistant answer. */
@@ -267,7 +271,7 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
       const toolCalls = (turn?.toolCalls ?? []).map((call, i) => ({
         id: `call_${state.toolCallCount + i + 1}`,
         name: call.name,
-        arguments: JSON.stringify(call.arguments ?? {})
+        arguments: JSON.stringify((typeof call.arguments === "function" ? call.arguments(request) : call.arguments) ?? {})
       }))
       const updated: AgentState = {
         script,

@@ -260,12 +260,12 @@ describe("expose, call and attach", () => {
     )
   })
 
-  it.live("attach gives an agent the child's endpoints as tools, filtered by only, renamed by prefix", () => {
+  it.live("attach gives an agent the child's endpoints as tools (also those exposed later), filtered by only, renamed by prefix", () => {
     const main = Process.make("main", () =>
       Effect.gen(function* () {
-        const child = yield* Process.spawn(pool)
-        while ((yield* child.endpoints).length < 3) yield* Effect.sleep("5 millis")
         const dispatcher = yield* Agent.make("dispatcher")
+        const child = yield* Process.spawn(pool)
+        // Attached before the child has exposed anything: its endpoints arrive as they are exposed.
         yield* child.attach(dispatcher, { only: ["add", "finish"], prefix: "pool_" })
         yield* dispatcher.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
           Process.done(text))
@@ -278,6 +278,7 @@ describe("expose, call and attach", () => {
           dispatcher: (driver) =>
             Effect.gen(function* () {
               yield* driver.waitForTool("report")
+              yield* driver.waitForTool("pool_finish")
               const sum = yield* driver.call("pool_add", { a: 3, b: 4 })
               yield* driver.call("pool_finish", {})
               yield* driver.call("report", {

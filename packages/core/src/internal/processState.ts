@@ -8,6 +8,7 @@ export type ProcessEvent =
   | { readonly _tag: "started"; readonly process: string }
   | { readonly _tag: "event"; readonly type: string; readonly data: unknown }
   | { readonly _tag: "agent"; readonly agent: string }
+  | { readonly _tag: "endpoint"; readonly name: string }
   | { readonly _tag: "done"; readonly value: unknown }
   | { readonly _tag: "failed"; readonly error: ProcessError | unknown }
   | { readonly _tag: "cancelled"; readonly reason: string }
