@@ -266,9 +266,11 @@ export interface ProcessHandle<A, E> {
   readonly call: (endpoint: string, args?: unknown) => Effect.Effect<unknown, EndpointError>
   /**
    * Give `agent` one tool per endpoint of the child — those exposed already
-   * and those exposed later, for as long as the caller's process runs.
+   * and those exposed later, for as long as the caller's process runs. With
+   * `only`, waits until those endpoints exist (`EndpointNotFound` if the child
+   * ends first).
    */
-  readonly attach: (agent: Agent, options?: AttachOptions) => Effect.Effect<void, never, CurrentProcess>
+  readonly attach: (agent: Agent, options?: AttachOptions) => Effect.Effect<void, EndpointNotFound, CurrentProcess>
   readonly cancel: Effect.Effect<void>
   /** The child's result; `ProcessCancelled` if it was cancelled. */
   readonly await: Effect.Effect<A, E | ProcessError>
@@ -319,13 +321,28 @@ const handle = <A, E>(state: ProcessState, fiber: Fiber.RuntimeFiber<A, E | Proc
       // Endpoints that exist now are tools when attach returns; later ones follow.
       const seen = yield* state.events.size
       yield* Effect.forEach([...state.endpoints.values()], attachOne, { discard: true })
+      const complete = yield* Deferred.make<void>()
+      const checkComplete = Effect.suspend(() =>
+        options.only !== undefined && options.only.every((name) => done.has(name))
+          ? Deferred.succeed(complete, undefined)
+          : Effect.void
+      )
+      yield* checkComplete
       yield* state.events.stream(seen).pipe(
         Stream.runForEach((event) => {
           const endpoint = event._tag === "endpoint" ? state.endpoints.get(event.name) : undefined
-          return endpoint === undefined ? Effect.void : attachOne(endpoint)
+          return endpoint === undefined ? Effect.void : Effect.zipRight(attachOne(endpoint), checkComplete)
         }),
+        Effect.ensuring(Deferred.succeed(complete, undefined)),
         Effect.forkIn(caller.scope)
       )
+      if (options.only !== undefined) {
+        yield* Deferred.await(complete)
+        const missing = options.only.filter((name) => !done.has(name))
+        if (missing.length > 0) {
+          return yield* new EndpointNotFound({ process: state.path, endpoint: missing.join(", "), available: [...done] })
+        }
+      }
     }),
   cancel: Effect.asVoid(Fiber.interrupt(fiber)),
   await: Effect.flatMap(Fiber.await(fiber), (exit) =>
