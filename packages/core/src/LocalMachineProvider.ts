@@ -19,7 +19,8 @@ const spawn = (base: LocalBase) =>
     const proc = yield* Command.make(spec.command, ...spec.args).pipe(
       Command.workingDirectory(cwd),
       Command.env(spec.env),
-      Command.stdin(Stream.empty),
+      // "pipe": an open pipe nobody writes to (node closes it when the child exits).
+      Command.stdin(spec.keepStdinOpen ? "pipe" : Stream.empty),
       Command.start,
       Effect.mapError((error) => base.fail("spawn", `${spec.name}: ${error.message}`))
     )

@@ -6,9 +6,10 @@
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Context, Deferred, Duration, Effect, Layer, Schedule } from "effect"
+import { Context, Deferred, Effect, Layer, Schedule } from "effect"
+import * as crypto from "node:crypto"
 import * as path from "node:path"
-import { groupAlive, makeLocalBase, runCollect, signalGroup, type LocalBase } from "./internal/localMachine.js"
+import { killGroup, makeLocalBase, runCollect, type LocalBase } from "./internal/localMachine.js"
 import type { ExecResult, Machine, MachineOptions, SpawnExit, SpawnSpec, Spawned } from "./Machine.js"
 import { MachineError, MachineProvider } from "./Machine.js"
 import { RunInfo, shortId } from "./RunInfo.js"
@@ -54,8 +55,9 @@ const check = (result: ExecResult, machine: string, operation: string) =>
     : Effect.fail(new MachineError({ machine, operation, message: `tmux ${operation}: ${result.stderr.trim()}` }))
 
 /** Is tmux installed on this host? */
-export const available: Effect.Effect<boolean, never, CommandExecutor.CommandExecutor> = runCollect(
-  Command.make("tmux", "-V")
+export const available: Effect.Effect<boolean, never, CommandExecutor.CommandExecutor> = Effect.suspend(() =>
+  // Lazy: this module sits in an import cycle (Machine → Runtime → internal/orphans → here).
+  runCollect(Command.make("tmux", "-V"))
 ).pipe(
   Effect.map((result) => result.exitCode === 0),
   Effect.orElseSucceed(() => false)
@@ -79,7 +81,8 @@ const listSessions = (socket: string) =>
 /**
  * Kill every session on the ramure socket of the runs whose execution id starts
  * with `executionIdPrefix` (up to 8 characters are compared; "" means every
- * ramure session). Pane processes get SIGTERM first. Returns the killed names.
+ * ramure session). Pane process groups get SIGTERM, then SIGKILL after 1.5 s.
+ * Returns the killed names.
  */
 export const killRunSessions = (
   executionIdPrefix: string,
@@ -92,79 +95,147 @@ export const killRunSessions = (
       const match = /^ramure-([^-]+)-/.exec(name)
       return match !== null && match[1]!.startsWith(prefix)
     })
-    for (const name of names) {
-      const panes = yield* tmux(socket, ["list-panes", "-s", "-t", `=${name}`, "-F", "#{pane_dead} #{pane_pid}"])
-      for (const line of panes.exitCode === 0 ? panes.stdout.split("\n") : []) {
-        const [dead, pid] = line.split(" ")
-        if (dead === "0" && Number(pid) > 0) signalGroup(Number(pid), "SIGTERM")
-      }
-      yield* tmux(socket, ["kill-session", "-t", `=${name}`])
-    }
+    yield* Effect.forEach(
+      names,
+      (name) =>
+        Effect.gen(function* () {
+          const panes = yield* tmux(socket, ["list-panes", "-s", "-t", `=${name}`, "-F", "#{pane_pid}"])
+          const pids = panes.exitCode === 0 ? panes.stdout.split("\n").map(Number).filter((pid) => pid > 0) : []
+          yield* Effect.forEach(pids, (pid) => killGroup(pid, "1500 millis"), { concurrency: "unbounded" })
+          yield* tmux(socket, ["kill-session", "-t", `=${name}`])
+        }),
+      { concurrency: "unbounded", discard: true }
+    )
     return names
   })
 
-interface PaneState {
-  readonly dead: boolean
-  readonly exitCode: number | undefined
+/**
+ * The pane runs `sh` (the pane's process, leader of its process group), which
+ * runs the program and lingers 0.2 s after it exits: tmux 3.3a drops output
+ * still unread when the pane's process exits, so a program that prints an
+ * error and exits at once would otherwise often leave an empty pane. An inner
+ * `sh` loads (and deletes) the env file, records its pid (the program's, after
+ * `exec`) in the pane option `@ramure_pid`, and execs the program. The exit
+ * status is the program's (128 + N after signal N).
+ *
+ * The environment goes through a 0600 file rather than `new-session -e`: the
+ * tmux server keeps the argv of the client that started it, so `-e` values
+ * would stay visible in `ps` for the server's lifetime.
+ */
+const wrapper = [
+  "env_file=$1; shift",
+  `sh -c '. "$0"; rm -f "$0"; tmux set-option -p @ramure_pid "$$" 2>/dev/null; exec "$@"' "$env_file" "$@"`,
+  "status=$?; sleep 0.2; exit $status"
+].join("; ")
+
+const shellQuote = (value: string): string => `'${value.replaceAll("'", `'\\''`)}'`
+
+const signalProcess = (pid: number, signal: NodeJS.Signals): void => {
+  try {
+    if (pid > 0) process.kill(pid, signal)
+  } catch {
+    // gone already
+  }
 }
 
-const spawn = (base: LocalBase, socket: string, config: string, executor: CommandExecutor.CommandExecutor) =>
+/** A pane's process: running, exited with the status tmux has not recorded yet, or exited. */
+type PaneState = "alive" | "dying" | SpawnExit
+
+interface SpawnContext {
+  readonly socket: string
+  readonly config: string
+  /** Directory for env files (0700). */
+  readonly envDirectory: string
+  readonly executor: CommandExecutor.CommandExecutor
+  readonly fs: FileSystem.FileSystem
+}
+
+const spawn = (base: LocalBase, { config, envDirectory, executor, fs, socket }: SpawnContext) =>
   Effect.fn("TmuxMachine.spawn", { attributes: { machine: base.id } })(function* (spec: SpawnSpec) {
     const cwd = yield* base.spawnCwd(spec.cwd)
     const session = sessionName(spec.name)
+    const invalid = Object.keys(spec.env).filter((key) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key))
+    if (invalid.length > 0) return yield* Effect.fail(base.fail("spawn", `invalid environment variable names: ${invalid.join(", ")}`))
     const run = (args: ReadonlyArray<string>) =>
       tmux(socket, args, base.id, config).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor))
 
-    /** Dead, with its exit status, once the pane's process has exited; a vanished pane counts as dead. */
+    /** A vanished pane (or tmux server) counts as exited with an unknown code. */
     const paneState = (paneId: string): Effect.Effect<PaneState> =>
-      run(["display-message", "-p", "-t", paneId, "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}"]).pipe(
+      run(["display-message", "-p", "-t", paneId, "#{pane_dead} #{pid} #{pane_dead_status} #{pane_dead_signal}"]).pipe(
         Effect.map((result): PaneState => {
-          const [dead, status, signal] = result.stdout.trim().split(" ")
-          if (result.exitCode !== 0) return { dead: true, exitCode: undefined }
-          if (dead !== "1") return { dead: false, exitCode: undefined }
-          if (status) return { dead: true, exitCode: Number(status) }
-          return { dead: true, exitCode: signal ? 128 + Number(signal) : undefined }
+          if (result.exitCode !== 0) return { exitCode: undefined }
+          const [dead, server, status, signal] = result.stdout.trim().split(" ")
+          if (dead !== "1") return "alive"
+          if (status) return { exitCode: Number(status) }
+          if (signal) return { exitCode: 128 + Number(signal) }
+          // tmux 3.3a sometimes misses the SIGCHLD of a pane's process and
+          // leaves it a zombie without a recorded status: wake it up.
+          signalProcess(Number(server), "SIGCHLD")
+          return "dying"
         }),
-        Effect.orElseSucceed((): PaneState => ({ dead: true, exitCode: undefined }))
+        Effect.orElseSucceed((): PaneState => ({ exitCode: undefined }))
       )
-    /** Poll the pane until it is dead (or `limit` has passed); the last state seen. */
-    const untilDead = (paneId: string, every: Duration.DurationInput, limit?: Duration.DurationInput) => {
-      const polls = Schedule.recurUntil((state: PaneState) => state.dead).pipe(Schedule.addDelay(() => every))
-      return paneState(paneId).pipe(Effect.repeat(limit === undefined ? polls : Schedule.upTo(polls, limit)))
-    }
+    /** tmux 3.3a can mark a pane dead a moment before it records the exit status: wait for it (up to 1 s). */
+    const settledState = (paneId: string): Effect.Effect<"alive" | SpawnExit> =>
+      paneState(paneId).pipe(
+        Effect.repeat(
+          Schedule.recurWhile((state: PaneState) => state === "dying").pipe(
+            Schedule.addDelay(() => "20 millis"),
+            Schedule.upTo("1 second")
+          )
+        ),
+        Effect.map((state) => (state === "dying" ? { exitCode: undefined } : state))
+      )
 
     const exited = yield* Deferred.make<SpawnExit>()
-    // The background `sleep` keeps the pty open a moment after a quick exit:
-    // without it tmux 3.3a sometimes drops the last output of the pane.
-    const program = ["sh", "-c", '(sleep 0.5 &); exec "$@"', "sh", spec.command, ...spec.args]
-    const env = Object.entries(spec.env).flatMap(([key, value]) => ["-e", `${key}=${value}`])
-    const { paneId, pid } = yield* Effect.acquireRelease(
+    const envFile = path.join(envDirectory, `${session}-${crypto.randomBytes(6).toString("hex")}.env`)
+    const removeEnvFile = fs.remove(envFile, { force: true }).pipe(Effect.ignore)
+    const env = Object.entries(spec.env).map(([key, value]) => `export ${key}=${shellQuote(value)}\n`).join("")
+    yield* fs.writeFileString(envFile, env, { mode: 0o600 }).pipe(
+      Effect.mapError((error) => base.fail("spawn", `${spec.name}: ${error.message}`))
+    )
+    const { paneId, panePid } = yield* Effect.acquireRelease(
       run([
-        "new-session", "-d", "-s", session, "-c", cwd.replaceAll("#", "##"), ...env,
-        "-P", "-F", "#{pane_id} #{pane_pid}", "--", ...program
+        "new-session", "-d", "-s", session, "-c", cwd.replaceAll("#", "##"),
+        "-P", "-F", "#{pane_id} #{pane_pid}", "--", "sh", "-c", wrapper, "sh", envFile, spec.command, ...spec.args
       ]).pipe(
+        Effect.tapError(() => removeEnvFile),
         Effect.flatMap((result) => check(result, base.id, "new-session")),
         Effect.map((out) => {
-          const [paneId, pid] = out.trim().split(" ")
-          return { paneId: paneId?.startsWith("%") ? paneId : `=${session}:`, pid: Number(pid) || undefined }
+          const [paneId, panePid] = out.trim().split(" ")
+          return { paneId: paneId?.startsWith("%") ? paneId : `=${session}:`, panePid: Number(panePid) || undefined }
         })
       ),
-      ({ paneId, pid }) =>
+      ({ paneId, panePid }) =>
         Effect.gen(function* () {
-          const before = yield* paneState(paneId)
-          let after = before
-          if (!before.dead && pid !== undefined) {
-            signalGroup(pid, "SIGTERM")
-            after = yield* untilDead(paneId, "100 millis", "1500 millis")
-          }
-          yield* run(["kill-session", "-t", `=${session}`]).pipe(Effect.ignore)
-          if (!after.dead && pid !== undefined && groupAlive(pid)) signalGroup(pid, "SIGKILL")
-          yield* Deferred.succeed(exited, { exitCode: after.exitCode })
+          const before = yield* settledState(paneId)
+          if (panePid !== undefined) yield* killGroup(panePid, "1500 millis")
+          const after = before === "alive" ? yield* settledState(paneId) : before
+          yield* run(["kill-session", "-t", `=${session}`])
+          yield* removeEnvFile
+          yield* Deferred.succeed(exited, after === "alive" ? { exitCode: undefined } : after)
         }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`releasing tmux session ${session}`, cause)))
     )
-    yield* untilDead(paneId, "200 millis").pipe(
-      Effect.flatMap((state) => Deferred.succeed(exited, { exitCode: state.exitCode })),
+    yield* settledState(paneId).pipe(
+      Effect.repeat(
+        Schedule.recurWhile((state: "alive" | SpawnExit) => state === "alive").pipe(
+          Schedule.addDelay(() => "200 millis")
+        )
+      ),
+      Effect.flatMap((state) => Deferred.succeed(exited, state === "alive" ? { exitCode: undefined } : state)),
       Effect.forkScoped
+    )
+    // The wrapper publishes the program's pid as soon as it has started.
+    const pid = yield* run(["display-message", "-p", "-t", paneId, "#{pane_dead} #{@ramure_pid}"]).pipe(
+      Effect.map((result) => result.stdout.trim().split(" ")),
+      Effect.repeat(
+        Schedule.recurUntil(([dead, pid]: Array<string>) => dead !== "0" || pid !== undefined).pipe(
+          Schedule.addDelay(() => "20 millis"),
+          Schedule.upTo("5 seconds")
+        )
+      ),
+      Effect.map(([, pid]) => Number(pid) || panePid),
+      Effect.orElseSucceed(() => panePid)
     )
     return {
       name: spec.name,
@@ -198,10 +269,12 @@ export const layer = (
         yield* Effect.context<RunInfo | CommandExecutor.CommandExecutor | FileSystem.FileSystem>()
       )
       const config = path.join(home, "tmux.conf")
+      const envDirectory = path.join(home, "tmux-env")
       const prepare = yield* Effect.cached(
         Effect.gen(function* () {
           if (!(yield* available)) return yield* Effect.fail(notInstalled("tmux", "make"))
-          yield* fs.makeDirectory(home, { recursive: true })
+          yield* fs.makeDirectory(envDirectory, { recursive: true, mode: 0o700 })
+          yield* fs.chmod(envDirectory, 0o700)
           yield* fs.writeFileString(config, tmuxConfig)
         }).pipe(
           Effect.provideService(CommandExecutor.CommandExecutor, executor),
@@ -213,7 +286,7 @@ export const layer = (
       const make = Effect.fn("TmuxMachineProvider.make")(function* (machineOptions: MachineOptions) {
         yield* prepare
         const base = yield* makeLocalBase("tmux", machineOptions)
-        const spawnIn = spawn(base, socket, config, executor)
+        const spawnIn = spawn(base, { socket, config, envDirectory, executor, fs })
         return {
           id: base.id,
           kind: "tmux",

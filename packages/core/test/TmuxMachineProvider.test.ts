@@ -36,6 +36,8 @@ const isAlive = (pid: number) => {
 
 afterAll(() => {
   tmux("kill-server")
+  fs.rmSync(path.join(process.env.TMUX_TMPDIR ?? "/tmp", `tmux-${process.getuid?.()}`, socket), { force: true })
+  fs.rmSync(home, { recursive: true, force: true })
 })
 
 const machine = (name: string) => Effect.flatMap(MachineProvider, (provider) => provider.make({ name }))
@@ -61,18 +63,22 @@ layer(TestLayer, { excludeTestServices: true })("TmuxMachineProvider", (it) => {
     Effect.gen(function* () {
       const m = yield* machine("exits")
       const name = `${prefix}exits`
+      const secret = "s3cr3t two words; it's $HOME `x`"
       const spawned = yield* m.spawn({
         name,
         command: "bash",
-        args: ["-c", 'for i in $(seq 1 50); do echo line $i; done; echo "[$SECRET]" "[$OTHER]"; exit 7'],
-        env: { SECRET: "two words;", OTHER: "#{session_name}" }
+        args: ["-c", 'for i in $(seq 1 50); do echo line $i; done; echo "[$SECRET]" "[$OTHER]"; sleep 0.3; exit 7'],
+        env: { SECRET: secret, OTHER: "#{session_name}" }
       })
       expect(spawned.session).toBe(name)
       expect(spawned.pid).toBeGreaterThan(0)
+      // The environment never appears on a command line (tmux server included) and its file is gone.
+      expect(spawnSync("ps", ["-eo", "args"], { encoding: "utf8" }).stdout).not.toContain("s3cr3t")
       const exit = yield* spawned.exited.pipe(Effect.timeout(Duration.seconds(2)))
       expect(exit.exitCode).toBe(7)
+      expect(fs.readdirSync(path.join(home, "tmux-env"))).toEqual([])
       const tail = yield* spawned.outputTail
-      expect(tail).toContain("[two words;] [#{session_name}]")
+      expect(tail).toContain(`[${secret}] [#{session_name}]`)
       expect(tail).toContain("line 50")
       expect(tail).not.toContain("line 10\n")
       expect(tail.split("\n").length).toBeLessThanOrEqual(40)
@@ -135,6 +141,8 @@ layer(TestLayer, { excludeTestServices: true })("TmuxMachineProvider", (it) => {
       }).pipe(Scope.extend(scope))
       yield* Effect.sleep(Duration.millis(300))
       expect(yield* spawned.outputTail).toContain("ready")
+      // `pid` is the program's own pid (not the pane's wrapper shell).
+      expect(fs.readFileSync(`/proc/${spawned.pid}/cmdline`, "utf8")).toContain("trap")
       yield* Scope.close(scope, Exit.void)
       expect(isAlive(spawned.pid!)).toBe(false)
       expect(hasSession(name)).toBe(false)

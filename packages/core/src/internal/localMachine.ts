@@ -20,21 +20,21 @@ import { RunInfo, workDirectory } from "../RunInfo.js"
 /** How long a process group gets between SIGTERM and SIGKILL. */
 export const terminateGrace: Duration.Duration = Duration.seconds(2)
 
-/** Send `signal` to the process group `pid` leads (falling back to the process); false if nothing was there. */
+/**
+ * Send `signal` to the process group led by `pid` (ramure starts every program
+ * as a group leader); false if the group is gone.
+ */
 export const signalGroup = (pid: number, signal: NodeJS.Signals | 0): boolean => {
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, signal)
-      return true
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EPERM") return true
-    }
+  try {
+    process.kill(-pid, signal)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
   }
-  return false
 }
 
 /**
- * Is any process of the group `pid` (or the process itself) still running?
+ * Is any process of the group led by `pid` still running?
  * On Linux zombies do not count: an orphan stays a zombie until init reaps it,
  * which some container inits do lazily.
  */
@@ -51,25 +51,29 @@ export const groupAlive = (pid: number): boolean => {
     try {
       const stat = nodeFs.readFileSync(`/proc/${entry}/stat`, "utf8")
       const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      return state !== "Z" && (Number(pgrp) === pid || Number(entry) === pid)
+      return state !== "Z" && Number(pgrp) === pid
     } catch {
       return false
     }
   })
 }
 
+/** Poll (every 50 ms, up to `limit`) until the group led by `pid` is gone. */
+const awaitGroupGone = (pid: number, limit: Duration.DurationInput) =>
+  // Bounded by the schedule, not by a timeout: finalizers are uninterruptible.
+  Effect.sync(() => groupAlive(pid)).pipe(
+    Effect.repeat({ schedule: Schedule.spaced("50 millis").pipe(Schedule.upTo(limit)), while: (alive) => alive })
+  )
+
 /**
  * SIGTERM the process group led by `pid`, wait up to `grace` for it to vanish,
- * then SIGKILL whatever is left. Never fails.
+ * then SIGKILL whatever is left (and wait briefly for it to go). Never fails.
  */
 export const killGroup = (pid: number, grace: Duration.DurationInput = terminateGrace): Effect.Effect<void> =>
   Effect.gen(function* () {
     if (!signalGroup(pid, "SIGTERM")) return
-    // Bounded by the schedule, not by a timeout: finalizers are uninterruptible.
-    yield* Effect.sync(() => groupAlive(pid)).pipe(
-      Effect.repeat({ schedule: Schedule.spaced("50 millis").pipe(Schedule.upTo(grace)), while: (alive) => alive })
-    )
-    if (groupAlive(pid)) signalGroup(pid, "SIGKILL")
+    yield* awaitGroupGone(pid, grace)
+    if (groupAlive(pid) && signalGroup(pid, "SIGKILL")) yield* awaitGroupGone(pid, "1 second")
   })
 
 /** The exit code of a process; a death by signal N reads as 128 + N, like a shell reports it. */

@@ -6,8 +6,18 @@
  * @internal
  */
 import { execFileSync } from "node:child_process"
-import { defaultSocket } from "../TmuxMachineProvider.js"
-import { signalGroup } from "./localMachine.js"
+
+// Kept free of imports from the rest of ramure: Runtime loads this module.
+const defaultSocket = "ramure"
+
+const signalGroup = (pid: number, signal: NodeJS.Signals): boolean => {
+  try {
+    process.kill(-pid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
 
 const tmux = (args: ReadonlyArray<string>): string | undefined => {
   try {

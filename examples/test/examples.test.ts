@@ -1,0 +1,110 @@
+/**
+ * Every example runs end to end as its own program: real pi agents in real
+ * tmux sessions against the scripted model, in a private RAMURE_HOME. Each
+ * must succeed, print its result, and leave no session, process or registry
+ * entry behind.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { execFile, execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+
+const root = path.resolve(__dirname, "../..")
+
+const tmuxSessions = (): Array<string> => {
+  try {
+    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
+      .split("\n")
+      .filter((name) => name.length > 0)
+  } catch {
+    return []
+  }
+}
+
+/** Alive and not a zombie (zombies wait for a slow init to reap them). */
+const alive = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
+  } catch {
+    return false
+  }
+}
+
+const runExample = async (file: string) => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-example-"))
+  const env: NodeJS.ProcessEnv = { ...process.env, RAMURE_HOME: home }
+  delete env.RAMURE_MODEL
+  const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      path.join(root, "node_modules/.bin/tsx"),
+      [path.join(root, "examples", file)],
+      { cwd: root, env, encoding: "utf8", timeout: 150_000 },
+      (error, stdout, stderr) => resolve({ status: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
+    )
+  })
+  const [executionId] = fs.readdirSync(path.join(home, "logs"))
+  const runtimeLog = fs
+    .readFileSync(path.join(home, "logs", executionId!, "_runtime.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line))
+  return { ...result, home, executionId: executionId!, runtimeLog }
+}
+
+const expectClean = (run: Awaited<ReturnType<typeof runExample>>) => {
+  expect(tmuxSessions().filter((name) => name.startsWith(`ramure-${run.executionId.slice(0, 8)}-`))).toEqual([])
+  expect(fs.readdirSync(path.join(run.home, "runtimes"))).toEqual([])
+  expect(run.runtimeLog.at(-1)).toMatchObject({ type: "run_ended", data: { outcome: "done" } })
+  const pids = run.runtimeLog.concat(
+    fs.readdirSync(path.join(run.home, "logs", run.executionId)).flatMap((file) =>
+      fs.readFileSync(path.join(run.home, "logs", run.executionId, file), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+    )
+  ).filter((entry) => entry.type === "agent_created" && entry.data?.pid).map((entry) => entry.data.pid as number)
+  expect(pids.length).toBeGreaterThan(0)
+  for (const pid of pids) expect(alive(pid)).toBe(false)
+}
+
+describe("examples (real pi in tmux, scripted model)", () => {
+  it("quickstart summarizes the README through its finish tool", async () => {
+    const run = await runExample("quickstart.ts")
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stderr).toContain("scripted model")
+    expect(run.stdout).toContain("Summary: ramure runs coding agents as Effect programs")
+    expectClean(run)
+  })
+
+  it("build-and-review loops through a rejection to an approval", async () => {
+    const run = await runExample("build-and-review.ts")
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toContain("Approved after 2 round(s): add is correct now")
+    expect(run.runtimeLog.filter((e) => e.type === "process_event" && e.data.type === "submitted")).toHaveLength(2)
+    expectClean(run)
+  })
+
+  it("fanout counts lines with one agent per package, concurrently", async () => {
+    const run = await runExample("fanout.ts")
+    expect(run.status, run.stderr).toBe(0)
+    const wc = (pkg: string) =>
+      Number(execFileSync("bash", ["-c", `find packages/${pkg}/src -name '*.ts' | xargs cat | wc -l`], { cwd: root, encoding: "utf8" }))
+    for (const pkg of ["core", "cli", "pi-extension"]) expect(run.stdout).toMatch(new RegExp(`${pkg}\\s+${wc(pkg)} lines`))
+    expectClean(run)
+  })
+
+  it("spawn-retry observes a failed child and succeeds on the retry", async () => {
+    const run = await runExample("spawn-retry.ts")
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toContain("[supervisor/attempt] failed")
+    expect(run.stdout).toContain("attempt 1 failed")
+    expect(run.stdout).toContain("Solved on attempt 2: 1")
+    expectClean(run)
+  })
+
+  it("attach-pool lets a dispatcher agent use a pool's endpoints as tools", async () => {
+    const run = await runExample("attach-pool.ts")
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toContain(`node ${process.version} on Linux`)
+    expectClean(run)
+  })
+})
