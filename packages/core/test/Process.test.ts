@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Schema, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Schema, Stream, TestClock } from "effect"
 import * as Agent from "../src/Agent.js"
 import * as Machine from "../src/Machine.js"
 import { AgentCrashed, ProcessCancelled, ProcessFailed, ProcessTimeout } from "../src/Errors.js"
@@ -86,6 +86,16 @@ describe("Process completion", () => {
       expect(status.processes[0]).toMatchObject({ path: "slow", state: "timeout" })
     }).pipe(Effect.provide(scripted({})))
   })
+
+  it.effect("the timeout fires on the clock, not on wall time (TestClock)", () =>
+    Effect.gen(function* () {
+      const fiber = yield* Effect.fork(Process.make("hour", () => Effect.never, { timeout: "1 hour" })())
+      yield* TestClock.adjust("59 minutes")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error).toMatchObject({ _tag: "ProcessTimeout", process: "hour", timeout: "1h" })
+    }).pipe(Effect.provide(scripted({}))))
 
   it.live("interrupting a process releases every agent", () => {
     const created: Array<Agent.Agent> = []
