@@ -155,19 +155,6 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           })
         )
 
-        yield* launched.exited.pipe(
-          Effect.flatMap(({ exitCode }) =>
-            Effect.gen(function* () {
-              if (session.shuttingDown) return
-              const output = yield* launched.outputTail
-              yield* session.log("agent_crashed", { exitCode, output })
-              yield* session.events.append({ _tag: "crashed", exitCode, output })
-              yield* Deferred.fail(owner.completion, new AgentCrashed({ agent: session.id, exitCode, output }))
-            })
-          ),
-          Effect.forkScoped
-        )
-
         const exitedEarly = launched.exited.pipe(
           Effect.flatMap(({ exitCode }) =>
             Effect.flatMap(launched.outputTail, (output) =>
@@ -186,6 +173,20 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           Effect.tapError((error) =>
             Effect.flatMap(launched.outputTail, (output) => session.log("agent_start_failed", { reason: error.reason, output }))
           )
+        )
+
+        // Watched from here on: an exit before the agent connected is a start failure (above), not a crash.
+        yield* launched.exited.pipe(
+          Effect.flatMap(({ exitCode }) =>
+            Effect.gen(function* () {
+              if (session.shuttingDown) return
+              const output = yield* launched.outputTail
+              yield* session.log("agent_crashed", { exitCode, output })
+              yield* session.events.append({ _tag: "crashed", exitCode, output })
+              yield* Deferred.fail(owner.completion, new AgentCrashed({ agent: session.id, exitCode, output }))
+            })
+          ),
+          Effect.forkScoped
         )
         return { session, machine, launched }
       })

@@ -4,7 +4,7 @@
  * gap, drop duplicates), reconnect with backoff, and keep tool calls alive
  * across reconnects.
  */
-import { Deferred, Duration, Effect, FiberSet, Queue, Schema, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberSet, Queue, Schema, Scope } from "effect"
 import WebSocket from "ws"
 import * as Protocol from "./Protocol.js"
 import { fromWebSocket, type Connection } from "./internal/socket.js"
@@ -18,6 +18,11 @@ export interface AgentClientOptions {
   readonly onEntry?: (body: Protocol.EntryBody) => Effect.Effect<void>
   /** Longest pause between reconnect attempts (default 2 s). */
   readonly maxBackoff?: Duration.DurationInput
+  /** Continue where an earlier client of the same agent stopped: entries up to `lastSeq` are not replayed. */
+  readonly resume?: {
+    readonly lastSeq: number
+    readonly tools: Iterable<Protocol.ToolDefinition>
+  }
 }
 
 export interface ToolCallResult {
@@ -57,7 +62,7 @@ interface Pending {
 }
 
 const openSocket = (url: string, token: string) =>
-  Effect.async<WebSocket, { readonly fatal: boolean; readonly message: string }>((resume) => {
+  Effect.async<Connection, { readonly fatal: boolean; readonly message: string }>((resume) => {
     const socket = new WebSocket(url, { headers: { [Protocol.TOKEN_HEADER]: token } })
     const onError = (error: Error) => resume(Effect.fail({ fatal: false, message: error.message }))
     socket.once("unexpected-response", (_request, response) => {
@@ -70,7 +75,8 @@ const openSocket = (url: string, token: string) =>
     socket.once("error", onError)
     socket.once("open", () => {
       socket.removeListener("error", onError)
-      resume(Effect.succeed(socket))
+      // Listen now: frames the server sends right away (a ProtocolError, a close) are emitted before the fiber resumes.
+      resume(Effect.succeed(Effect.runSync(fromWebSocket(socket))))
     })
     return Effect.sync(() => socket.terminate())
   })
@@ -79,14 +85,14 @@ const openSocket = (url: string, token: string) =>
 export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, never, Scope.Scope> =>
   Effect.gen(function* () {
     const url = `${options.url}${Protocol.agentPath(options.agentId)}`
-    const tools = new Map<string, Protocol.ToolDefinition>()
+    const tools = new Map<string, Protocol.ToolDefinition>([...(options.resume?.tools ?? [])].map((tool) => [tool.name, tool]))
     const pending = new Map<string, Pending>()
     const buffered: Array<Protocol.AgentEvent> = []
     const messages = yield* Queue.unbounded<typeof Protocol.UserMessage.Type>()
     const synced = yield* Deferred.make<void, AgentClientError>()
     const shutdown = yield* Deferred.make<string>()
     const fatal = yield* Deferred.make<never, AgentClientError>()
-    let lastSeq = 0
+    let lastSeq = options.resume?.lastSeq ?? 0
     let current: Connection | undefined
     let callCounter = 0
     const maxBackoff = Duration.toMillis(options.maxBackoff ?? "2 seconds")
@@ -120,10 +126,13 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         if (options.onEntry) yield* options.onEntry(body)
       })
 
-    const resendPending = Effect.forEach(
-      [...pending.entries()],
-      ([callId, call]) => send({ _tag: "ToolCall", callId, tool: call.tool, args: call.args }),
-      { discard: true }
+    // Suspended: the calls pending at each sync, not those at construction (none).
+    const resendPending = Effect.suspend(() =>
+      Effect.forEach(
+        [...pending.entries()],
+        ([callId, call]) => send({ _tag: "ToolCall", callId, tool: call.tool, args: call.args }),
+        { discard: true }
+      )
     )
 
     /** One connection, until it closes. Returns whether it ever synced. */
@@ -133,43 +142,41 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         let resyncRequested = false
         let synchronized = false
         yield* send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq })
-        yield* connection.frames.pipe(
-          Stream.runForEach((frame) =>
-            Effect.gen(function* () {
-              const decoded = Protocol.decode(frame)
-              if (decoded._tag === "Left") return
-              const message = decoded.right
-              switch (message._tag) {
-                case "Entry": {
-                  if (message.seq <= lastSeq) return
-                  if (message.seq > lastSeq + 1) {
-                    if (!resyncRequested) {
-                      resyncRequested = true
-                      yield* send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq })
-                    }
-                    return
-                  }
-                  resyncRequested = false
-                  lastSeq = message.seq
-                  return yield* apply(message.body)
-                }
-                case "Synced": {
-                  if (message.seq !== lastSeq || synchronized) return
-                  synchronized = true
-                  yield* Deferred.succeed(synced, undefined)
-                  yield* resendPending
-                  const events = buffered.splice(0)
-                  return yield* Effect.forEach(events, (event) => send({ _tag: "Event", event }), { discard: true })
-                }
-                case "ProtocolError":
-                  if (message.code === "unknown_agent" || message.code === "version" || message.code === "unauthorized") {
-                    yield* Deferred.fail(fatal, clientError(message.message))
-                    yield* Deferred.fail(synced, clientError(message.message))
+        yield* connection.forEach((frame) =>
+          Effect.gen(function* () {
+            const decoded = Protocol.decode(frame)
+            if (decoded._tag === "Left") return
+            const message = decoded.right
+            switch (message._tag) {
+              case "Entry": {
+                if (message.seq <= lastSeq) return
+                if (message.seq > lastSeq + 1) {
+                  if (!resyncRequested) {
+                    resyncRequested = true
+                    yield* send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq })
                   }
                   return
+                }
+                resyncRequested = false
+                lastSeq = message.seq
+                return yield* apply(message.body)
               }
-            })
-          )
+              case "Synced": {
+                if (message.seq !== lastSeq || synchronized) return
+                synchronized = true
+                yield* Deferred.succeed(synced, undefined)
+                yield* resendPending
+                const events = buffered.splice(0)
+                return yield* Effect.forEach(events, (event) => send({ _tag: "Event", event }), { discard: true })
+              }
+              case "ProtocolError":
+                if (message.code === "unknown_agent" || message.code === "version" || message.code === "unauthorized") {
+                  yield* Deferred.fail(fatal, clientError(message.message))
+                  yield* Deferred.fail(synced, clientError(message.message))
+                }
+                return
+            }
+          })
         )
         current = undefined
         return synchronized
@@ -181,7 +188,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         if (yield* Deferred.isDone(fatal)) return
         const opened = yield* Effect.either(openSocket(url, options.token))
         if (opened._tag === "Right") {
-          const connection = yield* fromWebSocket(opened.right)
+          const connection = opened.right
           yield* Effect.addFinalizer(() => connection.close(Protocol.CloseCode.normal, "client closed"))
           const wasSynced = yield* session(connection)
           if (yield* Deferred.isDone(shutdown)) return

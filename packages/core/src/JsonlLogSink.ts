@@ -1,14 +1,15 @@
 /**
  * The default `LogSink`: the log tree `<home>/logs/<execution_id>/`, one
  * `_runtime.jsonl` for the run and its processes and one `<agent>.jsonl` per
- * agent. Lines are batched by a writer fiber; closing the layer writes every
- * pending line before it returns, so nothing is lost on exit, failure or
- * interrupt.
+ * agent. Lines written during one turn of the event loop are appended
+ * together right after it (`setImmediate`): one `write` per file per turn,
+ * and no fiber wake-up per line. Closing the layer, or the process exiting,
+ * writes every pending line, so nothing is lost on exit, failure or interrupt.
  */
-import { Effect, Fiber, Layer, Queue } from "effect"
+import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { LogSink, fileOf, type LogEntry } from "./LogSink.js"
+import { LogSink, fileOf } from "./LogSink.js"
 import { RunInfo, logsDirectory } from "./RunInfo.js"
 
 export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
@@ -28,45 +29,53 @@ export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
       }
       return fd
     }
-    const writeBatch = (entries: Iterable<LogEntry>) =>
-      Effect.sync(() => {
-        const chunks = new Map<string, Array<string>>()
-        for (const entry of entries) {
-          const file = fileOf(entry)
-          let lines = chunks.get(file)
-          if (lines === undefined) chunks.set(file, (lines = []))
-          lines.push(JSON.stringify(entry))
-        }
-        for (const [file, lines] of chunks) fs.writeSync(fdOf(file), lines.join("\n") + "\n")
-      })
 
-    // `null` asks the writer to stop after everything queued before it.
-    const queue = yield* Queue.unbounded<LogEntry | null>()
-    const writeLoop: Effect.Effect<void> = Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER).pipe(
-      Effect.flatMap((batch) => {
-        const entries = [...batch]
-        const stop = entries.includes(null)
-        return Effect.zipRight(
-          writeBatch(entries.filter((entry): entry is LogEntry => entry !== null)),
-          stop ? Effect.void : writeLoop
-        )
-      })
-    )
-    const writer = yield* Effect.forkDaemon(writeLoop)
+    /** Lines not written yet, by file, in order. */
+    let pending = new Map<string, Array<string>>()
+    let scheduled: NodeJS.Immediate | undefined
+    let closed = false
+
+    /** Append every pending line; a file that cannot be written keeps its lines for the next flush. */
+    const flush = () => {
+      scheduled = undefined
+      const batch = pending
+      pending = new Map()
+      for (const [file, lines] of batch) {
+        try {
+          fs.writeSync(fdOf(file), lines.join("\n") + "\n")
+        } catch {
+          const later = pending.get(file)
+          pending.set(file, later === undefined ? lines : [...lines, ...later])
+        }
+      }
+    }
+
+    // A process that exits without closing the layer (`process.exit` in a signal handler) still writes what is pending.
+    const onExit = () => flush()
+    process.on("exit", onExit)
     yield* Effect.addFinalizer(() =>
-      Queue.offer(queue, null).pipe(
-        Effect.zipRight(Fiber.join(writer)),
-        Effect.zipRight(
-          Effect.sync(() => {
-            for (const fd of files.values()) fs.closeSync(fd)
-            files.clear()
-          })
-        )
-      )
+      Effect.sync(() => {
+        closed = true
+        process.removeListener("exit", onExit)
+        if (scheduled !== undefined) clearImmediate(scheduled)
+        flush()
+        for (const fd of files.values()) fs.closeSync(fd)
+        files.clear()
+      })
     )
 
     return {
-      write: (entry) => Queue.offer(queue, entry)
+      // Lines written after the layer closed are dropped, as before it closed nothing can write them.
+      write: (entry) =>
+        Effect.sync(() => {
+          if (closed) return
+          const file = fileOf(entry)
+          const lines = pending.get(file)
+          const line = JSON.stringify(entry)
+          if (lines === undefined) pending.set(file, [line])
+          else lines.push(line)
+          if (scheduled === undefined) scheduled = setImmediate(flush)
+        })
     }
   })
 )

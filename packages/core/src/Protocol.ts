@@ -13,7 +13,7 @@
  * applies entries strictly in order, drops duplicates and asks again on a gap.
  * A dropped connection therefore loses nothing.
  */
-import { Either, Schema } from "effect"
+import { Either, Predicate, Schema } from "effect"
 
 export const version = 1
 
@@ -202,25 +202,58 @@ const decodeMessage = Schema.decodeUnknownEither(Message)
 const encodeMessage = Schema.encodeSync(Message)
 
 /**
- * Parse one WebSocket frame. Invalid JSON is `malformed`; valid JSON that is
- * not a known message is `unknown_message`.
+ * Deepest nesting of arrays and objects a frame may have. Deeper frames are
+ * `malformed`: they would overflow the stack of recursive consumers
+ * (`JSON.stringify` in the logs, error formatting).
+ */
+export const maxDepth = 128
+
+/** Whether arrays and objects in a JSON text nest deeper than `maxDepth` (string contents are skipped). */
+const tooDeep = (text: string): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // `\`: skip the escaped character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return true
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return false
+}
+
+/**
+ * Parse one WebSocket frame. Invalid JSON (or JSON nested deeper than
+ * `maxDepth`) is `malformed`; valid JSON that is not a known message is
+ * `unknown_message`. Never throws.
  */
 export const decode = (raw: string): Either.Either<Message, DecodeError> => {
+  if (tooDeep(raw)) {
+    return Either.left(new DecodeError({ code: "malformed", message: `JSON nested deeper than ${maxDepth} levels` }))
+  }
   let json: unknown
   try {
     json = JSON.parse(raw)
   } catch (error) {
     return Either.left(new DecodeError({ code: "malformed", message: `invalid JSON: ${String(error)}` }))
   }
-  const result = decodeMessage(json, { onExcessProperty: "ignore" })
-  if (Either.isRight(result)) return Either.right(result.right)
-  const tag = typeof json === "object" && json !== null && "_tag" in json ? String((json as any)._tag) : undefined
-  return Either.left(
-    new DecodeError({
-      code: "unknown_message",
-      message: tag === undefined ? "message has no _tag" : `invalid ${tag} message: ${result.left.message.slice(0, 500)}`
-    })
-  )
+  const tag = Predicate.hasProperty(json, "_tag") ? json._tag : undefined
+  if (typeof tag !== "string") {
+    return Either.left(new DecodeError({ code: "unknown_message", message: "message has no string _tag" }))
+  }
+  let problem: string
+  try {
+    const result = decodeMessage(json, { onExcessProperty: "ignore" })
+    if (Either.isRight(result)) return Either.right(result.right)
+    problem = result.left.message.slice(0, 500)
+  } catch (error) {
+    // The schema's union dispatch calls `String(_tag)`, which throws on an object such as `{"toString":1}`, at any depth.
+    problem = String(error)
+  }
+  return Either.left(new DecodeError({ code: "unknown_message", message: `invalid ${tag.slice(0, 100)} message: ${problem}` }))
 }
 
 export const encode = (message: Message): string => JSON.stringify(encodeMessage(message))

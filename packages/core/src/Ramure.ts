@@ -3,15 +3,17 @@
  * NodeRuntime.runMain)`.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
 import type { AgentLauncher } from "./AgentLauncher.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
 import type { LogSink } from "./LogSink.js"
 import type { MachineProvider } from "./Machine.js"
+import * as PiAgents from "./PiAgents.js"
 import * as RunInfo from "./RunInfo.js"
 import * as Runtime from "./Runtime.js"
 import * as ScriptedAgents from "./ScriptedAgents.js"
+import * as TmuxMachineProvider from "./TmuxMachineProvider.js"
 
 export interface LayerOptions extends Runtime.RuntimeOptions {
   /** `RAMURE_HOME` (default: the environment variable, else `~/.ramure`). */
@@ -58,3 +60,22 @@ export const make = (
 /** A run whose agents play scripts (see `ScriptedAgents`) on local machines. */
 export const layerScripted = (scripts: ScriptedAgents.Scripts, options: LayerOptions = {}) =>
   make({ ...options, launcher: ScriptedAgents.layer(scripts) })
+
+/**
+ * A run of real pi agents: in tmux sessions (`tmux -L ramure attach -t …`)
+ * when tmux is installed, else as headless local processes. `provider` (or
+ * the environment variable `RAMURE_PROVIDER`, `tmux` or `local`) forces one.
+ */
+export const layer = (
+  options: LayerOptions & PiAgents.Options & { readonly provider?: "tmux" | "local" } = {}
+): Layer.Layer<Services, Runtime.RuntimeError> => {
+  const provider = options.provider ?? process.env.RAMURE_PROVIDER
+  const machines = provider === "local"
+    ? LocalMachineProvider.layer
+    : provider === "tmux"
+    ? TmuxMachineProvider.layer()
+    : Layer.unwrapEffect(
+      Effect.map(TmuxMachineProvider.available, (tmux) => (tmux ? TmuxMachineProvider.layer() : LocalMachineProvider.layer))
+    )
+  return make({ ...options, launcher: PiAgents.layer(options), machines })
+}

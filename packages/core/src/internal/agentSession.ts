@@ -2,7 +2,7 @@
  * The runtime's side of one agent: its replication log, its tools, its
  * events, and the handling of whatever its connection sends.
  */
-import { Cause, Deferred, Effect, FiberSet, Option, Stream } from "effect"
+import { Cause, Deferred, Effect, FiberSet, Option } from "effect"
 import * as Protocol from "../Protocol.js"
 import type { AgentEventRecord } from "../AgentEvent.js"
 import * as EventLog from "./eventLog.js"
@@ -105,12 +105,21 @@ export const handleToolCall = (session: AgentSession, call: typeof Protocol.Tool
 /**
  * Serve one agent connection: replay the log from the agent's `Hello`, then
  * stream new entries; dispatch tool calls and events.
+ *
+ * A connection takes the agent's place (closing the previous one) only when
+ * it says a valid `Hello` for this agent: that is how a restarted or
+ * reconnecting agent wins over a half-open socket, while garbage, a wrong
+ * agent id or a wrong protocol version never knock the live agent off.
  */
 export const serve = (session: AgentSession, connection: Connection) =>
   Effect.gen(function* () {
-    const previous = session.current
-    session.current = connection
-    if (previous !== undefined) yield* previous.close(Protocol.CloseCode.replaced, "replaced by a new connection")
+    const claim = Effect.suspend(() => {
+      const previous = session.current
+      session.current = connection
+      return previous === undefined || previous === connection
+        ? Effect.void
+        : previous.close(Protocol.CloseCode.replaced, "replaced by a new connection")
+    })
     const writer = yield* FiberSet.make()
     const sendError = (code: typeof Protocol.ProtocolError.Type["code"], message: string) =>
       Effect.zipRight(
@@ -129,14 +138,14 @@ export const serve = (session: AgentSession, connection: Connection) =>
           )
         if (after >= upTo) yield* connection.send(Protocol.encode({ _tag: "Synced", seq: upTo }))
         let seq = after
-        yield* session.entries.stream(after).pipe(
-          Stream.runForEach((body) => send(++seq, body)),
-          FiberSet.run(writer)
-        )
+        yield* session.entries.forEach(after, (body) => send(++seq, body)).pipe(FiberSet.run(writer))
       })
 
+    /** Set when the connection is refused: the frames it sent after that are not acted on. */
+    let refused = false
     const dispatch = (frame: string) =>
       Effect.gen(function* () {
+        if (refused) return
         const decoded = Protocol.decode(frame)
         if (decoded._tag === "Left") return yield* sendError(decoded.left.code, decoded.left.message)
         const message = decoded.right
@@ -144,11 +153,13 @@ export const serve = (session: AgentSession, connection: Connection) =>
           case "Hello": {
             if (message.protocol !== Protocol.version) {
               yield* sendError("version", `protocol ${message.protocol} is not supported (expected ${Protocol.version})`)
+              refused = true
               return yield* connection.close(Protocol.CloseCode.protocolVersion, "protocol version")
             }
             if (message.agentId !== session.id) {
               return yield* sendError("unknown_agent", `this connection is for agent ${session.id}`)
             }
+            yield* claim
             const first = yield* Deferred.succeed(session.connected, undefined)
             yield* session.log("agent_connected", { after: message.after, first })
             yield* session.events.append({ _tag: "connected", after: message.after })
@@ -164,7 +175,7 @@ export const serve = (session: AgentSession, connection: Connection) =>
         }
       })
 
-    yield* connection.frames.pipe(Stream.runForEach(dispatch))
+    yield* connection.forEach(dispatch)
     yield* FiberSet.clear(writer)
     if (session.current === connection) {
       session.current = undefined

@@ -3,11 +3,11 @@
  * the run's token (constant-time compare) before accepting it, then serves
  * agents on `/agents/<id>` and the CLI on `/control`.
  */
-import { Deferred, Effect, FiberSet, Stream } from "effect"
+import { Deferred, Effect, Either, Fiber, FiberSet, Stream } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
-import { WebSocketServer, type WebSocket } from "ws"
+import { WebSocketServer } from "ws"
 import * as Protocol from "../Protocol.js"
 import type { RuntimeService } from "../Runtime.js"
 import * as AgentSession from "./agentSession.js"
@@ -20,6 +20,12 @@ export const tokenMatches = (expected: string, given: string | undefined): boole
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
+/** The agent id of an `/agents/<id>` path; `undefined` for any other path, or an id with a malformed escape. */
+const agentIdOf = (path: string): string | undefined => {
+  const match = /^\/agents\/([^/]+)$/.exec(path)
+  return match === null ? undefined : Either.getOrUndefined(Either.try(() => decodeURIComponent(match[1]!)))
+}
+
 const reject = (socket: Duplex, status: number, text: string) => {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   socket.destroy()
@@ -29,6 +35,8 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
   Effect.gen(function* () {
     const fibers = yield* FiberSet.make()
     const run = yield* FiberSet.runtime(fibers)<never>()
+    /** `Follow` streams; the server waits (briefly) for them to deliver the run's end before it closes. */
+    const followers = yield* FiberSet.make()
     const logRuntime = (type: string, data: unknown, agent?: string) =>
       runtime.log({ type, process: "", agent, data })
 
@@ -38,29 +46,36 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
     })
 
     server.on("upgrade", (request, socket, head) => {
-      const path = new URL(request.url ?? "/", "http://localhost").pathname
+      // Any request target reaches here (`//x:99999`, `//[`…): one that is not a URL path is kept as is, and is a bad path.
+      const target = request.url ?? "/"
+      const path = Either.getOrElse(Either.try(() => new URL(target, "http://localhost").pathname), () => target)
       const header = request.headers[Protocol.TOKEN_HEADER]
       const given = Array.isArray(header) ? header[0] : header
       if (!tokenMatches(runtime.token, given)) {
         run(logRuntime("unauthorized", { path, remote: request.socket.remoteAddress, tokenGiven: given !== undefined }))
         return reject(socket, 401, "Unauthorized")
       }
-      const agentMatch = /^\/agents\/([^/]+)$/.exec(path)
-      if (agentMatch === null && path !== Protocol.controlPath) {
+      const agentId = agentIdOf(path)
+      if (agentId === undefined && path !== Protocol.controlPath) {
         run(logRuntime("protocol_error", { code: "bad_path", path }))
         return reject(socket, 404, "Not Found")
       }
       wss.handleUpgrade(request, socket, head, (ws) => {
-        const serve = agentMatch
-          ? serveAgent(decodeURIComponent(agentMatch[1]!), ws)
-          : Effect.flatMap(fromWebSocket(ws), (connection) => serveControl(runtime, connection))
-        run(serve)
+        // Listen now, not when the serving fiber starts: no frame or close can slip by unseen.
+        const connection = Effect.runSync(fromWebSocket(ws))
+        // `ws` has already closed the connection with 1009 (message too big).
+        ws.on("error", (error) => {
+          if ((error as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+            const agent = agentId !== undefined && runtime.sessions.has(agentId) ? agentId : undefined
+            run(logRuntime("protocol_error", { code: "too_large", path, message: error.message }, agent))
+          }
+        })
+        run(agentId === undefined ? serveControl(runtime, connection, followers) : serveAgent(agentId, connection))
       })
     })
 
-    const serveAgent = (agentId: string, ws: WebSocket) =>
+    const serveAgent = (agentId: string, connection: Connection) =>
       Effect.gen(function* () {
-        const connection = yield* fromWebSocket(ws)
         const session = runtime.sessions.get(agentId)
         if (session === undefined) {
           yield* logRuntime("protocol_error", { code: "unknown_agent", agentId })
@@ -69,11 +84,6 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
           )
           return yield* connection.close(Protocol.CloseCode.unknownAgent, "unknown agent")
         }
-        ws.on("error", (error) => {
-          if ((error as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
-            run(logRuntime("protocol_error", { code: "too_large", message: error.message }, agentId))
-          }
-        })
         yield* AgentSession.serve(session, connection)
       })
 
@@ -83,12 +93,15 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
         server.listen(0, "127.0.0.1", () => resume(Effect.void))
       }).pipe(Effect.orDie),
       () =>
-        Effect.async<void>((resume) => {
-          for (const client of wss.clients) client.terminate()
-          wss.close()
-          server.close(() => resume(Effect.void))
-          server.closeAllConnections()
-        })
+        Effect.zipRight(
+          FiberSet.awaitEmpty(followers).pipe(Effect.interruptible, Effect.timeout("2 seconds"), Effect.ignore),
+          Effect.async<void>((resume) => {
+            for (const client of wss.clients) client.terminate()
+            wss.close()
+            server.close(() => resume(Effect.void))
+            server.closeAllConnections()
+          })
+        )
     )
     const address = server.address()
     const port = typeof address === "object" && address !== null ? address.port : 0
@@ -96,7 +109,7 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
   })
 
 /** The CLI's control channel: request/reply, plus streaming for `Follow`. */
-const serveControl = (runtime: RuntimeService, connection: Connection) =>
+const serveControl = (runtime: RuntimeService, connection: Connection, followers: FiberSet.FiberSet) =>
   Effect.gen(function* () {
     const requests = yield* FiberSet.make()
     const reply = (id: number, result: { ok: true; value: unknown } | { ok: false; error: string }) =>
@@ -136,12 +149,22 @@ const serveControl = (runtime: RuntimeService, connection: Connection) =>
             Deferred.succeed(runtime.stopRequested, command.reason ?? "stopped from the CLI"),
             reply(id, { ok: true, value: null })
           )
-        case "Follow":
-          return runtime.entries.stream(0).pipe(
+        case "Follow": {
+          // Ends when the run does: then `RunEnded`, the reply, and a clean close once the CLI has read it all.
+          let outcome = "ended"
+          const follow = runtime.entries.stream(0).pipe(
             Stream.filter((entry) => entry.n > (command.after ?? 0)),
-            Stream.runForEach((entry) => connection.send(Protocol.encode({ _tag: "ControlLog", id, entry }))),
-            Effect.zipRight(reply(id, { ok: true, value: null }))
+            Stream.runForEach((entry) => {
+              if (entry.type === "run_ended") outcome = String((entry.data as { outcome?: unknown })?.outcome ?? outcome)
+              return connection.send(Protocol.encode({ _tag: "ControlLog", id, entry }))
+            }),
+            Effect.zipRight(Effect.suspend(() => connection.send(Protocol.encode({ _tag: "RunEnded", outcome })))),
+            Effect.zipRight(reply(id, { ok: true, value: null })),
+            Effect.zipRight(connection.close(Protocol.CloseCode.normal, "run ended")),
+            Effect.zipRight(connection.closed.pipe(Effect.timeout("1 second"), Effect.ignore))
           )
+          return Effect.acquireUseRelease(FiberSet.run(followers, Effect.interruptible(follow)), Fiber.join, Fiber.interrupt)
+        }
       }
     }
 

@@ -1,0 +1,85 @@
+/**
+ * Figure 4 — real agent start: `Agent.make` with the real pi launcher in tmux
+ * (`Ramure.layer`, scripted model) until the ramure extension has connected
+ * and synced, plus adding a tool; against a bare pi started on the same tmux
+ * machine provider with the same flags and environment, whose only extension
+ * reports `session_start`. Samples alternate.
+ */
+import * as Agent from "@ramure/core/Agent"
+import { MachineProvider } from "@ramure/core/Machine"
+import * as Process from "@ramure/core/Process"
+import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import { Effect } from "effect"
+import * as path from "node:path"
+import { interleaved, now, type FigureResult, type Size } from "./lib/Figure.js"
+import { addEcho, tempDirectory } from "./lib/harness.js"
+import { piRun, signalServer, spawnBarePi, unavailable } from "./lib/pi.js"
+
+const title = "Real agent start (pi in tmux)"
+
+export const agentStart = (size: Size) =>
+  Effect.gen(function* () {
+    const missing = unavailable()
+    if (missing !== undefined) return { id: 4, title, method: "", metrics: [], skipped: missing } satisfies FigureResult
+    const rounds = size === "full" ? 6 : 1
+    const home = yield* tempDirectory("pi-start")
+    const signals = yield* signalServer(path.join(home, "signal.sock"))
+    const bareModel = yield* ScriptedModel.make({ fallback: () => [] })
+    const bareMs: Array<number> = []
+    const ramureMs: Array<number> = []
+    const connectMs: Array<number> = []
+
+    const main = Process.make("bench", () =>
+      Effect.gen(function* () {
+        const provider = yield* MachineProvider
+        let i = 0
+        for (const step of interleaved(rounds, ["bare", "ramure"] as const)) {
+          const id = `${step}${++i}`
+          if (step === "bare") {
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                const started = now()
+                const machine = yield* provider.make({ name: id })
+                yield* spawnBarePi(machine, {
+                  id,
+                  agentDir: path.join(home, "bare-pi", id),
+                  baseUrl: bareModel.baseUrl(id),
+                  signal: path.join(home, "signal.sock")
+                })
+                bareMs.push((yield* signals.started(id).pipe(Effect.timeout("60 seconds"))) - started)
+              })
+            )
+          } else {
+            // A child process per sample: its end releases the agent (pi stopped, tmux session killed).
+            yield* Process.make("sample", () =>
+              Effect.gen(function* () {
+                const started = now()
+                const agent = yield* Agent.make(id)
+                connectMs.push(now() - started)
+                yield* addEcho(agent)
+                ramureMs.push(now() - started)
+              }))()
+          }
+        }
+      }))
+    yield* main().pipe(Effect.provide(piRun(home)))
+
+    const ratios = ramureMs.map((ms, i) => ms / bareMs[i]!)
+    const result: FigureResult = {
+      id: 4,
+      title,
+      method:
+        `${rounds} interleaved pairs. ramure: \`Agent.make\` (real pi launcher, \`Ramure.layer\` with tmux, scripted model) ` +
+        `until the extension has connected and synced, then \`agent.on\` (tool added and sent); bare: a machine from the same ` +
+        `tmux provider, the same pi flags and environment, \`-e\` a signal-only extension, until its \`session_start\` ` +
+        `reaches a Unix socket. Both from before the machine is made. Ratio per pair.`,
+      metrics: [
+        { name: "bare pi to session_start", unit: "ms", samples: bareMs, digits: 0 },
+        { name: "ramure Agent.make until connected", unit: "ms", samples: connectMs, digits: 0 },
+        { name: "ramure Agent.make + tool added", unit: "ms", samples: ramureMs, digits: 0 },
+        { name: "ramure / bare", unit: "×", samples: ratios, target: { op: "<=", value: 1.1 }, digits: 2 }
+      ],
+      counts: { agents: rounds * 2 }
+    }
+    return result
+  }).pipe(Effect.scoped)

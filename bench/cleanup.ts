@@ -1,0 +1,138 @@
+/**
+ * Figure 5 — cleanup: a program running real pi agents in tmux gets SIGINT
+ * (Ctrl-C); time until every tmux session and every pi process of its run is
+ * gone, and until the program itself has exited.
+ */
+import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import { now, type FigureResult, type Size } from "./lib/Figure.js"
+import { forkChild } from "./lib/child.js"
+import type { Ready } from "./lib/cleanupChild.js"
+import { tempDirectory } from "./lib/harness.js"
+import { unavailable } from "./lib/pi.js"
+
+const title = "Cleanup after interrupt (pi in tmux)"
+
+/** tmux sessions of the run on ramure's socket. */
+const sessionsOf = (executionId: string): Array<string> => {
+  try {
+    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"]
+    })
+      .split("\n")
+      .filter((name) => name.startsWith(`ramure-${executionId.slice(0, 8)}-`))
+  } catch {
+    return []
+  }
+}
+
+/** Live (non-zombie) processes whose environment names the run: its pi agents. */
+const processesOf = (executionId: string): Array<number> => {
+  const needle = `RAMURE_EXECUTION_ID=${executionId}\0`
+  const found: Array<number> = []
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      if (!fs.readFileSync(`/proc/${entry}/environ`, "latin1").includes(needle)) continue
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8")
+      if (stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z") found.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found
+}
+
+/** Last resort, so a failed sample leaves nothing behind. */
+const forceClean = (executionId: string) => {
+  for (const pid of processesOf(executionId)) {
+    try {
+      process.kill(pid, "SIGKILL")
+    } catch {
+      // gone
+    }
+  }
+  for (const session of sessionsOf(executionId)) {
+    try {
+      execFileSync("tmux", ["-L", "ramure", "kill-session", "-t", `=${session}`], { stdio: "ignore" })
+    } catch {
+      // gone
+    }
+  }
+}
+
+interface Sample {
+  readonly piGoneMs: number
+  readonly sessionsGoneMs: number
+  readonly allGoneMs: number
+  readonly exitMs: number
+}
+
+const once = (agents: number) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const home = yield* tempDirectory("cleanup")
+      const child = yield* forkChild<Ready>("lib/cleanupChild.ts", [String(agents), home])
+      const ready = yield* child.receive.pipe(Effect.timeoutFail({ duration: "240 seconds", onTimeout: () => new Error("agents did not start") }))
+      const { executionId } = ready
+      yield* Effect.addFinalizer(() => Effect.sync(() => forceClean(executionId)))
+      const before = { sessions: sessionsOf(executionId).length, processes: processesOf(executionId).length }
+      if (before.sessions !== agents || before.processes < agents) {
+        return yield* Effect.dieMessage(`expected ${agents} sessions and pi processes, found ${JSON.stringify(before)}`)
+      }
+      let exitAt: number | undefined
+      child.process.once("exit", () => (exitAt = now()))
+      const started = now()
+      child.process.kill("SIGINT")
+      let piGone: number | undefined
+      let sessionsGone: number | undefined
+      while ((piGone === undefined || sessionsGone === undefined || exitAt === undefined) && now() - started < 30_000) {
+        if (piGone === undefined && processesOf(executionId).length === 0) piGone = now()
+        if (sessionsGone === undefined && sessionsOf(executionId).length === 0) sessionsGone = now()
+        yield* Effect.sleep("5 millis")
+      }
+      if (piGone === undefined || sessionsGone === undefined || exitAt === undefined) {
+        return yield* Effect.dieMessage(`run ${executionId} not cleaned up within 30 s`)
+      }
+      return {
+        piGoneMs: piGone - started,
+        sessionsGoneMs: sessionsGone - started,
+        allGoneMs: Math.max(piGone, sessionsGone) - started,
+        exitMs: exitAt - started
+      } satisfies Sample
+    })
+  )
+
+export const cleanup = (size: Size) =>
+  Effect.gen(function* () {
+    const missing = unavailable()
+    if (missing !== undefined) return { id: 5, title, method: "", metrics: [], skipped: missing } satisfies FigureResult
+    const agents = size === "full" ? 20 : 2
+    const rounds = size === "full" ? 3 : 1
+    const samples: Array<Sample> = []
+    for (let i = 0; i < rounds; i++) samples.push(yield* once(agents))
+    const result: FigureResult = {
+      id: 5,
+      title,
+      method:
+        `A program (\`NodeRuntime.runMain\`, \`Ramure.layer\` with tmux, scripted model) starts ${agents} real pi agents ` +
+        `and idles; it gets SIGINT; the bench polls (every ~5 ms) the tmux sessions \`ramure-<run>-*\` on the ramure socket and ` +
+        `the live processes whose environment has the run's \`RAMURE_EXECUTION_ID\` (the pi agents). ${rounds} runs.`,
+      metrics: [
+        { name: `${agents} agents: every pi process gone`, unit: "ms", samples: samples.map((s) => s.piGoneMs), digits: 0 },
+        { name: `${agents} agents: every tmux session gone`, unit: "ms", samples: samples.map((s) => s.sessionsGoneMs), digits: 0 },
+        {
+          name: `${agents} agents: everything gone`,
+          unit: "ms",
+          samples: samples.map((s) => s.allGoneMs),
+          target: { op: "<", value: 1000 },
+          digits: 0
+        },
+        { name: `${agents} agents: program exited`, unit: "ms", samples: samples.map((s) => s.exitMs), digits: 0 }
+      ],
+      counts: { agents: agents * rounds }
+    }
+    return result
+  })

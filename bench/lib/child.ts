@@ -1,0 +1,97 @@
+/**
+ * Benchmarks that need a fresh process (clean memory figures, agents in
+ * another process) run a TypeScript entry with `node --import tsx` and talk to
+ * it over the IPC channel.
+ */
+import { Effect, Queue } from "effect"
+import { fork, type ChildProcess } from "node:child_process"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** The repository root (the bench lives in `<root>/bench`). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+
+export interface Child<Out> {
+  readonly process: ChildProcess
+  readonly send: (message: unknown) => Effect.Effect<void>
+  /** The next message from the child; fails if it exits first. */
+  readonly receive: Effect.Effect<Out, Error>
+  /** CPU time (user + system, µs) the child has used so far; the child must listen with `parentMessages`. */
+  readonly cpu: Effect.Effect<number, Error>
+}
+
+interface CpuProbe {
+  readonly type: "cpu"
+  readonly micros?: number
+}
+const isCpuProbe = (message: unknown): message is CpuProbe =>
+  typeof message === "object" && message !== null && (message as { type?: unknown }).type === "cpu"
+
+/** Fork `entry` (relative to `bench/`) with the IPC channel; stopped when the scope closes if still running. */
+export const forkChild = <Out>(entry: string, args: ReadonlyArray<string>, options: { readonly execArgv?: ReadonlyArray<string> } = {}) =>
+  Effect.gen(function* () {
+    const inbox = yield* Queue.unbounded<Out | Error>()
+    const cpuReplies = yield* Queue.unbounded<number | Error>()
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const child = fork(path.join(repoRoot, "bench", entry), [...args], {
+          cwd: repoRoot,
+          execArgv: [...(options.execArgv ?? []), "--import", "tsx"],
+          stdio: ["ignore", "inherit", "inherit", "ipc"]
+        })
+        child.on("message", (message) => {
+          if (isCpuProbe(message)) Queue.unsafeOffer(cpuReplies, message.micros ?? 0)
+          else Queue.unsafeOffer(inbox, message as Out)
+        })
+        child.on("exit", (code, signal) => {
+          const error = new Error(`${entry} exited (${signal ?? code})`)
+          Queue.unsafeOffer(inbox, error)
+          Queue.unsafeOffer(cpuReplies, error)
+        })
+        child.on("error", (error) => Queue.unsafeOffer(inbox, error))
+        return child
+      }),
+      // Closing the channel asks the child to finish; SIGKILL if it has not after 5 s.
+      (child) =>
+        Effect.async<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          const timer = setTimeout(() => child.kill("SIGKILL"), 5_000)
+          child.once("exit", () => {
+            clearTimeout(timer)
+            resume(Effect.void)
+          })
+          if (child.connected) child.disconnect()
+          else child.kill("SIGKILL")
+        })
+    )
+    const result: Child<Out> = {
+      process: child,
+      send: (message) => Effect.sync(() => void child.send(message as never)),
+      receive: Effect.flatMap(Queue.take(inbox), (message) =>
+        message instanceof Error ? Effect.fail(message) : Effect.succeed(message)),
+      cpu: Effect.zipRight(
+        Effect.sync(() => void child.send({ type: "cpu" } satisfies CpuProbe)),
+        Effect.flatMap(Queue.take(cpuReplies), (reply) => (reply instanceof Error ? Effect.fail(reply) : Effect.succeed(reply)))
+      )
+    }
+    return result
+  })
+
+/** In a child: the parent's messages, in order (CPU probes are answered, not queued). */
+export const parentMessages = <In>() =>
+  Effect.gen(function* () {
+    const inbox = yield* Queue.unbounded<In>()
+    process.on("message", (message) => {
+      if (isCpuProbe(message)) {
+        const usage = process.cpuUsage()
+        process.send!({ type: "cpu", micros: usage.user + usage.system } satisfies CpuProbe)
+      } else Queue.unsafeOffer(inbox, message as In)
+    })
+    return inbox
+  })
+
+/** In a child: send a message to the parent. */
+export const toParent = (message: unknown) =>
+  Effect.async<void>((resume) => {
+    process.send!(message, undefined, undefined, () => resume(Effect.void))
+  })

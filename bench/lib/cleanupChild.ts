@@ -1,0 +1,38 @@
+/**
+ * Child process of figure 5: a program with `count` real pi agents in tmux
+ * that idles until it is interrupted, like a user's script stopped with
+ * Ctrl-C. `node --import tsx bench/lib/cleanupChild.ts <count> <home>`
+ * Tells the parent (IPC) `{ executionId, pids }` once every agent is live.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Agent from "@ramure/core/Agent"
+import * as Process from "@ramure/core/Process"
+import { Runtime } from "@ramure/core/Runtime"
+import { Effect } from "effect"
+import { piRun } from "./pi.js"
+
+export interface Ready {
+  readonly executionId: string
+  readonly pids: ReadonlyArray<number>
+}
+
+const count = Number(process.argv[2])
+const home = process.argv[3]!
+
+const main = Process.make("idle", () =>
+  Effect.gen(function* () {
+    yield* Effect.forEach(Array.from({ length: count }, (_, i) => `p${i}`), (id) => Agent.make(id), {
+      concurrency: "unbounded",
+      discard: true
+    })
+    const runtime = yield* Runtime
+    const ready: Ready = { executionId: runtime.executionId, pids: [...runtime.pids] }
+    yield* Effect.async<void>((resume) => {
+      process.send!(ready, undefined, undefined, () => resume(Effect.void))
+    })
+    // The parent no longer needs the channel; an open channel would keep this process alive.
+    process.disconnect()
+    return yield* Effect.never
+  }))
+
+main().pipe(Effect.provide(piRun(home)), NodeRuntime.runMain)

@@ -1,0 +1,110 @@
+/**
+ * Real pi agents for figures 4 and 5: a scripted model server, the run's
+ * layer with the real pi launcher in tmux, and a "bare" pi started on the
+ * same kind of tmux machine with the same flags but a signal-only extension.
+ */
+import * as Ramure from "@ramure/core/Ramure"
+import * as PiAgents from "@ramure/core/PiAgents"
+import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import type { Machine } from "@ramure/core/Machine"
+import { Deferred, Effect, FiberId, Layer } from "effect"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { now } from "./Figure.js"
+
+export const model = `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`
+
+/** Why real-pi figures cannot run here, if they cannot. */
+export const unavailable = (): string | undefined => {
+  if (PiAgents.piCli() === undefined) return "pi is not installed"
+  if (PiAgents.extensionPath() === undefined) return "the ramure pi extension is not installed"
+  const tmux = process.env.PATH?.split(":").some((dir) => fs.existsSync(path.join(dir, "tmux")))
+  return tmux ? undefined : "tmux is not installed"
+}
+
+/** A run of real pi agents in tmux talking to a scripted model (no turns: agents idle). */
+export const piRun = (home: string, options: Ramure.LayerOptions = {}) =>
+  Layer.unwrapScoped(
+    Effect.map(ScriptedModel.make({ fallback: () => [] }), (server) =>
+      Ramure.layer({
+        ...options,
+        provider: "tmux",
+        home,
+        program: "bench-pi",
+        model,
+        modelsJson: (agentId) => ScriptedModel.piModelsJson(server.baseUrl(agentId))
+      }))
+  )
+
+const signalExtension = path.join(path.dirname(fileURLToPath(import.meta.url)), "piSignal.ts")
+
+/** A Unix socket that records when each bare pi reports `session_start` (by its `BENCH_ID`). */
+export const signalServer = (socketPath: string) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly server: net.Server; readonly started: (id: string) => Effect.Effect<number> }>((resume) => {
+      const waiting = new Map<string, Deferred.Deferred<number>>()
+      const slot = (id: string) => {
+        let deferred = waiting.get(id)
+        if (deferred === undefined) waiting.set(id, (deferred = Deferred.unsafeMake<number>(FiberId.none)))
+        return deferred
+      }
+      const server = net.createServer((socket) => {
+        let text = ""
+        socket.on("data", (chunk) => {
+          const at = now()
+          text += chunk.toString()
+          if (text.includes("\n")) Deferred.unsafeDone(slot(text.trim()), Effect.succeed(at))
+        })
+        socket.on("error", () => {})
+      })
+      server.listen(socketPath, () => resume(Effect.succeed({ server, started: (id) => Deferred.await(slot(id)) })))
+    }),
+    ({ server }) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  )
+
+/**
+ * Start a bare pi on `machine` the way `PiAgents` starts one (same flags,
+ * environment and agent directory layout) but with the signal extension
+ * instead of ramure's. Closing the scope stops it (the machine's spawn).
+ */
+export const spawnBarePi = (
+  machine: Machine,
+  options: { readonly id: string; readonly agentDir: string; readonly baseUrl: string; readonly signal: string }
+) =>
+  Effect.gen(function* () {
+    fs.mkdirSync(options.agentDir, { recursive: true, mode: 0o700 })
+    fs.writeFileSync(path.join(options.agentDir, "models.json"), JSON.stringify(ScriptedModel.piModelsJson(options.baseUrl), null, 2), { mode: 0o600 })
+    const slash = model.indexOf("/")
+    fs.writeFileSync(
+      path.join(options.agentDir, "settings.json"),
+      JSON.stringify({ defaultProvider: model.slice(0, slash), defaultModel: model.slice(slash + 1), steeringMode: "all", followUpMode: "all" }, null, 2),
+      { mode: 0o600 }
+    )
+    return yield* machine.spawn({
+      name: `bench-bare-${options.id}`,
+      command: process.execPath,
+      args: [
+        PiAgents.piCli()!,
+        "--no-extensions",
+        "-e",
+        signalExtension,
+        "--no-skills",
+        "--no-prompt-templates",
+        "--no-context-files",
+        "--no-session",
+        "--model",
+        model
+      ],
+      env: {
+        PI_OFFLINE: "1",
+        PI_SKIP_VERSION_CHECK: "1",
+        PI_TELEMETRY: "0",
+        PI_CODING_AGENT_DIR: options.agentDir,
+        BENCH_SIGNAL: options.signal,
+        BENCH_ID: options.id
+      },
+      keepStdinOpen: false
+    })
+  })

@@ -1,0 +1,100 @@
+/**
+ * Figure 3 — scale: 200 and 1,000 live agents in one runtime, each run in a
+ * fresh child process. Orchestrator memory per agent is measured with the
+ * agents' clients in another process (as with pi agents, whose side of the
+ * connection lives in pi); the in-process figures (runtime + scripted
+ * drivers in one process, `Ramure.layerScripted`) are shown alongside.
+ */
+import { Effect } from "effect"
+import { interleaved, type FigureResult, type Metric, type Size } from "./lib/Figure.js"
+import { forkChild } from "./lib/child.js"
+import { TEXT } from "./lib/load.js"
+import * as RemoteDrivers from "./lib/remoteDrivers.js"
+import type { FromChild, Live, Mode, ToChild } from "./lib/scaleChild.js"
+
+const MB = 1024 * 1024
+
+interface Sample {
+  readonly startMs: number
+  readonly rssPerAgent: number
+  readonly heapPerAgent: number
+  readonly burstMs: number
+  readonly stopMs: number
+}
+
+const once = (count: number, mode: Mode) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      if (mode === "remote") {
+        const run = yield* RemoteDrivers.remoteRun(count)
+        const started = performance.now()
+        yield* Effect.forEach(run.clients, (client) => client.call("echo", { text: TEXT }), { concurrency: "unbounded", discard: true })
+        const burstMs = performance.now() - started
+        return sample(count, run.live, burstMs, yield* run.stop)
+      }
+      const child = yield* forkChild<FromChild>("lib/scaleChild.ts", [String(count), mode], { execArgv: ["--expose-gc"] })
+      const live = yield* child.receive
+      if (live.type !== "live") return yield* Effect.dieMessage(`unexpected ${live.type}`)
+      yield* child.send({ type: "burst" } satisfies ToChild)
+      const burst = yield* child.receive
+      if (burst.type !== "burst") return yield* Effect.dieMessage(`unexpected ${burst.type}`)
+      yield* child.send({ type: "stop" } satisfies ToChild)
+      const stopped = yield* child.receive
+      if (stopped.type !== "stopped") return yield* Effect.dieMessage(`unexpected ${stopped.type}`)
+      return sample(count, live, burst.ms, stopped.ms)
+    })
+  )
+
+const sample = (count: number, live: Live, burstMs: number, stopMs: number): Sample => ({
+  startMs: live.startMs,
+  rssPerAgent: (live.rssAfter - live.rssBefore) / count / MB,
+  heapPerAgent: (live.heapAfter - live.heapBefore) / count / MB,
+  burstMs,
+  stopMs
+})
+
+export const scale = (size: Size) =>
+  Effect.gen(function* () {
+    const counts = size === "full" ? [200, 1_000] : [50]
+    const rounds = size === "full" ? 3 : 1
+    const modes: ReadonlyArray<Mode> = size === "full" ? ["remote", "in-process"] : ["remote"]
+    const samples = new Map<string, Array<Sample>>()
+    for (const [count, mode] of interleaved(rounds, counts.flatMap((count) => modes.map((mode) => [count, mode] as const)))) {
+      const key = `${count} ${mode}`
+      if (!samples.has(key)) samples.set(key, [])
+      samples.get(key)!.push(yield* once(count, mode))
+    }
+    const metrics: Array<Metric> = []
+    for (const mode of modes) {
+      for (const count of counts) {
+        const runs = samples.get(`${count} ${mode}`)!
+        const label = `${count.toLocaleString("en-US")} agents, ${mode === "remote" ? "clients in another process" : "in-process scripted drivers"}`
+        metrics.push(
+          {
+            name: `${label}: RSS per agent`,
+            unit: "MB",
+            samples: runs.map((run) => run.rssPerAgent),
+            ...(mode === "remote" ? { target: { op: "<", value: 1 } as const } : {}),
+            digits: 3
+          },
+          { name: `${label}: JS heap per agent`, unit: "MB", samples: runs.map((run) => run.heapPerAgent), digits: 3 },
+          { name: `${label}: start all`, unit: "ms", samples: runs.map((run) => run.startMs), digits: 0 },
+          { name: `${label}: all call a tool at once`, unit: "ms", samples: runs.map((run) => run.burstMs), digits: 0 },
+          { name: `${label}: release all`, unit: "ms", samples: runs.map((run) => run.stopMs), digits: 0 }
+        )
+      }
+    }
+    const result: FigureResult = {
+      id: 3,
+      title: "Scale",
+      method:
+        `Each sample a fresh child process (\`--expose-gc\`, GC before each reading) running one run: RSS and JS heap before the ` +
+        `first \`Agent.make\` vs after all agents are live with an \`echo\` tool (default \`maxStartingAgents\` 16); then every ` +
+        `agent calls \`echo\` once, all at once; then the root process ends and every agent is released. ` +
+        `"clients in another process": the child's launcher asks the parent to connect each agent's \`AgentClient\`, ` +
+        `so the child holds only the runtime's side (as with pi agents). ${rounds} rounds.`,
+      metrics,
+      counts: { agents: counts.reduce((a, b) => a + b, 0) * modes.length * rounds }
+    }
+    return result
+  })

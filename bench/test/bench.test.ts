@@ -1,0 +1,73 @@
+/**
+ * Every figure at smoke size: it runs, cleans up, and produces sane numbers.
+ * No timing assertions — the machine may be arbitrarily slow or busy.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { figures } from "../figures.js"
+import type { FigureResult } from "../lib/Figure.js"
+import { markdown, table } from "../lib/report.js"
+
+/** Units that count events rather than measure them: zero is a sane value. */
+const countUnits = new Set(["entries"])
+
+const expectSane = (result: FigureResult) => {
+  expect(result.metrics.length).toBeGreaterThan(0)
+  for (const metric of result.metrics) {
+    expect(metric.samples.length, metric.name).toBeGreaterThan(0)
+    for (const sample of metric.samples) {
+      expect(Number.isFinite(sample), `${metric.name}: ${sample}`).toBe(true)
+      if (countUnits.has(metric.unit)) expect(sample, metric.name).toBeGreaterThanOrEqual(0)
+      else expect(sample, metric.name).toBeGreaterThan(0)
+    }
+  }
+}
+
+// The figures are independent (own runs, homes, child processes): run them side by side.
+describe.concurrent("benchmarks at smoke size", () => {
+  for (const figure of figures) {
+    it.live(`${figure.id}. ${figure.name} produces sane numbers`, () =>
+      Effect.gen(function* () {
+        const result = yield* figure.run("smoke")
+        expect(result.id).toBe(figure.id)
+        // Real-pi and CLI figures are skipped where pi, tmux or the CLI are missing.
+        if (result.skipped !== undefined) return
+        expectSane(result)
+        if (figure.id === 6) {
+          const counts = result.counts!
+          expect(counts.entriesLogged).toBeGreaterThan(0)
+          expect(counts.linesOnDisk).toBe(counts.entriesLogged)
+          expect(counts.missing).toBe(0)
+          expect(counts.doubled).toBe(0)
+        }
+        if (figure.id === 7) expect(result.counts!.agentsReported).toBe(10)
+      }), 120_000)
+  }
+})
+
+describe("report", () => {
+  it("renders a table and BENCHMARKS.md from results", () => {
+    const sample: FigureResult = {
+      id: 1,
+      title: "Example",
+      method: "one sample",
+      metrics: [{ name: "ratio", unit: "×", samples: [1.5, 2.5, 2], target: { op: "<=", value: 2 } }]
+    }
+    expect(table([sample])).toContain("2.00×")
+    const md = markdown([sample, { id: 2, title: "Other", method: "", metrics: [], skipped: "pi is not installed" }], {
+      cpu: "cpu",
+      cores: 2,
+      memoryGiB: 8,
+      node: "v20",
+      platform: "Linux",
+      date: "2026-01-01",
+      commit: undefined,
+      loadBefore: [1, 1, 1],
+      loadAfter: [1, 1, 1],
+      durationS: 1,
+      size: "smoke"
+    })
+    expect(md).toContain("| 1. Example | ratio | 2.00× | 1.50–2.50 (min–max) | 3 | ≤ 2× | yes |")
+    expect(md).toContain("Skipped: pi is not installed.")
+  })
+})

@@ -1,0 +1,183 @@
+/**
+ * Finding runs: live ones from the registry (stale entries are removed and
+ * reported), finished ones from their logs in `<home>/logs/<execution_id>/`;
+ * resolving an id prefix; reading a run's log; its status; picking an agent.
+ */
+import { type LogEntry, RUNTIME_FILE } from "@ramure/core/LogSink"
+import * as Registry from "@ramure/core/Registry"
+import * as RunInfo from "@ramure/core/RunInfo"
+import * as RunStatus from "@ramure/core/RunStatus"
+import { Console, Effect, Option, Schedule } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as ControlClient from "./ControlClient.js"
+import { AgentNotFound, AmbiguousRun, NoLiveRun, RunNotLive, UnknownRun } from "./Errors.js"
+
+/** A run the CLI knows of: live (with its registry entry) or finished. */
+export interface Run {
+  readonly id: string
+  readonly live: Registry.RegistryEntry | undefined
+}
+
+/** `RAMURE_HOME`, or `~/.ramure`. */
+export const home: Effect.Effect<string> = Effect.sync(() => RunInfo.homeDirectory())
+
+/** Remove registry entries whose process is gone, saying so on stderr; the entries removed. */
+export const removeStale = (home: string) =>
+  Effect.tap(Registry.removeStale(home), (removed) =>
+    Effect.forEach(removed, (entry) =>
+      Console.error(`ramure: removed stale registry entry ${RunInfo.shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid} is gone)`), { discard: true }))
+
+/** Registry entries of live runs, oldest first (stale ones are removed). */
+export const live = Effect.fn("Runs.live")(function* (home: string) {
+  const listed = yield* Registry.list(home)
+  if (listed.some((item) => !item.alive)) yield* removeStale(home)
+  return listed
+    .filter((item) => item.alive)
+    .map((item) => item.entry)
+    .sort((a, b) => a.started_at.localeCompare(b.started_at))
+})
+
+/** Execution ids that have a log directory. */
+export const logged = (home: string): ReadonlyArray<string> => {
+  try {
+    return fs
+      .readdirSync(RunInfo.logsDirectory(home), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name)
+  } catch {
+    return []
+  }
+}
+
+/** Shortest prefixes (at least 8 characters) that tell these ids apart. */
+export const distinctPrefixes = (ids: ReadonlyArray<string>): ReadonlyArray<string> => {
+  let length = 8
+  for (const a of ids) {
+    for (const b of ids) {
+      if (a === b) continue
+      let common = 0
+      while (common < a.length && a[common] === b[common]) common++
+      length = Math.max(length, common + 1)
+    }
+  }
+  return ids.map((id) => id.slice(0, length))
+}
+
+/**
+ * The run `prefix` names (any unique prefix of its execution id), or the only
+ * live run when there is no prefix.
+ */
+export const resolve = Effect.fn("Runs.resolve")(function* (home: string, prefix: Option.Option<string>) {
+  const entries = yield* live(home)
+  const liveById = new Map(entries.map((entry) => [entry.execution_id, entry]))
+  const describe = (ids: ReadonlyArray<string>) =>
+    distinctPrefixes(ids).map((short, i) => `${short} (${liveById.has(ids[i]!) ? `live, ${liveById.get(ids[i]!)!.program}` : "finished"})`)
+  if (Option.isNone(prefix)) {
+    if (entries.length === 1) return { id: entries[0]!.execution_id, live: entries[0] } satisfies Run
+    if (entries.length === 0) return yield* new NoLiveRun()
+    return yield* new AmbiguousRun({ candidates: describe(entries.map((entry) => entry.execution_id)) })
+  }
+  const ids = [...new Set([...liveById.keys(), ...logged(home)])]
+  const matches = ids.includes(prefix.value) ? [prefix.value] : ids.filter((id) => id.startsWith(prefix.value))
+  if (matches.length === 0) return yield* new UnknownRun({ prefix: prefix.value })
+  if (matches.length > 1) return yield* new AmbiguousRun({ prefix: prefix.value, candidates: describe(matches) })
+  return { id: matches[0]!, live: liveById.get(matches[0]!) } satisfies Run
+})
+
+const isEntry = (value: unknown): value is LogEntry =>
+  typeof value === "object" && value !== null && typeof (value as LogEntry).n === "number" &&
+  typeof (value as LogEntry).type === "string"
+
+/** Entries of one log file (unreadable or partial lines are skipped). */
+export const readLogFile = (file: string): Array<LogEntry> => {
+  let text: string
+  try {
+    text = fs.readFileSync(file, "utf8")
+  } catch {
+    return []
+  }
+  const entries: Array<LogEntry> = []
+  for (const line of text.split("\n")) {
+    if (line.length === 0) continue
+    try {
+      const value: unknown = JSON.parse(line)
+      if (isEntry(value)) entries.push(value)
+    } catch {
+      // A line still being written.
+    }
+  }
+  return entries
+}
+
+/** Every entry of a run's log (all its files), in order (`n`). */
+export const readLog = (home: string, id: string): Array<LogEntry> => {
+  const directory = RunInfo.logsDirectory(home, id)
+  let files: Array<string>
+  try {
+    files = fs.readdirSync(directory).filter((name) => name.endsWith(".jsonl"))
+  } catch {
+    return []
+  }
+  return files.flatMap((name) => readLogFile(path.join(directory, name))).sort((a, b) => a.n - b.n)
+}
+
+/** The agents that have a log file in the run's log directory. */
+export const agentCount = (home: string, id: string): number => {
+  try {
+    return fs.readdirSync(RunInfo.logsDirectory(home, id)).filter((name) => name.endsWith(".jsonl") && name !== RUNTIME_FILE)
+      .length
+  } catch {
+    return 0
+  }
+}
+
+/** How a finished run ended, from its `run_ended` entry ("crashed?" without one). */
+export const outcomeOf = (entries: ReadonlyArray<LogEntry>): string => {
+  const ended = [...entries].reverse().find((entry) => entry.type === "run_ended")
+  const outcome = (ended?.data as { outcome?: unknown } | undefined)?.outcome
+  return ended === undefined ? "crashed?" : String(outcome ?? "ended")
+}
+
+/** The outcome of a run that is no longer live, from `_runtime.jsonl`. */
+export const outcome = (home: string, id: string): string =>
+  outcomeOf(readLogFile(path.join(RunInfo.logsDirectory(home, id), RUNTIME_FILE)))
+
+/** Wait (up to `ms`) for a process to exit; whether it did. */
+export const waitForExit = (pid: number, ms: number): Effect.Effect<boolean> =>
+  Effect.sync(() => Registry.isAlive(pid)).pipe(
+    Effect.repeat({ schedule: Schedule.spaced("50 millis").pipe(Schedule.upTo(`${ms} millis`)), while: (alive) => alive }),
+    Effect.zipRight(Effect.sync(() => !Registry.isAlive(pid)))
+  )
+
+/** The registry entry of a live run, or `RunNotLive`. */
+export const requireLive = (home: string, run: Run) =>
+  run.live !== undefined
+    ? Effect.succeed(run.live)
+    : Effect.fail(new RunNotLive({ run: RunInfo.shortId(run.id), outcome: outcome(home, run.id) }))
+
+/** The status of a run: asked of the run when live, rebuilt from its log otherwise. */
+export const status = Effect.fn("Runs.status")(function* (home: string, run: Run) {
+  if (run.live === undefined) return RunStatus.fromEntries(readLog(home, run.id))
+  const client = yield* ControlClient.connect(run.live)
+  return (yield* client.request({ _tag: "Status" })) as RunStatus.RunStatus
+}, Effect.scoped)
+
+/**
+ * The agent `name` names, or the run's only (still active) agent when there is
+ * no name; otherwise `AgentNotFound` listing the agents.
+ */
+export const pickAgent = (run: Run, status: RunStatus.RunStatus, name: Option.Option<string>) => {
+  const all = status.agents
+  const ids = all.map((agent) => agent.id)
+  const fail = (agent?: string) =>
+    Effect.fail(new AgentNotFound({ run: RunInfo.shortId(run.id), available: ids, ...(agent === undefined ? {} : { agent }) }))
+  if (Option.isSome(name)) {
+    const found = all.find((agent) => agent.id === name.value)
+    return found === undefined ? fail(name.value) : Effect.succeed(found)
+  }
+  const active = all.filter((agent) => agent.state !== "done" && agent.state !== "crashed")
+  if (active.length === 1) return Effect.succeed(active[0]!)
+  if (all.length === 1) return Effect.succeed(all[0]!)
+  return fail()
+}

@@ -1,0 +1,74 @@
+/** `ramure connect` (attach to an agent's tmux session) and `ramure ssh` (a shell on its machine). */
+import { Command as Cli, Options } from "@effect/cli"
+import * as Command from "@effect/platform/Command"
+import { Effect, Stream } from "effect"
+import * as fs from "node:fs"
+import { HostError } from "../Errors.js"
+import * as Runs from "../Runs.js"
+import * as Tmux from "../Tmux.js"
+import { agent, runId } from "./shared.js"
+
+/** Run a command on this terminal (stdin and stdout inherited); its exit code and what it printed on stderr. */
+const interactive = (command: Command.Command) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const process = yield* Command.start(
+        command.pipe(Command.stdin("inherit"), Command.stdout("inherit"), Command.stderr("pipe"))
+      )
+      const [stderr, code] = yield* Effect.all([Stream.mkString(Stream.decodeText(process.stderr)), process.exitCode], {
+        concurrency: 2
+      })
+      return { code: Number(code), stderr: stderr.trim() }
+    })
+  ).pipe(Effect.mapError((error) => new HostError({ reason: error.message })))
+
+const readOnly = Options.boolean("read-only").pipe(
+  Options.withAlias("r"),
+  Options.withDescription("Attach read-only (tmux attach-session -r).")
+)
+
+export const connect = Cli.make("connect", { id: runId, agent, readOnly }, (options) =>
+  Effect.gen(function* () {
+    const home = yield* Runs.home
+    const run = yield* Runs.resolve(home, options.id)
+    yield* Runs.requireLive(home, run)
+    const target = yield* Runs.pickAgent(run, yield* Runs.status(home, run), options.agent)
+    if (target.session === undefined) {
+      return yield* new HostError({
+        reason: `agent ${target.id} has no tmux session (it runs on a ${target.machine?.kind ?? "?"} machine); try ramure tail or ramure ssh`
+      })
+    }
+    const attach = Command.make(
+      "tmux", "-L", Tmux.socket(), "attach-session", ...(options.readOnly ? ["-r"] : []), "-t", `=${target.session}`
+    ).pipe(Command.env({ TMUX: "" })) // attaching from inside tmux is what the user asked for
+    const { code, stderr } = yield* interactive(attach)
+    if (code !== 0) return yield* new HostError({ reason: `tmux attach to ${target.session} failed: ${stderr || `exit code ${code}`}` })
+  })
+).pipe(
+  Cli.withDescription("Attach this terminal to an agent's tmux session (tmux -L ramure attach-session); detach with the tmux prefix then d.")
+)
+
+export const ssh = Cli.make("ssh", { id: runId, agent }, (options) =>
+  Effect.gen(function* () {
+    const home = yield* Runs.home
+    const run = yield* Runs.resolve(home, options.id)
+    const target = yield* Runs.pickAgent(run, yield* Runs.status(home, run), options.agent)
+    const machine = target.machine
+    if (machine === undefined) return yield* new HostError({ reason: `agent ${target.id} has no machine` })
+    if (machine.kind !== "local" && machine.kind !== "tmux") {
+      return yield* new HostError({ reason: `ssh to ${machine.kind} machines is not supported yet (agent ${target.id})` })
+    }
+    if (!fs.existsSync(machine.cwd)) {
+      return yield* new HostError({ reason: `the working directory of ${target.id} is gone: ${machine.cwd}` })
+    }
+    const shell = process.env.SHELL || "bash"
+    const { code, stderr } = yield* interactive(
+      Command.make(shell).pipe(
+        Command.workingDirectory(machine.cwd),
+        Command.env({ RAMURE_EXECUTION_ID: run.id, RAMURE_AGENT: target.id })
+      )
+    )
+    if (stderr.length > 0) process.stderr.write(`${stderr}\n`)
+    if (code !== 0) process.exitCode = code
+  })
+).pipe(Cli.withDescription("Open a shell ($SHELL, else bash) on an agent's machine, in its working directory."))

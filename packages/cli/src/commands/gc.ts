@@ -1,0 +1,32 @@
+/** `ramure gc`: remove stale registry entries and orphaned tmux sessions. */
+import { Command } from "@effect/cli"
+import * as Registry from "@ramure/core/Registry"
+import { shortId } from "@ramure/core/RunInfo"
+import { Console, Effect } from "effect"
+import * as Runs from "../Runs.js"
+import * as Tmux from "../Tmux.js"
+
+export const gc = Command.make("gc", {}, () =>
+  Effect.gen(function* () {
+    const home = yield* Runs.home
+    const removed = yield* Registry.removeStale(home)
+    for (const entry of removed) {
+      yield* Console.log(`removed stale registry entry ${shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid} is gone)`)
+    }
+    const live = (yield* Registry.list(home)).filter((item) => item.alive).map((item) => shortId(item.entry.execution_id))
+    const orphans = new Set((yield* Tmux.sessions).flatMap((name) => {
+      const run = Tmux.runOf(name)
+      return run === undefined || live.includes(run) ? [] : [run]
+    }))
+    let killed = 0
+    for (const run of orphans) {
+      for (const name of yield* Tmux.killRun(run)) {
+        killed++
+        yield* Console.log(`killed orphaned tmux session ${name}`)
+      }
+    }
+    if (removed.length === 0 && killed === 0) yield* Console.log("nothing to clean up")
+  })
+).pipe(
+  Command.withDescription(`Remove stale registry entries and kill orphaned ramure-<id8>-* tmux sessions (socket ramure) of runs that are not live.`)
+)

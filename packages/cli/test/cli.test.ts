@@ -1,0 +1,138 @@
+import { expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as path from "node:path"
+import { background, built, deadPid, ramure, tempHome, writeEntry } from "./helpers.js"
+
+const verbs = ["ls", "status", "tail", "send", "call", "stop", "connect", "ssh", "gc"]
+
+/** One line on stderr, a non-zero exit code, no stack trace. */
+const expectUserError = (result: { code: number | null; stderr: string }, text: string) => {
+  expect(result.code).not.toBe(0)
+  expect(result.code).not.toBe(null)
+  expect(result.stderr.trimEnd().split("\n")).toHaveLength(1)
+  expect(result.stderr).toMatch(/^ramure: /)
+  expect(result.stderr).toContain(text)
+  expect(result.stderr).not.toMatch(/\n\s+at /)
+}
+
+/** A finished run's log directory, written by hand. */
+const writeLog = (home: string, id: string, ended: string | undefined) => {
+  const directory = path.join(home, "logs", id)
+  fs.mkdirSync(directory, { recursive: true })
+  const ts = new Date().toISOString()
+  const entries = [
+    { ts, n: 1, type: "run_started", process: "", data: { executionId: id, program: "old", pid: 1 } },
+    { ts, n: 2, type: "process_started", process: "main", data: { name: "main" } },
+    ...(ended === undefined ? [] : [{ ts, n: 4, type: "run_ended", process: "", data: { outcome: ended } }])
+  ]
+  fs.writeFileSync(path.join(directory, "_runtime.jsonl"), entries.map((e) => JSON.stringify(e)).join("\n") + "\n")
+  const agent = { ts, n: 3, type: "agent_created", process: "main", agent: "worker", data: { machine: { id: "worker", kind: "local", cwd: "/tmp" } } }
+  fs.writeFileSync(path.join(directory, "worker.jsonl"), JSON.stringify(agent) + "\n")
+}
+
+const freePort = Effect.async<number>((resume) => {
+  const server = net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+layer(built, { timeout: "120 seconds", excludeTestServices: true })("ramure without a live run", (it) => {
+  it.scoped("--help works on every verb; --version and completions are built in", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const results = yield* Effect.forEach(verbs, (verb) => ramure(home, [verb, "--help"]), { concurrency: 3 })
+      results.forEach((result, i) => {
+        expect(result.code, verbs[i]).toBe(0)
+        expect(result.stdout).toContain("USAGE")
+        expect(result.stdout).toContain(`$ ${verbs[i]}`)
+      })
+      const version = yield* ramure(home, ["--version"])
+      expect(version.stdout.trim()).toBe("0.1.0")
+      const completions = yield* ramure(home, ["--completions", "bash"])
+      expect(completions.code).toBe(0)
+      expect(completions.stdout).toContain("ramure")
+    }))
+
+  it.scoped("ls with no runs says so; --json is an empty list", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const text = yield* ramure(home, ["ls"])
+      expect(text).toMatchObject({ code: 0, stderr: "" })
+      expect(text.stdout).toContain("no live runs")
+      expect(JSON.parse((yield* ramure(home, ["ls", "--json"])).stdout)).toEqual([])
+    }))
+
+  it.scoped("a registry entry whose process is gone is reported as stale and removed", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const file = writeEntry(home, { execution_id: "5ca1ab1e-0000-4000-8000-000000000000", pid: deadPid() })
+      const result = yield* ramure(home, ["ls"])
+      expect(result.code).toBe(0)
+      expect(result.stderr).toMatch(/^ramure: removed stale registry entry 5ca1ab1e \(ghost, pid \d+ is gone\)\n$/)
+      expect(result.stdout).toContain("no live runs")
+      expect(fs.existsSync(file)).toBe(false)
+    }))
+
+  it.scoped("an unknown id, no live run and bad usage are one line on stderr and a non-zero exit", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      expectUserError(yield* ramure(home, ["status", "zzz"]), 'no run matches "zzz"')
+      expectUserError(yield* ramure(home, ["status"]), "no live run")
+      expectUserError(yield* ramure(home, ["send"]), "send needs a message")
+      expectUserError(yield* ramure(home, ["call", "a=1"]), "usage: ramure call")
+      expectUserError(yield* ramure(home, ["tail", "--lines", "many"]), "many")
+      expectUserError(yield* ramure(home, ["frobnicate"]), "Invalid subcommand")
+    }))
+
+  it.scoped("a live entry whose control channel does not answer gives a clear error", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const port = yield* freePort
+      writeEntry(home, { execution_id: "dead0000-0000-4000-8000-000000000000", pid: process.pid, server_url: `ws://127.0.0.1:${port}` })
+      expectUserError(yield* ramure(home, ["status"]), "cannot reach run dead0000")
+      expectUserError(yield* ramure(home, ["send", "dead", "hello"]), "ECONNREFUSED")
+    }))
+
+  it.scoped("stop terminates a run whose control channel does not answer", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const port = yield* freePort
+      const hung = yield* background("sleep", ["1000"], process.env)
+      writeEntry(home, { execution_id: "0dd00000-0000-4000-8000-000000000000", pid: hung.child.pid!, server_url: `ws://127.0.0.1:${port}` })
+      const stopped = yield* ramure(home, ["stop", "--grace", "0.5"])
+      expect(stopped.code).toBe(0)
+      expect(stopped.stderr).toMatch(/^ramure: cannot reach run 0dd00000: .*ECONNREFUSED.*; sending SIGTERM to pid \d+\n$/)
+      expect(stopped.stdout).toMatch(/^run 0dd00000 terminated \(SIGTERM\) after [\d.]+ s: crashed\?\nno tmux sessions left\n$/)
+      expect(yield* hung.exited).toBe(null)
+      expect(fs.existsSync(path.join(home, "runtimes", "0dd00000-0000-4000-8000-000000000000.json"))).toBe(false)
+    }))
+
+  it.scoped("finished runs: an ambiguous prefix lists the candidates, a unique one picks the run", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      writeLog(home, "abcd1111-0000-4000-8000-000000000000", "done")
+      writeLog(home, "abcd2222-0000-4000-8000-000000000000", undefined)
+      expectUserError(yield* ramure(home, ["status", "abcd"]), '"abcd" matches 2 runs, pass an id: abcd1111 (finished), abcd2222 (finished)')
+
+      const done = yield* ramure(home, ["status", "abcd1"])
+      expect(done.code).toBe(0)
+      expect(done.stdout).toContain("run abcd1111-0000-4000-8000-000000000000  old  pid 1  ended: done")
+      expect(done.stdout).toMatch(/worker\s+starting\s+local \/tmp/)
+
+      const listed = yield* ramure(home, ["ls", "--all", "--json"])
+      expect(JSON.parse(listed.stdout)).toEqual([
+        expect.objectContaining({ id: "abcd1111-0000-4000-8000-000000000000", live: false, outcome: "done", agents: 1 }),
+        expect.objectContaining({ id: "abcd2222-0000-4000-8000-000000000000", live: false, outcome: "crashed?", agents: 1 })
+      ])
+      const tail = yield* ramure(home, ["tail", "abcd2", "-f"])
+      expect(tail.code).toBe(0)
+      expect(tail.stdout.trimEnd().split("\n").slice(-2)).toEqual([
+        expect.stringMatching(/worker\s+created on local machine worker$/),
+        "run abcd2222 ended: crashed?"
+      ])
+    }))
+})

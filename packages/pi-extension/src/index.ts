@@ -1,0 +1,329 @@
+/**
+ * The pi extension that makes a pi coding agent a ramure agent.
+ *
+ * pi loads it with `-e <this file>`; it reads its connection from the
+ * environment (`RAMURE_URL`, `RAMURE_AGENT_ID`, `RAMURE_TOKEN`,
+ * `RAMURE_EXECUTION_ID`, optional `RAMURE_TEXT_CAP`) and does nothing without
+ * it. It replicates the agent's log through `AgentClient` — tools become pi
+ * tools, user messages become prompts, `Shutdown` ends pi — and forwards what
+ * pi does as `Protocol.AgentEvent`s. A pi that cannot reach its run exits 1.
+ */
+import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
+import * as AgentClient from "@ramure/core/AgentClient"
+import type * as Protocol from "@ramure/core/Protocol"
+import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
+
+/** How a pi instance reaches its run. */
+export interface Config {
+  readonly url: string
+  readonly agentId: string
+  readonly token: string
+  readonly executionId: string
+  /** Largest forwarded text (message text, tool result), in UTF-8 bytes. */
+  readonly textCap: number
+}
+
+/** The connection settings from the environment, or `undefined` outside a ramure run. */
+export const configFromEnv = (env: NodeJS.ProcessEnv = process.env): Config | undefined => {
+  const { RAMURE_AGENT_ID: agentId, RAMURE_EXECUTION_ID: executionId, RAMURE_TOKEN: token, RAMURE_URL: url } = env
+  if (!url || !agentId || !token) return undefined
+  const cap = Number(env.RAMURE_TEXT_CAP)
+  return { url, agentId, token, executionId: executionId ?? "", textCap: Number.isInteger(cap) && cap > 0 ? cap : 4000 }
+}
+
+/** Cut `text` to at most `cap` UTF-8 bytes, never inside a character. */
+export const truncate = (text: string, cap: number): { readonly text: string; readonly truncated: boolean } => {
+  const bytes = Buffer.from(text, "utf8")
+  if (bytes.length <= cap) return { text, truncated: false }
+  let end = cap
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
+  return { text: bytes.subarray(0, end).toString("utf8"), truncated: true }
+}
+
+const textOf = (content: unknown): string =>
+  typeof content === "string"
+    ? content
+    : Array.isArray(content)
+    ? content.flatMap((part) => (part?.type === "text" && typeof part.text === "string" ? [part.text] : [])).join("\n")
+    : ""
+
+/**
+ * The `message_end` event for a pi message (user or assistant; others are not
+ * forwarded): text capped, thinking left out, tool calls named, usage kept.
+ */
+export const messageEvent = (message: any, cap: number): Protocol.AgentEvent | undefined => {
+  if (message?.role !== "user" && message?.role !== "assistant") return undefined
+  const { text, truncated } = truncate(textOf(message.content), cap)
+  const toolCalls: Array<string> = Array.isArray(message.content)
+    ? message.content.flatMap((part: any) => (part?.type === "toolCall" ? [String(part.name)] : []))
+    : []
+  const usage = message.role === "assistant" && message.usage ? message.usage : undefined
+  return {
+    _tag: "message_end",
+    role: message.role,
+    text,
+    ...(truncated ? { truncated } : {}),
+    ...(toolCalls.length > 0 ? { toolCalls } : {}),
+    ...(usage
+      ? {
+        usage: {
+          input: usage.input ?? 0,
+          output: usage.output ?? 0,
+          cacheRead: usage.cacheRead ?? 0,
+          cacheWrite: usage.cacheWrite ?? 0,
+          cost: usage.cost?.total ?? 0
+        }
+      }
+      : {})
+  }
+}
+
+/**
+ * What outlives one extension instance: pi re-creates extensions on `/new`,
+ * `/reload`, … and the new instance resumes where the old one stopped.
+ */
+interface Slot {
+  /** Entries applied so far (the log's `seq`). */
+  lastSeq: number
+  readonly tools: Map<string, Protocol.ToolDefinition>
+  /** User messages received but not yet handed to pi, oldest first. */
+  readonly mailbox: Array<string>
+  /** Stops the live instance, if any. */
+  stop: (() => Promise<void>) | undefined
+}
+
+const slots: Map<string, Slot> = ((globalThis as any)[Symbol.for("ramure/pi-extension/slots")] ??= new Map())
+
+const slotFor = (config: Config): Slot => {
+  const key = `${config.executionId}/${config.agentId}`
+  let slot = slots.get(key)
+  if (slot === undefined) slots.set(key, (slot = { lastSeq: 0, tools: new Map(), mailbox: [], stop: undefined }))
+  return slot
+}
+
+/** The `customType` of the hidden message that starts a run continuing the previous one. */
+const continueType = "ramure-continue"
+
+/** How long pi's start waits for the run's first tool list. */
+const syncTimeout = Duration.seconds(30)
+/** How long a prompt may take to start before the next message is handed over anyway. */
+const promptStartTimeout = Duration.seconds(60)
+
+/**
+ * One extension instance. It connects at `session_start` — after pi's own
+ * start-up checks, so a pi that cannot start never looks connected — and pi
+ * waits for it there, so the run's tools exist before the first prompt.
+ */
+const instance = (pi: ExtensionAPI, config: Config) => {
+  const slot = slotFor(config)
+  const scope = Effect.runSync(Scope.make())
+  let live = true
+  /** From `session_start` on; pi's actions (`setActiveTools`, `sendUserMessage`, …) work from then. */
+  let ctx: ExtensionContext | undefined
+  let client: AgentClient.AgentClient | undefined
+  /** A prompt handed to pi whose run has not started yet. */
+  let starting: symbol | undefined
+  /**
+   * pi fixes a run's tools when the run starts. A tool added or removed during
+   * a run ends it after the current tool batch (`restart`), and a new run, with
+   * the new tools, continues where it stopped.
+   */
+  let toolsChanged = false
+  let restart = false
+  const registered = new Set<string>()
+
+  const background = (effect: Effect.Effect<void>) => {
+    if (live) Effect.runFork(Effect.forkIn(effect, scope))
+  }
+  const stop = Effect.suspend(() => {
+    live = false
+    if (slot.stop === stopNow) slot.stop = undefined
+    return Scope.close(scope, Exit.void)
+  })
+  const stopNow = () => Effect.runPromise(stop)
+
+  const emit = (event: Protocol.AgentEvent) => {
+    if (live && client !== undefined) Effect.runFork(client.emit(event))
+  }
+
+  const activate = (name: string, on: boolean) => {
+    if (!live || ctx === undefined) return
+    if (!ctx.isIdle()) toolsChanged = true
+    const active = pi.getActiveTools().filter((tool) => tool !== name)
+    pi.setActiveTools(on ? [...active, name] : active)
+  }
+
+  const register = (tool: Protocol.ToolDefinition) => {
+    registered.add(tool.name)
+    pi.registerTool({
+      name: tool.name,
+      label: tool.name,
+      description: tool.description,
+      parameters: tool.parameters as ToolDefinition["parameters"],
+      execute: async (toolCallId, params, signal) => {
+        if (client === undefined) throw new Error("ramure: not connected")
+        // pi's call id doubles as ramure's: a call re-sent after a reconnect runs once.
+        const exit = await Effect.runPromiseExit(client.call(tool.name, params, toolCallId), signal ? { signal } : {})
+        if (Exit.isFailure(exit)) throw new Error(Cause.isInterruptedOnly(exit.cause) ? "tool call aborted" : Cause.pretty(exit.cause))
+        if (exit.value.isError) throw new Error(exit.value.text)
+        if (toolsChanged) restart = true
+        return { content: [{ type: "text", text: exit.value.text }], details: {}, terminate: toolsChanged }
+      }
+    })
+    activate(tool.name, true)
+  }
+
+  /**
+   * Hand queued messages to pi, in order, synchronously (so a message logged
+   * before a tool result reaches pi before that result). Idle: the message
+   * becomes a prompt, and later ones wait for its `agent_start` (pi rejects a
+   * second prompt before it). Busy: it steers the running agent.
+   */
+  const pump = () => {
+    while (live && ctx !== undefined && starting === undefined && slot.mailbox.length > 0) {
+      const idle = ctx.isIdle()
+      pi.sendUserMessage(slot.mailbox[0]!, idle ? undefined : { deliverAs: "steer" })
+      slot.mailbox.shift()
+      if (idle) {
+        const token = (starting = Symbol("prompt"))
+        // A prompt that fails before its run starts never sends agent_start.
+        background(Effect.delay(
+          Effect.sync(() => {
+            if (starting !== token) return
+            starting = undefined
+            pump()
+          }),
+          promptStartTimeout
+        ))
+      }
+    }
+  }
+
+  /**
+   * After a run: continue it if it was ended for new tools, and deliver a
+   * message steered in the instant between pi's last look at its queue and the
+   * end of the run (it would stay queued). Either takes a new run, started by
+   * a hidden message that the model never sees.
+   */
+  const afterRun = (endedForTools: boolean) =>
+    Effect.gen(function* () {
+      yield* Effect.sync(() => ctx?.isIdle() === true).pipe(
+        Effect.repeat({ schedule: Schedule.spaced("25 millis").pipe(Schedule.upTo("2 seconds")), until: (idle) => idle })
+      )
+      if (!live || !ctx?.isIdle() || starting !== undefined || slot.mailbox.length > 0) return
+      if (endedForTools || ctx.hasPendingMessages()) {
+        pi.sendMessage({ customType: continueType, content: "(continue)", display: false }, { triggerTurn: true })
+      }
+    })
+
+  const onEntry = (body: Protocol.EntryBody): Effect.Effect<void> =>
+    Effect.sync(() => {
+      slot.lastSeq++
+      switch (body._tag) {
+        case "ToolAdded":
+          slot.tools.set(body.tool.name, body.tool)
+          return register(body.tool)
+        case "ToolRemoved":
+          slot.tools.delete(body.name)
+          return activate(body.name, false)
+        case "UserMessage":
+          slot.mailbox.push(body.text)
+          return pump()
+        case "Shutdown":
+          if (live && ctx !== undefined) {
+            ctx.shutdown()
+            // rpc mode only notes the request until its next command: ask as a signal would.
+            if (!ctx.hasUI) process.kill(process.pid, "SIGTERM")
+          }
+          return void Effect.runFork(stop)
+        case "ToolResult":
+          return
+      }
+    }).pipe(
+      // A pi API that throws must not end the connection.
+      Effect.catchAllDefect((defect) => Effect.sync(() => ctx?.ui.notify(`ramure: ${String(defect)}`, "error")))
+    )
+
+  /** Connect (after an older instance of this agent, if any, has let go) and wait for the first sync. */
+  const connect = Effect.gen(function* () {
+    const previous = slot.stop
+    slot.stop = stopNow
+    if (previous !== undefined) yield* Effect.promise(previous)
+    const connected = yield* AgentClient.make({
+      url: config.url,
+      agentId: config.agentId,
+      token: config.token,
+      onEntry,
+      ...(slot.lastSeq > 0 ? { resume: { lastSeq: slot.lastSeq, tools: [...slot.tools.values()] } } : {})
+    }).pipe(Scope.extend(scope))
+    client = connected
+    for (const tool of slot.tools.values()) register(tool)
+    yield* connected.synced.pipe(
+      Effect.timeoutFail({
+        duration: syncTimeout,
+        onTimeout: () =>
+          new AgentClient.AgentClientError({
+            agent: config.agentId,
+            message: `no answer from ${config.url} within ${Duration.format(syncTimeout)}`
+          })
+      })
+    )
+  })
+
+  pi.on("session_start", async (_event, sessionCtx) => {
+    ctx = sessionCtx
+    const exit = await Effect.runPromiseExit(connect)
+    if (Exit.isFailure(exit)) {
+      await stopNow()
+      // Without its run this pi has no purpose: say why and leave (the run reports the output).
+      const error = Cause.squash(exit.cause)
+      const reason = error instanceof Error ? error.message : String(error)
+      process.stderr.write(`\nramure: agent ${config.agentId} could not connect to its run: ${reason}\n`)
+      process.exit(1)
+    }
+    for (const name of registered) if (!slot.tools.has(name)) activate(name, false)
+    pump()
+  })
+  pi.on("session_shutdown", () => stopNow())
+  pi.on("agent_start", () => {
+    emit({ _tag: "agent_start" })
+    starting = undefined
+    pump()
+  })
+  pi.on("agent_end", (event) => {
+    emit({ _tag: "agent_end" })
+    const endedForTools = restart && (event.messages.at(-1) as any)?.role === "toolResult"
+    toolsChanged = restart = false
+    pump()
+    background(afterRun(endedForTools))
+  })
+  pi.on("context", (event) => ({
+    messages: event.messages.filter((message: any) => !(message.role === "custom" && message.customType === continueType))
+  }))
+  pi.on("turn_start", () => emit({ _tag: "turn_start" }))
+  pi.on("turn_end", () => emit({ _tag: "turn_end" }))
+  pi.on("message_end", (event) => {
+    const message: any = event.message
+    const forwarded = messageEvent(message, config.textCap)
+    if (forwarded !== undefined) emit(forwarded)
+    if (message.role === "assistant" && message.stopReason === "error" && message.errorMessage) {
+      emit({ _tag: "agent_error", message: truncate(String(message.errorMessage), config.textCap).text })
+    }
+  })
+  pi.on("tool_execution_start", (event) =>
+    emit({ _tag: "tool_execution_start", toolCallId: event.toolCallId, tool: event.toolName }))
+  pi.on("tool_execution_end", (event) =>
+    emit({
+      _tag: "tool_execution_end",
+      toolCallId: event.toolCallId,
+      tool: event.toolName,
+      isError: event.isError,
+      result: truncate(textOf(event.result?.content), config.textCap).text
+    }))
+}
+
+/** pi extension factory: connect this pi to its ramure run (no-op outside one). */
+export default function ramure(pi: ExtensionAPI): void {
+  const config = configFromEnv()
+  if (config !== undefined) instance(pi, config)
+}

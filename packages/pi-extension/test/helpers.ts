@@ -1,0 +1,107 @@
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as Ramure from "@ramure/core/Ramure"
+import { Runtime } from "@ramure/core/Runtime"
+import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as TmuxMachineProvider from "@ramure/core/TmuxMachineProvider"
+import { Duration, Effect, Stream } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+
+export type Provider = "tmux" | "local"
+
+/** A fresh, private RAMURE_HOME, removed when the scope closes. */
+export const tempHome = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ramure-pi-test-"))),
+  (home) => Effect.sync(() => fs.rmSync(home, { recursive: true, force: true }))
+)
+
+/** A run of real pi agents whose model is `server` (one models.json per agent: its own script). */
+export const piRun = (
+  server: ScriptedModel.ScriptedModelServer,
+  provider: Provider,
+  home: string,
+  options: { readonly env?: Record<string, string> } = {}
+) =>
+  Ramure.layer({
+    home,
+    program: "pi-extension-test",
+    provider,
+    register: false,
+    model: `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`,
+    modelsJson: (agent) => ScriptedModel.piModelsJson(server.baseUrl(agent)),
+    ...options
+  })
+
+/** Live processes started for the run `executionId` (found by `RAMURE_EXECUTION_ID` in their environment). */
+export const runProcesses = (executionId: string): Array<number> =>
+  fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false
+      return fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`RAMURE_EXECUTION_ID=${executionId}`)
+    } catch {
+      return false
+    }
+  })
+
+/** The run's tmux sessions and processes that are still there. */
+export const leftovers = (executionId: string): Effect.Effect<
+  { readonly sessions: ReadonlyArray<string>; readonly pids: ReadonlyArray<number> },
+  never,
+  CommandExecutor.CommandExecutor
+> =>
+  Effect.all({
+    sessions: TmuxMachineProvider.sessionsOf(executionId).pipe(Effect.orElseSucceed(() => [])),
+    pids: Effect.sync(() => runProcesses(executionId))
+  })
+
+/** Wait (polling, at most 5 s) until the run has nothing left; the last observation. */
+export const noLeftovers = (executionId: string) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + 5_000
+    while (true) {
+      const left = yield* leftovers(executionId)
+      if ((left.sessions.length === 0 && left.pids.length === 0) || Date.now() > deadline) return left
+      yield* Effect.sleep("100 millis")
+    }
+  })
+
+/** Wait until `count` agents of the run have connected. */
+export const connectedAgents = (count: number) =>
+  Effect.flatMap(Runtime, (runtime) =>
+    runtime.entries.stream(0).pipe(
+      Stream.filter((entry) => entry.type === "agent_connected"),
+      Stream.take(count),
+      Stream.runDrain
+    ))
+
+/** The process id the launcher reported for `agent`. */
+export const agentPid = (agent: string) =>
+  Effect.flatMap(Runtime, (runtime) =>
+    runtime.entries.stream(0).pipe(
+      Stream.filter((entry) => entry.type === "agent_created" && entry.agent === agent),
+      Stream.map((entry) => (entry.data as { pid?: number }).pid),
+      Stream.runHead,
+      Effect.map((pid) => (pid._tag === "Some" ? pid.value : undefined))
+    ))
+
+/** Poll `effect` until `done` holds (at most `limit`); its last value. */
+export const eventually = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  done: (a: A) => boolean,
+  limit: Duration.DurationInput = "30 seconds"
+) =>
+  Effect.gen(function* () {
+    while (true) {
+      const a = yield* effect
+      if (done(a)) return a
+      yield* Effect.sleep("50 millis")
+    }
+  }).pipe(
+    Effect.timeoutFail({ duration: limit, onTimeout: () => new Error(`condition not met within ${Duration.format(limit)}`) })
+  )
+
+/** The user texts of a request. */
+export const userTexts = (request: ScriptedModel.ChatRequest): Array<string> =>
+  request.messages.filter((m) => m.role === "user").map((m) => m.content)
