@@ -12,10 +12,10 @@ import { agent, runId } from "./shared.js"
 const interactive = (command: Command.Command) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const process = yield* Command.start(
+      const child = yield* Command.start(
         command.pipe(Command.stdin("inherit"), Command.stdout("inherit"), Command.stderr("pipe"))
       )
-      const [stderr, code] = yield* Effect.all([Stream.mkString(Stream.decodeText(process.stderr)), process.exitCode], {
+      const [stderr, code] = yield* Effect.all([Stream.mkString(Stream.decodeText(child.stderr)), child.exitCode], {
         concurrency: 2
       })
       return { code: Number(code), stderr: stderr.trim() }
