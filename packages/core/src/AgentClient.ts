@@ -14,7 +14,10 @@ export interface AgentClientOptions {
   readonly url: string
   readonly agentId: string
   readonly token: string
-  /** Called for every log entry, in order, exactly once. */
+  /**
+   * Called for every log entry, in order, exactly once. With it, user messages
+   * are left to this callback and not queued on `messages`.
+   */
   readonly onEntry?: (body: Protocol.EntryBody) => Effect.Effect<void>
   /** Longest pause between reconnect attempts (default 2 s). */
   readonly maxBackoff?: Duration.DurationInput
@@ -41,7 +44,7 @@ export interface AgentClient {
   readonly synced: Effect.Effect<void, AgentClientError>
   readonly tools: () => ReadonlyMap<string, Protocol.ToolDefinition>
   readonly lastSeq: () => number
-  /** User messages, in order. */
+  /** User messages, in order (unless `onEntry` handles them). */
   readonly messages: Queue.Dequeue<typeof Protocol.UserMessage.Type>
   /** Call a tool of this agent; survives reconnects. */
   readonly call: (tool: string, args: unknown, callId?: string) => Effect.Effect<ToolCallResult>
@@ -117,7 +120,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
             break
           }
           case "UserMessage":
-            yield* Queue.offer(messages, body)
+            if (options.onEntry === undefined) yield* Queue.offer(messages, body)
             break
           case "Shutdown":
             yield* Deferred.succeed(shutdown, body.reason)
