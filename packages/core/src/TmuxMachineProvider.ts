@@ -16,12 +16,15 @@ import { RunInfo, shortId } from "./RunInfo.js"
 
 /** Options of the tmux provider and helpers. */
 export interface TmuxOptions {
-  /** tmux socket name (`tmux -L <socket>`); default `ramure`. */
+  /** tmux socket name (`tmux -L <socket>`); default `RAMURE_TMUX_SOCKET`, else `ramure`. */
   readonly socket?: string
 }
 
 /** The default socket: `tmux -L ramure ls` lists ramure's sessions. */
 export const defaultSocket = "ramure"
+
+/** The socket in use: `RAMURE_TMUX_SOCKET`, else `ramure`. */
+export const currentSocket = (): string => process.env.RAMURE_TMUX_SOCKET || defaultSocket
 
 /** The whole tmux configuration ramure uses (pi's recommended `extended-keys-format` breaks tmux 3.3a). */
 export const tmuxConfig = "set -g extended-keys on\nset -g remain-on-exit on\n"
@@ -68,7 +71,7 @@ export const sessionsOf = (
   executionId: string,
   options: TmuxOptions = {}
 ): Effect.Effect<ReadonlyArray<string>, MachineError, CommandExecutor.CommandExecutor> =>
-  listSessions(options.socket ?? defaultSocket).pipe(
+  listSessions(options.socket ?? currentSocket()).pipe(
     Effect.map((names) => names.filter((name) => name.startsWith(`ramure-${shortId(executionId)}-`)))
   )
 
@@ -89,7 +92,7 @@ export const killRunSessions = (
   options: TmuxOptions = {}
 ): Effect.Effect<ReadonlyArray<string>, MachineError, CommandExecutor.CommandExecutor> =>
   Effect.gen(function* () {
-    const socket = options.socket ?? defaultSocket
+    const socket = options.socket ?? currentSocket()
     const prefix = shortId(executionIdPrefix)
     const names = (yield* listSessions(socket)).filter((name) => {
       const match = /^ramure-([^-]+)-/.exec(name)
@@ -260,7 +263,7 @@ export const layer = (
   Layer.effect(
     MachineProvider,
     Effect.gen(function* () {
-      const socket = options.socket ?? defaultSocket
+      const socket = options.socket ?? currentSocket()
       const fs = yield* FileSystem.FileSystem
       const executor = yield* CommandExecutor.CommandExecutor
       const { home } = yield* RunInfo

@@ -8,7 +8,7 @@
 import { execFileSync } from "node:child_process"
 
 // Kept free of imports from the rest of ramure: Runtime loads this module.
-const defaultSocket = "ramure"
+const socket = (): string => process.env.RAMURE_TMUX_SOCKET || "ramure"
 
 const signalGroup = (pid: number, signal: NodeJS.Signals): boolean => {
   try {
@@ -21,7 +21,7 @@ const signalGroup = (pid: number, signal: NodeJS.Signals): boolean => {
 
 const tmux = (args: ReadonlyArray<string>): string | undefined => {
   try {
-    return execFileSync("tmux", ["-L", defaultSocket, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+    return execFileSync("tmux", ["-L", socket(), ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
   } catch {
     return undefined
   }
