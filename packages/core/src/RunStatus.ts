@@ -61,6 +61,24 @@ export const empty = (): RunStatus => ({
 const record = (entry: LogEntry): Record<string, any> =>
   typeof entry.data === "object" && entry.data !== null ? (entry.data as Record<string, any>) : {}
 
+const newAgent = (status: RunStatus, entry: LogEntry): AgentStatus => {
+  const agent: AgentStatus = {
+    id: entry.agent!,
+    process: entry.process,
+    state: "starting",
+    machine: undefined,
+    session: undefined,
+    toolCalls: 0,
+    toolErrors: 0,
+    inputTokens: 0,
+    outputTokens: 0,
+    cost: 0,
+    lastActivity: entry.ts
+  }
+  status.agents.push(agent)
+  return agent
+}
+
 /** Apply one log entry (mutates and returns `status`). */
 export const step = (status: RunStatus, entry: LogEntry): RunStatus => {
   const data = record(entry)
@@ -100,26 +118,19 @@ export const step = (status: RunStatus, entry: LogEntry): RunStatus => {
     case "endpoint_exposed":
       status.endpoints.push({ process: entry.process, name: data.name, description: data.description ?? "" })
       break
-    case "agent_created":
-      if (entry.agent !== undefined) {
-        status.agents.push({
-          id: entry.agent,
-          process: entry.process,
-          state: "starting",
-          machine: data.machine,
-          session: data.session,
-          toolCalls: 0,
-          toolErrors: 0,
-          inputTokens: 0,
-          outputTokens: 0,
-          cost: 0,
-          lastActivity: entry.ts
-        })
-      }
+    case "agent_created": {
+      if (entry.agent === undefined) break
+      const created = agent ?? newAgent(status, entry)
+      created.machine = data.machine
+      created.session = data.session
       break
-    case "agent_connected":
-      if (agent && agent.state === "starting") agent.state = "idle"
+    }
+    case "agent_connected": {
+      // An agent can connect before its creation is logged.
+      const connected = agent ?? (entry.agent === undefined ? undefined : newAgent(status, entry))
+      if (connected && connected.state === "starting") connected.state = "idle"
       break
+    }
     case "agent_crashed":
       if (agent) agent.state = "crashed"
       break

@@ -7,6 +7,7 @@ import * as Agent from "../src/Agent.js"
 import * as Process from "../src/Process.js"
 import * as Protocol from "../src/Protocol.js"
 import * as Registry from "../src/Registry.js"
+import * as RunStatus from "../src/RunStatus.js"
 import { Runtime } from "../src/Runtime.js"
 import { readJsonl, scripted, tempHome } from "./helpers.js"
 
@@ -232,5 +233,18 @@ describe("Live-run registry", () => {
       Effect.map((stillThere) => expect(stillThere).toBe(false)),
       Effect.provide(scripted({}, { home }))
     )
+  })
+})
+
+describe("RunStatus", () => {
+  it("an agent that connects before its creation is logged is idle, with its machine and session", () => {
+    const at = (n: number, type: string, data?: unknown) => ({ ts: `t${n}`, n, type, process: "main", agent: "a", data })
+    const status = RunStatus.fromEntries([
+      at(1, "agent_connected", { after: 0 }),
+      at(2, "agent_created", { machine: { id: "a", kind: "tmux", cwd: "/w" }, session: "ramure-x-a" })
+    ])
+    expect(status.agents).toEqual([
+      expect.objectContaining({ id: "a", state: "idle", session: "ramure-x-a", machine: { id: "a", kind: "tmux", cwd: "/w" } })
+    ])
   })
 })
