@@ -9,8 +9,17 @@
 import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { LogSink, fileOf } from "./LogSink.js"
+import { LogSink, fileOf, type LogEntry } from "./LogSink.js"
 import { RunInfo, logsDirectory } from "./RunInfo.js"
+
+/** One JSON line; data that cannot be serialized (cycles, BigInt) is replaced by a note, never dropped with the line. */
+const serialize = (entry: LogEntry): string => {
+  try {
+    return JSON.stringify(entry)
+  } catch (error) {
+    return JSON.stringify({ ...entry, data: { unserializable: String(error) } })
+  }
+}
 
 export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
   LogSink,
@@ -71,7 +80,7 @@ export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
           if (closed) return
           const file = fileOf(entry)
           const lines = pending.get(file)
-          const line = JSON.stringify(entry)
+          const line = serialize(entry)
           if (lines === undefined) pending.set(file, [line])
           else lines.push(line)
           if (scheduled === undefined) scheduled = setImmediate(flush)

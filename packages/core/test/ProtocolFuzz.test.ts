@@ -471,6 +471,15 @@ const waitUntil = (check: () => boolean, what: string) =>
     }
   })
 
+/**
+ * Agent "a" is attacked, "b" stands by; both call a tool in a loop and check
+ * every result. Decision on connections for an agent's id: the token is the
+ * trust boundary, and a connection takes the agent's place only when it says
+ * a valid `Hello` for it (that is how an agent reconnects over a half-open
+ * socket). Garbage, a wrong agent id or a wrong protocol version never
+ * displace the live agent; a valid `Hello` does, and the real agent then
+ * reconnects and loses nothing.
+ */
 describe("Runtime server fuzzing", () => {
   const WS_CASES = 250
   const BAD_TOKEN = 150

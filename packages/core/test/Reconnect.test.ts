@@ -126,7 +126,7 @@ describe("Reconnect storm", () => {
   it.live(
     `entries reach the agent in log order, once each, while ${SENDERS} fibers append concurrently and the connection drops`,
     () => {
-      // Fibers yield every 16 operations here (the default is 2048), so that appends interleave as they can under load.
+      // The senders yield every 16 to 44 operations (the default is 2048): appends interleave as they can under load.
       const main = Process.make("main", () =>
         Effect.gen(function* () {
           const agent = yield* Agent.make("reader")
@@ -262,8 +262,6 @@ describe("AgentClient replication", () => {
       yield* waitUntil(() => client.lastSeq() === 5, "the client has applied entry 5", "3 seconds")
       yield* Effect.sleep("50 millis")
       expect(applied).toEqual(["one", "two", "three", "four", "five"])
-      const messages = yield* Queue.takeAll(client.messages)
-      expect([...messages].map((m) => m.text)).toEqual(["one", "two", "three", "four", "five"])
       expect(yield* peer.pending).toBe(0)
     }))
 

@@ -248,3 +248,24 @@ describe("RunStatus", () => {
     ])
   })
 })
+
+describe("JsonlLogSink", () => {
+  it.live("a line whose data cannot be serialized is still written, and later lines too", () => {
+    const home = tempHome()
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    let executionId = ""
+    return Effect.gen(function* () {
+      yield* Process.make("main", () =>
+        Effect.gen(function* () {
+          executionId = (yield* Runtime).executionId
+          yield* Process.emit("cyclic", cyclic)
+          yield* Process.emit("after", { ok: true })
+        }))().pipe(Effect.provide(scripted({}, { home })))
+      const lines = readJsonl(path.join(home, "logs", executionId, "_runtime.jsonl"))
+      const events = lines.filter((l) => l.type === "process_event")
+      expect(events.map((l) => l.data.type ?? "unserializable")).toEqual(["unserializable", "after"])
+      expect(events[0].data.unserializable).toContain("circular")
+    })
+  })
+})
