@@ -9,28 +9,9 @@ import { execFile, execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { alive, tmuxSessionsOf } from "../../packages/core/test/helpers.js"
 
 const root = path.resolve(__dirname, "../..")
-
-const tmuxSessions = (): Array<string> => {
-  try {
-    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
-      .split("\n")
-      .filter((name) => name.length > 0)
-  } catch {
-    return []
-  }
-}
-
-/** Alive and not a zombie (zombies wait for a slow init to reap them). */
-const alive = (pid: number): boolean => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
-  } catch {
-    return false
-  }
-}
 
 const runExample = async (file: string) => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-example-"))
@@ -54,7 +35,7 @@ const runExample = async (file: string) => {
 }
 
 const expectClean = (run: Awaited<ReturnType<typeof runExample>>) => {
-  expect(tmuxSessions().filter((name) => name.startsWith(`ramure-${run.executionId.slice(0, 8)}-`))).toEqual([])
+  expect(tmuxSessionsOf(run.executionId)).toEqual([])
   expect(fs.readdirSync(path.join(run.home, "runtimes"))).toEqual([])
   expect(run.runtimeLog.at(-1)).toMatchObject({ type: "run_ended", data: { outcome: "done" } })
   const pids = run.runtimeLog.concat(

@@ -4,33 +4,14 @@
  * entry behind, and no log line is lost.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { execFileSync, spawn, type ChildProcess } from "node:child_process"
+import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { readJsonl } from "./helpers.js"
+import { alive, readJsonl, tmuxSessionsOf as sessionsOf } from "./helpers.js"
 
 const root = path.resolve(__dirname, "../../..")
 const fixture = path.join(__dirname, "fixtures/idle-run.ts")
-
-const sessionsOf = (executionId: string): Array<string> => {
-  try {
-    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
-      .split("\n")
-      .filter((name) => name.startsWith(`ramure-${executionId.slice(0, 8)}-`))
-  } catch {
-    return []
-  }
-}
-
-const alive = (pid: number): boolean => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
-  } catch {
-    return false
-  }
-}
 
 interface Started {
   readonly child: ChildProcess

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -13,3 +14,24 @@ export const scripted = (scripts: ScriptedAgents.Scripts, options: Ramure.LayerO
 
 export const readJsonl = (file: string): Array<any> =>
   fs.readFileSync(file, "utf8").split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line))
+
+/** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself. */
+export const tmuxSessionsOf = (executionId: string): Array<string> => {
+  try {
+    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
+      .split("\n")
+      .filter((name) => name.startsWith(`ramure-${executionId.slice(0, 8)}-`))
+  } catch {
+    return []
+  }
+}
+
+/** Alive and not a zombie (zombies wait for a slow init to reap them). */
+export const alive = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
+  } catch {
+    return false
+  }
+}
