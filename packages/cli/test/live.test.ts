@@ -76,6 +76,25 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(status.stdout).toMatch(/main\s+add\s+Add two numbers/)
     }))
 
+  it.effect("the run's token appears in no output: ls, status, tail, errors, and no log file", () =>
+    Effect.gen(function* () {
+      const { duo, home } = yield* Runs
+      const token = JSON.parse(fs.readFileSync(path.join(home, "runtimes", `${duo.id}.json`), "utf8")).token as string
+      expect(token.length).toBeGreaterThan(20)
+      const id = duo.id.slice(0, 8)
+      const outputs = yield* Effect.all([
+        ramure(home, ["ls", "--json"]),
+        ramure(home, ["ls", "--all"]),
+        ramure(home, ["status", id, "--json"]),
+        ramure(home, ["tail", id, "--json", "-n", "1000"]),
+        ramure(home, ["send", id, "--agent", "nobody", "hi"]),
+        ramure(home, ["call", id, "no_such_endpoint"])
+      ])
+      for (const { stderr, stdout } of outputs) expect(stdout + stderr).not.toContain(token)
+      const logs = path.join(home, "logs", duo.id)
+      for (const file of fs.readdirSync(logs)) expect(fs.readFileSync(path.join(logs, file), "utf8")).not.toContain(token)
+    }))
+
   it.effect("--agent defaults to the only agent; otherwise the error lists the agents", () =>
     Effect.gen(function* () {
       const { duo, home, solo } = yield* Runs
