@@ -21,7 +21,7 @@ export const agentStart = (size: Size) =>
   Effect.gen(function* () {
     const missing = unavailable()
     if (missing !== undefined) return { id: 4, title, method: "", metrics: [], skipped: missing } satisfies FigureResult
-    const rounds = size === "full" ? 6 : 1
+    const rounds = size === "full" ? 5 : 1
     const home = yield* tempDirectory("pi-start")
     const signals = yield* signalServer(path.join(home, "signal.sock"))
     const bareModel = yield* ScriptedModel.make({ fallback: () => [] })
@@ -79,7 +79,15 @@ export const agentStart = (size: Size) =>
         { name: "ramure Agent.make + tool added", unit: "ms", samples: ramureMs, digits: 0 },
         { name: "ramure / bare", unit: "×", samples: ratios, target: { op: "<=", value: 1.1 }, digits: 2 }
       ],
-      counts: { agents: rounds * 2 }
+      counts: { agents: rounds * 2 },
+      notes: [
+        "What costs ramure its extra time: loading the ramure extension inside pi. pi loads extensions with jiti " +
+          "(`moduleCache: false`), which transforms and evaluates every module as CommonJS, and the extension imports the " +
+          "`effect` barrel through `@ramure/core/AgentClient`: 0.9–1.2 s here, against ~10 ms for the signal-only extension. " +
+          "The same extension bundled with esbuild (tree-shaken, 0.6 MB, pi packages external) loads in 0.2–0.3 s. Not changed " +
+          "here: it needs a build step in `packages/pi-extension` and `PiAgents.extensionPath` preferring the bundle.",
+        "Connecting and syncing after the extension has loaded, and adding a tool, take milliseconds (the two ramure rows)."
+      ]
     }
     return result
   }).pipe(Effect.scoped)

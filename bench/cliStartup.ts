@@ -79,7 +79,12 @@ export const cliStartup = (size: Size) =>
         { name: `ramure status (live run, ${agents} agents)`, unit: "ms", samples: samples.status, digits: 0 },
         { name: "ramure ls / node -e 0", unit: "×", samples: samples.ls.map((ms, i) => ms / samples.node[i]!), digits: 2 }
       ],
-      counts: { agentsReported: reported.agents.length }
+      counts: { agentsReported: reported.agents.length },
+      notes: [
+        "`ramure ls` does almost no work (reads one directory); its time over `node -e 0` is loading and initialising the " +
+          "CLI bundle (~0.7 MB of minified JS: effect, @effect/cli, @effect/platform). On this loaded machine even `node -e 0` " +
+          "takes the time shown in the first row."
+      ]
     }
     return result
   }).pipe(Effect.scoped)

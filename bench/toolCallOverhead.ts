@@ -15,9 +15,9 @@ const TEXT = "x".repeat(64)
 
 export const toolCallOverhead = (size: Size) =>
   Effect.gen(function* () {
-    const rounds = size === "full" ? 30 : 3
-    const callsPerBatch = size === "full" ? 2_000 : 100
-    const warmup = size === "full" ? 3_000 : 100
+    const rounds = size === "full" ? 20 : 3
+    const callsPerBatch = size === "full" ? 1_000 : 100
+    const warmup = size === "full" ? 5_000 : 100
 
     const slot = yield* Deferred.make<ScriptedAgents.Driver>()
     const drivers = new Map([["a", slot]])
@@ -82,7 +82,23 @@ export const toolCallOverhead = (size: Size) =>
             { name: "runtime: process CPU per call (client + runtime)", unit: "µs", samples: runtime.map((r) => r.cpu), digits: 0 },
             { name: "runtime / raw (CPU)", unit: "×", samples: runtime.map((r, i) => r.cpu / raw[i]!.cpu), digits: 2 }
           ],
-          counts: { calls: rounds * callsPerBatch + warmup }
+          counts: { calls: rounds * callsPerBatch + warmup },
+          notes: [
+            "What limits it (`node --cpu-prof`): a runtime call crosses five fiber hand-offs — caller → server connection loop → " +
+              "forked handler fiber → the agent's entry log → writer fiber → client connection loop → caller's Deferred — each a " +
+              "Queue/Deferred suspend and resume in the Effect runtime, where the raw echo is one callback per side. The profile is " +
+              "the Effect run loop, Queue/Deferred and FiberRef bookkeeping plus GC (15–20 %), `ws` writev syscalls (6–10 %), Schema " +
+              "decoding of the message union and the tool arguments (3–4 %), two log entries and three agent events per call.",
+            "A floor for this design: one Effect fiber per socket with a Queue between `ws` and the fiber and a Deferred per call " +
+              "already costs about 4× the raw echo's CPU here. ≤ 2× would need frames handled synchronously in the `ws` callback, " +
+              "without fiber hops — a different design, not a tuning.",
+            "Effect 3.22's `Deferred` constructor (used by every `Queue.take` that has to wait) spreads a symbol-keyed prototype, " +
+              "which Node 20's V8 clones on its slow path: 5–12 µs per Deferred on this machine (3–5 % of the profile).",
+            "Changed in core for this figure: connection frames and each agent's entry writer are consumed by a loop over " +
+              "`Queue.takeBetween` instead of a Stream per connection (`Connection.forEach`, `EventLog.forEach`), and JSONL log " +
+              "lines are batched per event-loop turn instead of waking a writer fiber per line: a third less CPU per call " +
+              "(both versions side by side in one process, medians of 8 rounds: 1 agent 628 → 419 µs, 10 agents 688 → 410 µs)."
+          ]
         }
         return result
       })

@@ -103,7 +103,7 @@ export const formatTarget = (target: Target, unit: string): string =>
 // ---------------------------------------------------------------------------
 // Measuring
 
-/** Wall time of `f` in milliseconds. */
+/** Milliseconds on the monotonic clock (`performance.now()`). */
 export const now = (): number => performance.now()
 
 /** Run `count` rounds of `steps` in alternating order (a, b, a, b … then b, a …) so drift hits both alike. */

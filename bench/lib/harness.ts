@@ -1,6 +1,6 @@
 /**
- * Shared set-up: private RAMURE_HOME directories, scripted runs, raw echo
- * servers, child processes.
+ * Shared set-up: private RAMURE_HOME directories, scripted runs with an
+ * `echo` tool, a raw `ws` echo server and client.
  */
 import * as Agent from "@ramure/core/Agent"
 import * as Process from "@ramure/core/Process"
@@ -34,7 +34,7 @@ export const scriptedRun = <A, E, R>(
       const home = options.home ?? (yield* tempDirectory("home"))
       const main = Process.make("bench", () => body(home))
       return yield* main().pipe(
-        Effect.provide(Ramure.layerScripted(scripts, { home, program: "bench", maxStartingAgents: 64, ...options }))
+        Effect.provide(Ramure.layerScripted(scripts, { home, program: "bench", ...options }))
       )
     })
   )

@@ -8,6 +8,7 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Deferred, Effect, Layer, Schedule } from "effect"
 import * as crypto from "node:crypto"
+import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { killGroup, makeLocalBase, runCollect, type LocalBase } from "./internal/localMachine.js"
 import type { ExecResult, Machine, MachineOptions, SpawnExit, SpawnSpec, Spawned } from "./Machine.js"
@@ -133,6 +134,26 @@ const wrapper = [
 
 const shellQuote = (value: string): string => `'${value.replaceAll("'", `'\\''`)}'`
 
+const hasProc = nodeFs.existsSync("/proc/self/stat")
+
+/** Is the process `pid` running (a zombie is not)? One file read on Linux, no tmux. */
+const processRunning = (pid: number): boolean => {
+  if (hasProc) {
+    try {
+      const stat = nodeFs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
+    } catch {
+      return false
+    }
+  }
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
 const signalProcess = (pid: number, signal: NodeJS.Signals): void => {
   try {
     if (pid > 0) process.kill(pid, signal)
@@ -219,12 +240,17 @@ const spawn = (base: LocalBase, { config, envDirectory, executor, fs, socket }: 
           yield* Deferred.succeed(exited, after === "alive" ? { exitCode: undefined } : after)
         }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`releasing tmux session ${session}`, cause)))
     )
-    yield* settledState(paneId).pipe(
-      Effect.repeat(
-        Schedule.recurWhile((state: "alive" | SpawnExit) => state === "alive").pipe(
-          Schedule.addDelay(() => "200 millis")
+    // Watch the pane's process locally and ask tmux for the exit status only once it has stopped:
+    // a tmux process per agent every 200 ms would keep a run with many agents busy.
+    yield* Effect.sync(() => panePid !== undefined && processRunning(panePid)).pipe(
+      Effect.repeat({ schedule: Schedule.spaced("200 millis"), while: (running) => running }),
+      Effect.zipRight(settledState(paneId).pipe(
+        Effect.repeat(
+          Schedule.recurWhile((state: "alive" | SpawnExit) => state === "alive").pipe(
+            Schedule.addDelay(() => "200 millis")
+          )
         )
-      ),
+      )),
       Effect.flatMap((state) => Deferred.succeed(exited, state === "alive" ? { exitCode: undefined } : state)),
       Effect.forkScoped
     )
