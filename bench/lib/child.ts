@@ -51,11 +51,12 @@ export const forkChild = <Out>(entry: string, args: ReadonlyArray<string>, optio
         child.on("error", (error) => Queue.unsafeOffer(inbox, error))
         return child
       }),
-      // Closing the channel asks the child to finish; SIGKILL if it has not after 5 s.
+      // Closing the channel asks the child to finish (it may still be removing a big RAMURE_HOME);
+      // SIGKILL if it has not after 30 s.
       (child) =>
         Effect.async<void>((resume) => {
           if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-          const timer = setTimeout(() => child.kill("SIGKILL"), 5_000)
+          const timer = setTimeout(() => child.kill("SIGKILL"), 30_000)
           child.once("exit", () => {
             clearTimeout(timer)
             resume(Effect.void)
@@ -77,10 +78,14 @@ export const forkChild = <Out>(entry: string, args: ReadonlyArray<string>, optio
     return result
   })
 
-/** In a child: the parent's messages, in order (CPU probes are answered, not queued). */
-export const parentMessages = <In>() =>
+/**
+ * In a child: the parent's messages, in order (CPU probes are answered, not
+ * queued); `onDisconnect` is queued when the parent goes away.
+ */
+export const parentMessages = <In>(onDisconnect: In) =>
   Effect.gen(function* () {
     const inbox = yield* Queue.unbounded<In>()
+    process.once("disconnect", () => Queue.unsafeOffer(inbox, onDisconnect))
     process.on("message", (message) => {
       if (isCpuProbe(message)) {
         const usage = process.cpuUsage()
@@ -90,8 +95,9 @@ export const parentMessages = <In>() =>
     return inbox
   })
 
-/** In a child: send a message to the parent. */
+/** In a child: send a message to the parent (nothing if it has gone away). */
 export const toParent = (message: unknown) =>
   Effect.async<void>((resume) => {
+    if (!process.connected) return resume(Effect.void)
     process.send!(message, undefined, undefined, () => resume(Effect.void))
   })

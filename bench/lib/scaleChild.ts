@@ -44,7 +44,8 @@ const count = Number(process.argv[2])
 const mode = process.argv[3] as Mode
 
 const program = Effect.gen(function* () {
-  const inbox = yield* parentMessages<ToChild>()
+  // A parent that goes away (failed or interrupted) stops the run like a `stop`.
+  const inbox = yield* parentMessages<ToChild>({ type: "stop" })
   const home = yield* tempDirectory("scale")
   const drivers = new Map<string, Deferred.Deferred<ScriptedAgents.Driver>>()
   const ids = Array.from({ length: count }, (_, i) => `w${i}`)
@@ -85,7 +86,9 @@ const program = Effect.gen(function* () {
 })
 
 Effect.runPromise(Effect.scoped(program)).then(
-  () => process.disconnect(),
+  () => {
+    if (process.connected) process.disconnect()
+  },
   (error) => {
     console.error(error)
     process.exit(1)
