@@ -168,8 +168,7 @@ const serveControl = (runtime: RuntimeService, connection: Connection, followers
       }
     }
 
-    yield* connection.frames.pipe(
-      Stream.runForEach((frame) => {
+    yield* connection.forEach((frame) => {
         const decoded = Protocol.decode(frame)
         if (decoded._tag === "Left") {
           return connection.send(
@@ -188,5 +187,4 @@ const serveControl = (runtime: RuntimeService, connection: Connection, followers
         }
         return FiberSet.run(requests, handle(message.id, message.command))
       })
-    )
   }).pipe(Effect.scoped)

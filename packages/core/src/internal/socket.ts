@@ -1,8 +1,8 @@
 /**
- * A `ws` WebSocket as Effect values: frames as a Stream that ends when the
+ * A `ws` WebSocket as Effect values: a loop over frames that ends when the
  * socket closes, `send` that never throws, `close` with a code and reason.
  */
-import { Deferred, Effect, Queue, Stream } from "effect"
+import { Deferred, Effect, Queue } from "effect"
 import type WebSocket from "ws"
 
 export interface CloseInfo {
@@ -11,8 +11,7 @@ export interface CloseInfo {
 }
 
 export interface Connection {
-  readonly frames: Stream.Stream<string>
-  /** Run `f` on each frame, in order, until the socket closes: `frames` without a Stream's cost per frame. */
+  /** Run `f` on each frame, in order, until the socket closes. */
   readonly forEach: <E, R>(f: (frame: string) => Effect.Effect<void, E, R>) => Effect.Effect<void, E, R>
   readonly send: (text: string) => Effect.Effect<void>
   readonly close: (code: number, reason: string) => Effect.Effect<void>
@@ -59,9 +58,6 @@ export const fromWebSocket = (socket: WebSocket): Effect.Effect<Connection> =>
       })
     return {
       forEach,
-      frames: Stream.fromQueue(frames).pipe(
-        Stream.takeWhile((frame): frame is string => frame !== null)
-      ),
       send,
       close,
       closed: Deferred.await(closed),
