@@ -2,7 +2,7 @@
  * Agents: a coding agent (pi, or a scripted driver in tests) started on a
  * machine, connected to the run, owned by the process that created it.
  */
-import { Deferred, Duration, Effect, ExecutionStrategy, Exit, JSONSchema, ParseResult, Schema, Scope, type Stream } from "effect"
+import { Deferred, Duration, Effect, identity, ExecutionStrategy, Exit, JSONSchema, ParseResult, Schema, Scope, type Stream } from "effect"
 import type { AgentEventRecord } from "./AgentEvent.js"
 import { AgentLauncher } from "./AgentLauncher.js"
 import { AgentCrashed, AgentStartError, describe, InvalidToolName } from "./Errors.js"
@@ -10,7 +10,7 @@ import type * as AgentSession from "./internal/agentSession.js"
 import { CurrentProcess } from "./internal/processState.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
-import { Runtime } from "./Runtime.js"
+import { holdLiveSlot, Runtime } from "./Runtime.js"
 import { shortId } from "./RunInfo.js"
 
 export type { AgentEventRecord } from "./AgentEvent.js"
@@ -105,10 +105,13 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   const launcher = yield* AgentLauncher
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
 
+  // A pre-started agent from a warm pool already holds its places under the run's limits.
+  const pooled = launcher.pooled?.({ model: options.model, machine: options.machine }) ?? false
+
   const start = Effect.gen(function* () {
-    yield* Effect.acquireRelease(runtime.livePermits.take(1), () => runtime.livePermits.release(1))
+    if (!pooled) yield* holdLiveSlot(runtime, launcher.evictIdle)
     // Starting pi is heavy: only so many agents start at once.
-    const { launched, machine, session } = yield* runtime.startPermits.withPermits(1)(
+    const { launched, machine, session } = yield* (pooled ? identity : runtime.startPermits.withPermits(1))(
       Effect.gen(function* () {
         const session = yield* runtime.createSession(name, owner.path)
         // Runs last: after the shutdown request, the kill and the machine's release.

@@ -239,3 +239,36 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
     }
     return client
   })
+
+/**
+ * A pre-started (pooled) agent program's wait for its identity: connect to
+ * `/pool/<memberId>`, say `PoolHello`, and return the `Assign` that names
+ * the agent it becomes. Fails if the connection cannot be made or ends first
+ * (the run stopped, or dropped the member).
+ */
+export const awaitAssignment = (options: {
+  readonly url: string
+  readonly memberId: string
+  readonly token: string
+}): Effect.Effect<typeof Protocol.Assign.Type, AgentClientError> =>
+  Effect.gen(function* () {
+    const fail = (message: string) => new AgentClientError({ agent: options.memberId, message })
+    const connection = yield* Effect.acquireRelease(
+      openSocket(`${options.url}${Protocol.poolPath(options.memberId)}`, options.token).pipe(
+        Effect.mapError((error) => fail(error.message))
+      ),
+      (connection) => connection.close(Protocol.CloseCode.normal, "assigned")
+    )
+    yield* connection.send(Protocol.encode({ _tag: "PoolHello", protocol: Protocol.version, memberId: options.memberId }))
+    const assigned = yield* Deferred.make<typeof Protocol.Assign.Type, AgentClientError>()
+    return yield* connection.forEach((frame) => {
+      const decoded = Protocol.decode(frame)
+      if (decoded._tag === "Left") return Effect.void
+      if (decoded.right._tag === "Assign") return Deferred.succeed(assigned, decoded.right)
+      if (decoded.right._tag === "ProtocolError") return Deferred.fail(assigned, fail(decoded.right.message))
+      return Effect.void
+    }).pipe(
+      Effect.zipRight(Effect.fail(fail("the run closed the connection before assigning an agent"))),
+      Effect.raceFirst(Deferred.await(assigned))
+    )
+  }).pipe(Effect.scoped)

@@ -19,6 +19,12 @@ export interface LaunchSpec {
   readonly sessionName: string
 }
 
+export interface PoolQuery {
+  readonly model: string | undefined
+  /** The machine the agent was given, if any (else it gets a fresh one). */
+  readonly machine: Machine | undefined
+}
+
 export interface LaunchedAgent {
   readonly pid: number | undefined
   readonly session: string | undefined
@@ -32,5 +38,13 @@ export class AgentLauncher extends Context.Tag("ramure/AgentLauncher")<
   {
     /** Start the agent; closing the scope stops it. */
     readonly launch: (spec: LaunchSpec) => Effect.Effect<LaunchedAgent, AgentStartError, Scope.Scope>
+    /**
+     * Whether `launch` would hand out an already-started program (a warm
+     * pool) for an agent with these options. Such a program holds its own
+     * place under the run's limits on live and starting agents.
+     */
+    readonly pooled?: (options: PoolQuery) => boolean
+    /** Stop one idle pre-started program to make room under the run's limit on live agents; false if there is none. */
+    readonly evictIdle?: Effect.Effect<boolean>
   }
 >() {}

@@ -54,6 +54,8 @@ export interface Spawned {
   readonly exited: Effect.Effect<SpawnExit>
   /** The last lines the program printed (for start-up failure reports). */
   readonly outputTail: Effect.Effect<string>
+  /** Rename the program's tmux session (tmux machines); returns the name it now has. */
+  readonly rename?: (name: string) => Effect.Effect<string, MachineError>
 }
 
 export interface SpawnExit {

@@ -10,9 +10,12 @@ import { Effect, Layer } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { AgentLauncher, type LaunchedAgent, type LaunchSpec } from "./AgentLauncher.js"
+import { AgentLauncher, type LaunchedAgent, type LaunchSpec, type PoolQuery } from "./AgentLauncher.js"
 import { AgentStartError } from "./Errors.js"
+import * as PiPool from "./internal/piPool.js"
+import { type Machine, MachineProvider } from "./Machine.js"
 import { RunInfo, workDirectory } from "./RunInfo.js"
+import { Runtime } from "./Runtime.js"
 
 export interface Options {
   /** `provider/id` for agents that name none (default: `RAMURE_MODEL`). */
@@ -29,7 +32,16 @@ export interface Options {
   readonly offline?: boolean
   /** Largest text an agent forwards per message or tool result, in bytes (default 4000). */
   readonly textCap?: number
+  /**
+   * Keep pis started ahead of need: `agent()` then takes one and turns it
+   * into the requested agent in milliseconds instead of seconds. Off by
+   * default (see the README's "Warm pool" section). Needs a `modelsJson` that
+   * is the same for every agent.
+   */
+  readonly pool?: PiPool.PoolOptions
 }
+
+export type PoolOptions = PiPool.PoolOptions
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -74,21 +86,31 @@ export const providerCredentials = (env: NodeJS.ProcessEnv = process.env): Recor
 /** The provider of ramure's scripted model (see `ScriptedModel.piProvider`). */
 const scriptedProvider = "ramure-scripted"
 
-/** An `AgentLauncher` that starts a pi per agent on the agent's machine. */
-export const layer = (options: Options = {}): Layer.Layer<AgentLauncher, never, RunInfo | FileSystem.FileSystem> =>
-  Layer.effect(
+/** Machine kinds whose programs run on this host (a pooled pi can move into any of their directories). */
+const hostKinds = new Set(["local", "tmux"])
+
+/**
+ * An `AgentLauncher` that starts a pi per agent on the agent's machine, or
+ * (with `options.pool`) hands out pis started ahead of need.
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<AgentLauncher, never, RunInfo | FileSystem.FileSystem | Runtime | MachineProvider> =>
+  Layer.scoped(
     AgentLauncher,
     Effect.gen(function* () {
       const fs = yield* FileSystem.FileSystem
-      const { home } = yield* RunInfo
+      const { executionId, home } = yield* RunInfo
+      const agentsDirectory = path.join(workDirectory(home, executionId), ".pi")
+      const defaultModel = options.model ?? (process.env.RAMURE_MODEL || undefined)
 
       /** A private (0700) pi agent directory with the agent's models and pinned model. */
-      const prepareAgentDir = (spec: LaunchSpec, model: string | undefined) =>
+      const prepareAgentDir = (agentId: string, model: string | undefined) =>
         Effect.gen(function* () {
-          const dir = path.join(workDirectory(home, spec.executionId), ".pi", spec.agentId)
+          const dir = path.join(agentsDirectory, agentId)
           yield* fs.makeDirectory(dir, { recursive: true, mode: 0o700 })
           yield* fs.chmod(dir, 0o700)
-          const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(spec.agentId) : options.modelsJson
+          const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(agentId) : options.modelsJson
           if (modelsJson !== undefined) {
             yield* fs.writeFileString(path.join(dir, "models.json"), JSON.stringify(modelsJson, null, 2), { mode: 0o600 })
           }
@@ -105,36 +127,41 @@ export const layer = (options: Options = {}): Layer.Layer<AgentLauncher, never, 
           return dir
         }).pipe(
           Effect.mapError((error) =>
-            new AgentStartError({ agent: spec.agentId, reason: `cannot prepare its pi directory: ${error.message}` })
+            new AgentStartError({ agent: agentId, reason: `cannot prepare its pi directory: ${error.message}` })
           )
         )
 
-      const launch = Effect.fn("PiAgents.launch")(function* (spec: LaunchSpec) {
+      /**
+       * pi's command line and environment. `identity` is the agent's id, or
+       * (`pooled`) the pool member's: a pooled pi learns its agent later.
+       */
+      const piProgram = Effect.fn("PiAgents.program")(function* (
+        identity: string,
+        model: string | undefined,
+        machine: Machine,
+        role: { readonly agent: { readonly url: string; readonly token: string; readonly executionId: string }; readonly pooled: boolean; readonly systemPrompt?: string | undefined }
+      ) {
         const cli = piCli()
         if (cli === undefined) {
-          return yield* new AgentStartError({
-            agent: spec.agentId,
-            reason: "pi is not installed (npm install @mariozechner/pi-coding-agent)"
-          })
+          return yield* new AgentStartError({ agent: identity, reason: "pi is not installed (npm install @mariozechner/pi-coding-agent)" })
         }
         const extension = extensionPath()
         if (extension === undefined) {
-          return yield* new AgentStartError({ agent: spec.agentId, reason: "the ramure pi extension (@ramure/pi-extension) is not installed" })
+          return yield* new AgentStartError({ agent: identity, reason: "the ramure pi extension (@ramure/pi-extension) is not installed" })
         }
-        const model = spec.model ?? options.model ?? (process.env.RAMURE_MODEL || undefined)
-        const agentDir = yield* prepareAgentDir(spec, model)
+        const agentDir = yield* prepareAgentDir(identity, model)
         const credentials = providerCredentials()
         const offline = options.offline ??
           (model?.startsWith(`${scriptedProvider}/`) === true || Object.keys(credentials).length === 0)
-        const interactive = spec.machine.kind === "tmux"
+        const interactive = machine.kind === "tmux"
         const env: Record<string, string> = {
           ...credentials,
           ...(offline ? { PI_OFFLINE: "1", PI_SKIP_VERSION_CHECK: "1", PI_TELEMETRY: "0" } : {}),
           PI_CODING_AGENT_DIR: agentDir,
-          RAMURE_URL: spec.url,
-          RAMURE_AGENT_ID: spec.agentId,
-          RAMURE_TOKEN: spec.token,
-          RAMURE_EXECUTION_ID: spec.executionId,
+          RAMURE_URL: role.agent.url,
+          ...(role.pooled ? { RAMURE_POOL_MEMBER: identity } : { RAMURE_AGENT_ID: identity }),
+          RAMURE_TOKEN: role.agent.token,
+          RAMURE_EXECUTION_ID: role.agent.executionId,
           ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
           ...options.env
         }
@@ -148,17 +175,24 @@ export const layer = (options: Options = {}): Layer.Layer<AgentLauncher, never, 
           "--no-context-files",
           "--no-session",
           ...(model === undefined ? [] : ["--model", model]),
-          ...(spec.systemPrompt === undefined ? [] : ["--append-system-prompt", spec.systemPrompt]),
+          ...(role.systemPrompt === undefined ? [] : ["--append-system-prompt", role.systemPrompt]),
           ...(interactive ? [] : ["--mode", "rpc"])
         ]
-        const spawned = yield* spec.machine.spawn({
-          name: spec.sessionName,
-          command: process.execPath,
-          args,
-          env,
+        return {
+          agentDir,
           // rpc mode reads commands from stdin and exits when it closes.
-          keepStdinOpen: !interactive
-        }).pipe(
+          spec: { command: process.execPath, args, env, keepStdinOpen: !interactive }
+        }
+      })
+
+      const launchCold = Effect.fn("PiAgents.launch")(function* (spec: LaunchSpec) {
+        const model = spec.model ?? defaultModel
+        const program = yield* piProgram(spec.agentId, model, spec.machine, {
+          agent: spec,
+          pooled: false,
+          systemPrompt: spec.systemPrompt
+        })
+        const spawned = yield* spec.machine.spawn({ ...program.spec, name: spec.sessionName }).pipe(
           Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
         )
         return {
@@ -169,6 +203,35 @@ export const layer = (options: Options = {}): Layer.Layer<AgentLauncher, never, 
         } satisfies LaunchedAgent
       })
 
-      return AgentLauncher.of({ launch })
+      if (options.pool === undefined || options.pool.size <= 0) return AgentLauncher.of({ launch: launchCold })
+
+      if (typeof options.modelsJson === "function") {
+        return yield* Effect.dieMessage(
+          "PiAgents: a warm pool needs a modelsJson that is the same for every agent (an object, not a function)"
+        )
+      }
+      const runtime = yield* Runtime
+      const provider = yield* MachineProvider
+      const warmModels = options.pool.models ?? [defaultModel ?? ""]
+      const keyOf = (model: string | undefined) => model ?? defaultModel ?? ""
+      const pool = yield* PiPool.make(options.pool, warmModels, {
+        runtime,
+        provider,
+        program: (memberId, model, machine) =>
+          piProgram(memberId, model === "" ? undefined : model, machine, { agent: runtime, pooled: true }),
+        linkAgentDir: (member, agentId) =>
+          fs.symlink(member.agentDir, path.join(agentsDirectory, agentId)).pipe(Effect.ignore)
+      })
+      const pooled = (query: PoolQuery) =>
+        hostKinds.has(provider.kind) &&
+        (query.machine === undefined || query.machine.kind === provider.kind) &&
+        warmModels.includes(keyOf(query.model))
+
+      return AgentLauncher.of({
+        launch: (spec) =>
+          pooled({ model: spec.model, machine: spec.machine }) ? pool.launch(keyOf(spec.model), spec) : launchCold(spec),
+        pooled,
+        evictIdle: pool.evictIdle
+      })
     })
   )

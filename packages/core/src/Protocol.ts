@@ -3,9 +3,9 @@
  * scripted driver) and the `ramure` CLI: one Schema tagged union, JSON over
  * WebSocket.
  *
- * Agents connect to `/agents/<agentId>`, the CLI to `/control`; both send the
- * run's secret token in the `x-ramure-token` header, checked before the
- * WebSocket is accepted.
+ * Agents connect to `/agents/<agentId>`, pre-started pis of a warm pool to
+ * `/pool/<memberId>`, the CLI to `/control`; all send the run's secret token
+ * in the `x-ramure-token` header, checked before the WebSocket is accepted.
  *
  * Everything the runtime tells an agent is an `Entry` of that agent's
  * replication log, numbered by `seq` (1, 2, 3, …). The agent remembers the
@@ -21,6 +21,8 @@ export const TOKEN_HEADER = "x-ramure-token"
 
 export const agentPath = (agentId: string): string => `/agents/${encodeURIComponent(agentId)}`
 export const controlPath = "/control"
+/** Where a pre-started pi of a warm pool waits for the agent it will become. */
+export const poolPath = (memberId: string): string => `/pool/${encodeURIComponent(memberId)}`
 
 /** Close codes (4000–4999 are free for applications). */
 export const CloseCode = {
@@ -136,6 +138,21 @@ export const ToolCall = Schema.TaggedStruct("ToolCall", {
 })
 export const Event = Schema.TaggedStruct("Event", { event: AgentEvent })
 
+/** First message of a pre-started (pooled) pi: it is up and waits for an `Assign`. */
+export const PoolHello = Schema.TaggedStruct("PoolHello", {
+  protocol: Schema.Number,
+  memberId: Schema.String
+})
+/**
+ * Turns a pooled pi into an agent: it takes the agent's identity, working
+ * directory and system prompt, then connects as that agent with a `Hello`.
+ */
+export const Assign = Schema.TaggedStruct("Assign", {
+  agentId: Schema.String,
+  cwd: Schema.String,
+  systemPrompt: Schema.optional(Schema.String)
+})
+
 /** One entry of the agent's replication log. */
 export const Entry = Schema.TaggedStruct("Entry", { seq: Schema.Number, body: EntryBody })
 export type Entry = typeof Entry.Type
@@ -183,6 +200,8 @@ export const Message = Schema.Union(
   Hello,
   ToolCall,
   Event,
+  PoolHello,
+  Assign,
   Entry,
   Synced,
   ControlRequest,

@@ -36,7 +36,11 @@ export type Services =
  */
 export const make = (
   options: LayerOptions & {
-    readonly launcher: Layer.Layer<AgentLauncher, never, RunInfo.RunInfo | NodeContext.NodeContext>
+    readonly launcher: Layer.Layer<
+      AgentLauncher,
+      never,
+      RunInfo.RunInfo | NodeContext.NodeContext | Runtime.Runtime | MachineProvider
+    >
     readonly machines?: Layer.Layer<MachineProvider, never, RunInfo.RunInfo | NodeContext.NodeContext>
     readonly logs?: Layer.Layer<LogSink, never, RunInfo.RunInfo>
   }
@@ -49,12 +53,12 @@ export const make = (
     NodeContext.layer
   )
   const logs = options.logs ?? JsonlLogSink.layer
-  const services = Layer.mergeAll(
-    options.launcher,
+  const services = Layer.merge(
     options.machines ?? LocalMachineProvider.layer,
     Runtime.layer(options).pipe(Layer.provideMerge(logs))
   )
-  return services.pipe(Layer.provideMerge(base))
+  // The launcher needs the run (a warm pool serves its pis' connections) and is released before it.
+  return options.launcher.pipe(Layer.provideMerge(services), Layer.provideMerge(base))
 }
 
 /** A run whose agents play scripts (see `ScriptedAgents`) on local machines. */

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto"
 import * as AgentSession from "./internal/agentSession.js"
 import * as EventLog from "./internal/eventLog.js"
 import * as Server from "./internal/server.js"
+import type { Connection } from "./internal/socket.js"
 import { LogSink, type LogEntry } from "./LogSink.js"
 import * as Registry from "./Registry.js"
 import { RunInfo, shortId } from "./RunInfo.js"
@@ -55,6 +56,8 @@ export interface RuntimeService {
   /** Log entries as they are written (recent backlog first). */
   readonly entries: EventLog.EventLog<LogEntry>
   readonly sessions: Map<string, AgentSession.AgentSession>
+  /** Pre-started pis of a warm pool, by member id: how to serve the member's connection. */
+  readonly poolMembers: Map<string, (connection: Connection) => Effect.Effect<void>>
   /** Reserve a unique agent id for `name` and create its session, removed when the scope closes. */
   readonly createSession: (name: string, process: string) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
   /** Completes when someone asks the run to stop (`ramure stop`). */
@@ -73,6 +76,24 @@ export class Runtime extends Context.Tag("ramure/Runtime")<Runtime, RuntimeServi
 export class RuntimeError extends Schema.TaggedError<RuntimeError>()("RuntimeError", {
   message: Schema.String
 }) {}
+
+/**
+ * Hold a place under the run's limit on live agents until the scope closes.
+ * While it waits, `evict` (if given) is asked every 100 ms to stop an idle
+ * pre-started agent, whose place the run's live agents need more.
+ */
+export const holdLiveSlot = (runtime: RuntimeService, evict?: Effect.Effect<boolean>) =>
+  Effect.acquireRelease(
+    Effect.interruptible(
+      evict === undefined
+        ? runtime.livePermits.take(1)
+        : Effect.raceFirst(
+          runtime.livePermits.take(1),
+          evict.pipe(Effect.delay("100 millis"), Effect.forever)
+        )
+    ),
+    () => runtime.livePermits.release(1)
+  )
 
 /** How a run ended; a run stopped by `ramure stop` (or a cancelled root process) is `cancelled`. */
 const outcomeOf = (exit: Exit.Exit<unknown, unknown>): string => {
@@ -121,6 +142,7 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
         status: Effect.sync(() => structuredClone(status)),
         entries,
         sessions,
+        poolMembers: new Map(),
         createSession: (name, process) =>
           Effect.acquireRelease(
             Effect.suspend(() => {

@@ -1,7 +1,7 @@
 /**
  * A fake OpenAI-compatible model server that replays scripted assistant turns, one script per
- * agent. pi talks to it in tests and offline examples: point an agent's `models.json` at
- * `baseUrl(agent)` (see {@link piModelsJson}) and every chat completion consumes the next turn.
+ * agent. pi talks to it in tests and offline examples: point `models.json` at `baseUrl()` (see
+ * {@link piModelsJson}) and every chat completion consumes the agent's next turn.
  */
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -65,8 +65,12 @@ export interface Failure {
 export interface ScriptedModelServer {
   /** `http://127.0.0.1:<port>` */
   readonly url: string
-  /** `${url}/${encodeURIComponent(agent)}/v1`: the agent is identified by the path. */
-  readonly baseUrl: (agent: string) => string
+  /**
+   * `${url}/${encodeURIComponent(agent)}/v1`: the agent is identified by the
+   * path; `${url}/v1` without one: by the `x-ramure-agent` header, else by the
+   * request's model name.
+   */
+  readonly baseUrl: (agent?: string) => string
   /** Replaces the agent's script and restarts it at its first turn (recorded requests are kept). */
   readonly setScript: (agent: string, script: Script) => Effect.Effect<void>
   /** The requests the agent has sent so far, oldest first. */
@@ -321,7 +325,8 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
       Effect.matchEffect({
         onFailure: (error) => Effect.succeed(errorResponse(400, `malformed request: ${error.message}`)),
         onSuccess: (request) => {
-          const agent = segments.length === 4 ? safeDecode(segments[0]!) : request.model
+          const header = req.headers[agentHeader]
+          const agent = segments.length === 4 ? safeDecode(segments[0]!) : header || request.model
           return answer(agent, request)
         }
       })
@@ -339,7 +344,7 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
 
   return {
     url,
-    baseUrl: (agent) => `${url}/${encodeURIComponent(agent)}/v1`,
+    baseUrl: (agent) => (agent === undefined ? `${url}/v1` : `${url}/${encodeURIComponent(agent)}/v1`),
     setScript: (agent, script) =>
       Ref.update(agents, (all) => new Map(all).set(agent, { ...(all.get(agent) ?? emptyAgent), script, next: 0 })),
     requests: (agent) => Ref.get(agents).pipe(Effect.map((all) => all.get(agent)?.requests ?? [])),
@@ -358,13 +363,22 @@ export const layer = (options: Options = {}): Layer.Layer<ScriptedModel, Scripte
 export const piProvider = "ramure-scripted"
 export const piModel = "scripted"
 
-/** pi's models.json content for one agent: provider "ramure-scripted", model "scripted", pointing at `baseUrl`. */
+/** The request header that names the agent when the URL does not: pi fills it in from `RAMURE_AGENT_ID`. */
+export const agentHeader = "x-ramure-agent"
+
+/**
+ * pi's models.json content: provider "ramure-scripted", model "scripted",
+ * pointing at `baseUrl`. With `baseUrl()` (no agent) the same file serves
+ * every agent — each request names its agent in a header that pi resolves
+ * from the environment variable `RAMURE_AGENT_ID` when it sends it.
+ */
 export const piModelsJson = (baseUrl: string): object => ({
   providers: {
     [piProvider]: {
       baseUrl,
       api: "openai-completions",
       apiKey: "ramure-scripted-key",
+      headers: { [agentHeader]: "RAMURE_AGENT_ID" },
       compat: { supportsDeveloperRole: false, supportsReasoningEffort: false, supportsStore: false },
       models: [
         {

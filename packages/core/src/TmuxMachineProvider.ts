@@ -218,24 +218,29 @@ const spawn = (base: LocalBase, { config, envDirectory, executor, fs, socket }: 
     yield* fs.writeFileString(envFile, env, { mode: 0o600 }).pipe(
       Effect.mapError((error) => base.fail("spawn", `${spec.name}: ${error.message}`))
     )
-    const { paneId, panePid } = yield* Effect.acquireRelease(
+    const { paneId, panePid, sessionId } = yield* Effect.acquireRelease(
       run([
         "new-session", "-d", "-s", session, "-c", cwd.replaceAll("#", "##"),
-        "-P", "-F", "#{pane_id} #{pane_pid}", "--", "sh", "-c", wrapper, "sh", envFile, spec.command, ...spec.args
+        "-P", "-F", "#{pane_id} #{pane_pid} #{session_id}", "--", "sh", "-c", wrapper, "sh", envFile, spec.command, ...spec.args
       ]).pipe(
         Effect.tapError(() => removeEnvFile),
         Effect.flatMap((result) => check(result, base.id, "new-session")),
         Effect.map((out) => {
-          const [paneId, panePid] = out.trim().split(" ")
-          return { paneId: paneId?.startsWith("%") ? paneId : `=${session}:`, panePid: Number(panePid) || undefined }
+          const [paneId, panePid, sessionId] = out.trim().split(" ")
+          return {
+            paneId: paneId?.startsWith("%") ? paneId : `=${session}:`,
+            panePid: Number(panePid) || undefined,
+            // The session's id stays valid when the session is renamed.
+            sessionId: sessionId?.startsWith("$") ? sessionId : `=${session}`
+          }
         })
       ),
-      ({ paneId, panePid }) =>
+      ({ paneId, panePid, sessionId }) =>
         Effect.gen(function* () {
           const before = yield* settledState(paneId)
           if (panePid !== undefined) yield* killGroup(panePid, "1500 millis")
           const after = before === "alive" ? yield* settledState(paneId) : before
-          yield* run(["kill-session", "-t", `=${session}`])
+          yield* run(["kill-session", "-t", sessionId])
           yield* removeEnvFile
           yield* Deferred.succeed(exited, after === "alive" ? { exitCode: undefined } : after)
         }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`releasing tmux session ${session}`, cause)))
@@ -266,10 +271,22 @@ const spawn = (base: LocalBase, { config, envDirectory, executor, fs, socket }: 
       Effect.map(([, pid]) => Number(pid) || panePid),
       Effect.orElseSucceed(() => panePid)
     )
+    let currentName = session
     return {
       name: spec.name,
       pid,
-      session,
+      get session() {
+        return currentName
+      },
+      rename: (name: string) =>
+        Effect.gen(function* () {
+          const target = sessionName(name)
+          yield* run(["rename-session", "-t", sessionId, target]).pipe(
+            Effect.flatMap((result) => check(result, base.id, "rename-session"))
+          )
+          currentName = target
+          return target
+        }),
       exited: Deferred.await(exited),
       outputTail: run(["capture-pane", "-p", "-J", "-t", paneId, "-S", "-40"]).pipe(
         Effect.map((result) => (result.exitCode === 0 ? result.stdout.trimEnd().split("\n").slice(-40).join("\n") : "")),

@@ -10,6 +10,7 @@
  */
 import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
 import * as AgentClient from "@ramure/core/AgentClient"
+import * as Identity from "./identity.js"
 import type * as Protocol from "@ramure/core/Protocol"
 import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
 
@@ -29,6 +30,21 @@ export const configFromEnv = (env: NodeJS.ProcessEnv = process.env): Config | un
   if (!url || !agentId || !token) return undefined
   const cap = Number(env.RAMURE_TEXT_CAP)
   return { url, agentId, token, executionId: executionId ?? "", textCap: Number.isInteger(cap) && cap > 0 ? cap : 4000 }
+}
+
+/** How a pre-started pi of a warm pool reaches its run before it knows its agent. */
+export interface PoolConfig extends Omit<Config, "agentId"> {
+  readonly memberId: string
+}
+
+/** The pool member's settings from the environment, or `undefined` for a pi that is not pooled. */
+export const poolConfigFromEnv = (env: NodeJS.ProcessEnv = process.env): PoolConfig | undefined => {
+  const { RAMURE_POOL_MEMBER: memberId } = env
+  if (!memberId) return undefined
+  const config = configFromEnv({ ...env, RAMURE_AGENT_ID: memberId })
+  if (config === undefined) return undefined
+  const { agentId: _member, ...rest } = config
+  return { ...rest, memberId }
 }
 
 /** Cut `text` to at most `cap` UTF-8 bytes, never inside a character. */
@@ -114,8 +130,10 @@ const promptStartTimeout = Duration.seconds(60)
  * start-up checks, so a pi that cannot start never looks connected — and pi
  * waits for it there, so the run's tools exist before the first prompt.
  */
-const instance = (pi: ExtensionAPI, config: Config) => {
-  const slot = slotFor(config)
+const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
+  /** Known from the start, or (pooled) once the run assigns an agent. */
+  let config: Config | undefined = "agentId" in initial ? initial : undefined
+  let slot: Slot = config === undefined ? { lastSeq: 0, tools: new Map(), mailbox: [], stop: undefined } : slotFor(config)
   const scope = Effect.runSync(Scope.make())
   let live = true
   /** From `session_start` on; pi's actions (`setActiveTools`, `sendUserMessage`, …) work from then. */
@@ -245,7 +263,7 @@ const instance = (pi: ExtensionAPI, config: Config) => {
     )
 
   /** Connect (after an older instance of this agent, if any, has let go) and wait for the first sync. */
-  const connect = Effect.gen(function* () {
+  const connect = (config: Config) => Effect.gen(function* () {
     const previous = slot.stop
     slot.stop = stopNow
     if (previous !== undefined) yield* Effect.promise(previous)
@@ -270,19 +288,40 @@ const instance = (pi: ExtensionAPI, config: Config) => {
     )
   })
 
-  pi.on("session_start", async (_event, sessionCtx) => {
-    ctx = sessionCtx
-    const exit = await Effect.runPromiseExit(connect)
-    if (Exit.isFailure(exit)) {
-      await stopNow()
-      // Without its run this pi has no purpose: say why and leave (the run reports the output).
-      const error = Cause.squash(exit.cause)
-      const reason = error instanceof Error ? error.message : String(error)
-      process.stderr.write(`\nramure: agent ${config.agentId} could not connect to its run: ${reason}\n`)
-      process.exit(1)
-    }
+  /** Connect as the agent and hand pi what is queued; without its run this pi has no purpose: say why and leave. */
+  const start = async (config: Config) => {
+    const exit = await Effect.runPromiseExit(connect(config))
+    if (Exit.isFailure(exit)) return leave(`agent ${config.agentId} could not connect to its run`, exit.cause)
     for (const name of registered) if (!slot.tools.has(name)) activate(name, false)
     pump()
+  }
+  const leave = async (what: string, cause: Cause.Cause<unknown>) => {
+    await stopNow()
+    const error = Cause.squash(cause)
+    const reason = error instanceof Error ? error.message : String(error)
+    process.stderr.write(`\nramure: ${what}: ${reason}\n`)
+    process.exit(1)
+  }
+
+  /** A pooled pi: wait (without holding up pi's start-up) for the agent it becomes, become it, connect. */
+  const awaitAgent = async (pool: PoolConfig) => {
+    const exit = await Effect.runPromiseExit(
+      AgentClient.awaitAssignment({ url: pool.url, memberId: pool.memberId, token: pool.token })
+    )
+    if (Exit.isFailure(exit)) return leave(`pool member ${pool.memberId} was not assigned an agent`, exit.cause)
+    const { agentId, cwd, systemPrompt } = exit.value
+    Identity.adopt(pi, { agentId, cwd, startCwd: process.cwd(), systemPrompt })
+    config = { url: pool.url, token: pool.token, executionId: pool.executionId, textCap: pool.textCap, agentId }
+    slot = slotFor(config)
+    await start(config)
+  }
+
+  pi.on("session_start", async (_event, sessionCtx) => {
+    ctx = sessionCtx
+    const identity = Identity.current()
+    if (identity !== undefined) Identity.registerBuiltIns(pi, identity)
+    if (config !== undefined) return start(config)
+    if ("memberId" in initial) void awaitAgent(initial)
   })
   pi.on("session_shutdown", () => stopNow())
   pi.on("agent_start", () => {
@@ -304,10 +343,10 @@ const instance = (pi: ExtensionAPI, config: Config) => {
   pi.on("turn_end", () => emit({ _tag: "turn_end" }))
   pi.on("message_end", (event) => {
     const message: any = event.message
-    const forwarded = messageEvent(message, config.textCap)
+    const forwarded = messageEvent(message, initial.textCap)
     if (forwarded !== undefined) emit(forwarded)
     if (message.role === "assistant" && message.stopReason === "error" && message.errorMessage) {
-      emit({ _tag: "agent_error", message: truncate(String(message.errorMessage), config.textCap).text })
+      emit({ _tag: "agent_error", message: truncate(String(message.errorMessage), initial.textCap).text })
     }
   })
   pi.on("tool_execution_start", (event) =>
@@ -318,12 +357,18 @@ const instance = (pi: ExtensionAPI, config: Config) => {
       toolCallId: event.toolCallId,
       tool: event.toolName,
       isError: event.isError,
-      result: truncate(textOf(event.result?.content), config.textCap).text
+      result: truncate(textOf(event.result?.content), initial.textCap).text
     }))
 }
 
-/** pi extension factory: connect this pi to its ramure run (no-op outside one). */
+/**
+ * pi extension factory: connect this pi to its ramure run as its agent, or
+ * (a pi started for a warm pool) wait to be assigned one. No-op outside a run.
+ */
 export default function ramure(pi: ExtensionAPI): void {
-  const config = configFromEnv()
-  if (config !== undefined) instance(pi, config)
+  // A pooled pi drops RAMURE_POOL_MEMBER when it becomes an agent.
+  const config = poolConfigFromEnv() ?? configFromEnv()
+  if (config === undefined) return
+  Identity.installPromptHooks(pi)
+  instance(pi, config)
 }

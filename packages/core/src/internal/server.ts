@@ -20,9 +20,9 @@ export const tokenMatches = (expected: string, given: string | undefined): boole
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
-/** The agent id of an `/agents/<id>` path; `undefined` for any other path, or an id with a malformed escape. */
-const agentIdOf = (path: string): string | undefined => {
-  const match = /^\/agents\/([^/]+)$/.exec(path)
+/** The id in a `/<kind>/<id>` path; `undefined` for any other path, or an id with a malformed escape. */
+const idOf = (kind: "agents" | "pool", path: string): string | undefined => {
+  const match = new RegExp(`^/${kind}/([^/]+)$`).exec(path)
   return match === null ? undefined : Either.getOrUndefined(Either.try(() => decodeURIComponent(match[1]!)))
 }
 
@@ -55,8 +55,9 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
         run(logRuntime("unauthorized", { path, remote: request.socket.remoteAddress, tokenGiven: given !== undefined }))
         return reject(socket, 401, "Unauthorized")
       }
-      const agentId = agentIdOf(path)
-      if (agentId === undefined && path !== Protocol.controlPath) {
+      const agentId = idOf("agents", path)
+      const memberId = idOf("pool", path)
+      if (agentId === undefined && memberId === undefined && path !== Protocol.controlPath) {
         run(logRuntime("protocol_error", { code: "bad_path", path }))
         return reject(socket, 404, "Not Found")
       }
@@ -70,7 +71,13 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
             run(logRuntime("protocol_error", { code: "too_large", path, message: error.message }, agent))
           }
         })
-        run(agentId === undefined ? serveControl(runtime, connection, followers) : serveAgent(agentId, connection))
+        run(
+          agentId !== undefined
+            ? serveAgent(agentId, connection)
+            : memberId !== undefined
+            ? servePoolMember(memberId, connection)
+            : serveControl(runtime, connection, followers)
+        )
       })
     })
 
@@ -85,6 +92,21 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
           return yield* connection.close(Protocol.CloseCode.unknownAgent, "unknown agent")
         }
         yield* AgentSession.serve(session, connection)
+      })
+
+    const servePoolMember = (memberId: string, connection: Connection) =>
+      Effect.suspend(() => {
+        const serve = runtime.poolMembers.get(memberId)
+        if (serve !== undefined) return serve(connection)
+        return Effect.zipRight(
+          logRuntime("protocol_error", { code: "unknown_agent", memberId }),
+          Effect.zipRight(
+            connection.send(
+              Protocol.encode({ _tag: "ProtocolError", code: "unknown_agent", message: `no pool member "${memberId}" in this run` })
+            ),
+            connection.close(Protocol.CloseCode.unknownAgent, "unknown pool member")
+          )
+        )
       })
 
     yield* Effect.acquireRelease(

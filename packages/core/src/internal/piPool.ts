@@ -1,0 +1,178 @@
+/**
+ * The warm pool of `PiAgents`: generic pis started ahead of need, each
+ * waiting on `/pool/<member>` until an `Assign` turns it into one agent.
+ *
+ * @internal
+ */
+import { Deferred, Duration, Effect, Scope } from "effect"
+import type { LaunchedAgent, LaunchSpec } from "../AgentLauncher.js"
+import { AgentStartError } from "../Errors.js"
+import type { Machine, MachineProvider, Spawned, SpawnSpec } from "../Machine.js"
+import * as Protocol from "../Protocol.js"
+import { holdLiveSlot, type RuntimeService } from "../Runtime.js"
+import { shortId } from "../RunInfo.js"
+import * as WarmPool from "../WarmPool.js"
+import type { Connection } from "./socket.js"
+
+export interface PoolOptions {
+  /** How many started pis to keep ready for each warm model. */
+  readonly size: number
+  /** Refill once ready + starting pis drop below this (default: `size`). */
+  readonly minIdle?: number
+  /** How many pis the pool starts at once in the background (default 1). */
+  readonly concurrency?: number
+  /** Models (`provider/id`) to keep warm (default: the launcher's model); agents of other models start cold. */
+  readonly models?: ReadonlyArray<string>
+  /** How long a pooled pi may take to start (default 60 s). */
+  readonly startTimeout?: Duration.DurationInput
+}
+
+/** One started pi, waiting for its agent. */
+export interface Member {
+  readonly id: string
+  readonly spawned: Spawned
+  readonly connection: Connection
+  /** Its private pi agent directory. */
+  readonly agentDir: string
+  /** Completed when its program exits or its connection drops. */
+  readonly gone: Deferred.Deferred<void>
+}
+
+export interface MemberProgram {
+  /** The agent directory prepared for the member (settings pin `model`). */
+  readonly agentDir: string
+  readonly spec: Omit<SpawnSpec, "name">
+}
+
+export interface Dependencies {
+  readonly runtime: RuntimeService
+  readonly provider: MachineProvider["Type"]
+  /** The pi command line, environment and agent directory of a member. */
+  readonly program: (memberId: string, model: string, machine: Machine) => Effect.Effect<MemberProgram, AgentStartError>
+  /** Point the agent's pi directory name at the member's (for people reading the run's files). */
+  readonly linkAgentDir: (member: Member, agentId: string) => Effect.Effect<void>
+}
+
+/** Where a member's connection stands: waiting for its `PoolHello`, ready, or gone. */
+const serveMember = (ready: Deferred.Deferred<Connection>, gone: Deferred.Deferred<void>) => (connection: Connection) =>
+  connection.forEach((frame) => {
+    const decoded = Protocol.decode(frame)
+    if (decoded._tag === "Right" && decoded.right._tag === "PoolHello") {
+      if (decoded.right.protocol !== Protocol.version) {
+        return Effect.zipRight(
+          connection.send(Protocol.encode({
+            _tag: "ProtocolError",
+            code: "version",
+            message: `protocol ${decoded.right.protocol} is not supported (expected ${Protocol.version})`
+          })),
+          connection.close(Protocol.CloseCode.protocolVersion, "protocol version")
+        )
+      }
+      return Deferred.succeed(ready, connection)
+    }
+    const message = decoded._tag === "Left" ? decoded.left.message : `${decoded.right._tag} is not a pool message`
+    const code = decoded._tag === "Left" ? decoded.left.code : "unknown_message"
+    return connection.send(Protocol.encode({ _tag: "ProtocolError", code, message }))
+  }).pipe(Effect.ensuring(Deferred.succeed(gone, undefined)))
+
+export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, deps: Dependencies) =>
+  Effect.gen(function* () {
+    const { runtime } = deps
+    let counter = 0
+    const startTimeout = options.startTimeout ?? "60 seconds"
+    const log = (type: string, data: unknown) => runtime.log({ type, process: "", data })
+
+    const start = (model: string): Effect.Effect<Member, AgentStartError, Scope.Scope> =>
+      Effect.gen(function* () {
+        // A pooled pi counts as a live agent from its start, and as a starting one until it is ready.
+        yield* holdLiveSlot(runtime, pool.evictIdle(model))
+        return yield* runtime.startPermits.withPermits(1)(Effect.gen(function* () {
+          const id = `_pool-${++counter}`
+          const fail = (reason: string, output?: string) =>
+            new AgentStartError({ agent: id, reason, ...(output === undefined ? {} : { output }) })
+          const machine = yield* deps.provider.make({ name: ".pool" }).pipe(Effect.mapError((error) => fail(error.message)))
+          const program = yield* deps.program(id, model, machine)
+          const ready = yield* Deferred.make<Connection>()
+          const gone = yield* Deferred.make<void>()
+          yield* Effect.acquireRelease(
+            Effect.sync(() => runtime.poolMembers.set(id, serveMember(ready, gone))),
+            () => Effect.sync(() => runtime.poolMembers.delete(id))
+          )
+          const spawned = yield* machine.spawn({ ...program.spec, name: `ramure-${shortId(runtime.executionId)}-${id}` }).pipe(
+            Effect.mapError((error) => fail(error.message))
+          )
+          yield* spawned.exited.pipe(Effect.zipRight(Deferred.succeed(gone, undefined)), Effect.forkScoped)
+          const pid = spawned.pid
+          if (pid !== undefined) {
+            yield* Effect.acquireRelease(Effect.sync(() => runtime.pids.add(pid)), () => Effect.sync(() => runtime.pids.delete(pid)))
+          }
+          const exitedEarly = spawned.exited.pipe(
+            Effect.flatMap(({ exitCode }) =>
+              Effect.flatMap(spawned.outputTail, (output) => fail(`its program exited with code ${exitCode ?? "unknown"}`, output))
+            )
+          )
+          const connection = yield* Deferred.await(ready).pipe(
+            Effect.timeoutFail({
+              duration: startTimeout,
+              onTimeout: () => fail(`it did not connect within ${Duration.format(startTimeout)}`)
+            }),
+            Effect.raceFirst(exitedEarly)
+          )
+          yield* log("pool_member_ready", { member: id, model, pid })
+          return {
+            id,
+            spawned,
+            connection,
+            agentDir: program.agentDir,
+            gone
+          } satisfies Member
+        }))
+      })
+
+    const pool: WarmPool.WarmPool<Member, AgentStartError> = yield* WarmPool.make({
+      keys: warmModels,
+      size: options.size,
+      ...(options.minIdle === undefined ? {} : { minIdle: options.minIdle }),
+      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+      start,
+      died: (member) => Deferred.await(member.gone),
+      onDied: (member) => log("pool_member_died", { member: member.id }),
+      isAlive: (member) => Effect.map(Deferred.isDone(member.gone), (gone) => !gone && member.connection.isOpen()),
+      onStartFailure: (model, cause) => log("pool_start_failed", { model, error: String(cause) })
+    })
+
+    /** Take a ready pi for `model` and make it the agent of `spec`. */
+    const launch = (model: string, spec: LaunchSpec): Effect.Effect<LaunchedAgent, AgentStartError, Scope.Scope> =>
+      Effect.gen(function* () {
+        const member = yield* pool.take(model).pipe(
+          Effect.mapError((error) =>
+            new AgentStartError({
+              agent: spec.agentId,
+              reason: `its pi (started for the pool as ${error.agent}) failed: ${error.reason}`,
+              ...(error.output === undefined ? {} : { output: error.output })
+            })
+          )
+        )
+        const session = member.spawned.rename === undefined
+          ? member.spawned.session
+          : yield* member.spawned.rename(spec.sessionName).pipe(
+            Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
+          )
+        yield* deps.linkAgentDir(member, spec.agentId)
+        yield* member.connection.send(Protocol.encode({
+          _tag: "Assign",
+          agentId: spec.agentId,
+          cwd: spec.machine.cwd,
+          ...(spec.systemPrompt === undefined ? {} : { systemPrompt: spec.systemPrompt })
+        }))
+        yield* log("pool_member_assigned", { member: member.id, agent: spec.agentId })
+        return {
+          pid: member.spawned.pid,
+          session,
+          exited: member.spawned.exited,
+          outputTail: member.spawned.outputTail
+        } satisfies LaunchedAgent
+      })
+
+    return { launch, evictIdle: pool.evictIdle(), stats: pool.stats }
+  })

@@ -1,0 +1,223 @@
+/**
+ * The warm pool with real pi: an agent made from a pre-started pi looks to
+ * the model, to its tools and to the run exactly like one started for it.
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { describe, expect, it } from "@effect/vitest"
+import * as Agent from "@ramure/core/Agent"
+import * as Process from "@ramure/core/Process"
+import type * as PiAgents from "@ramure/core/PiAgents"
+import * as Ramure from "@ramure/core/Ramure"
+import * as RunInfo from "@ramure/core/RunInfo"
+import { Runtime } from "@ramure/core/Runtime"
+import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import { Effect, Schema, Stream } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { noLeftovers, type Provider, runProcesses, tempHome } from "./helpers.js"
+
+const Finish = Schema.Struct({ result: Schema.String })
+const finishTool = { description: "Report the result and stop", parameters: Finish }
+
+/** A run of pi agents on `provider`, all sharing one models.json (the scripted server finds agents by header). */
+const run = (server: ScriptedModel.ScriptedModelServer, provider: Provider, home: string, pool?: PiAgents.PoolOptions) =>
+  Ramure.layer({
+    home,
+    program: "pool-test",
+    provider,
+    register: false,
+    model: `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`,
+    modelsJson: ScriptedModel.piModelsJson(server.baseUrl()),
+    ...(pool === undefined ? {} : { pool })
+  })
+
+/** Wait until the run's log has `count` entries of `type`; their data. */
+const logged = (type: string, count = 1) =>
+  Effect.flatMap(Runtime, (runtime) =>
+    runtime.entries.stream(0).pipe(
+      Stream.filter((entry) => entry.type === type),
+      Stream.take(count),
+      Stream.map((entry) => entry.data as Record<string, unknown>),
+      Stream.runCollect,
+      Effect.map((chunk) => [...chunk])
+    ))
+
+/** The first model request of `agent`, and where its `bash` ran. */
+interface Observed {
+  readonly systemPrompt: string
+  readonly tools: ReadonlyArray<unknown>
+  readonly bashCwd: string
+  readonly machineCwd: string
+  readonly session: string | undefined
+  readonly executionId: string
+}
+
+/**
+ * One agent "worker" with a system prompt and a tool; the model runs `pwd`
+ * with pi's bash tool, then finishes with its output.
+ */
+const observeWorker = (provider: Provider, pool?: PiAgents.PoolOptions) =>
+  Effect.gen(function* () {
+    const server = yield* ScriptedModel.make({
+      scripts: {
+        worker: [
+          { toolCalls: [{ name: "bash", arguments: { command: "pwd" } }] },
+          {
+            toolCalls: [{
+              name: "finish",
+              arguments: (request: ScriptedModel.ChatRequest) => ({
+                result: ScriptedModel.lastToolResults(request)[0]?.content.trim() ?? ""
+              })
+            }]
+          },
+          { text: "(done)" }
+        ]
+      }
+    })
+    const home = yield* tempHome
+    return yield* Effect.gen(function* () {
+      const executionId = yield* RunInfo.executionId
+      if (pool !== undefined) yield* logged("pool_member_ready", pool.size)
+      let worker: Agent.Agent | undefined
+      const bashCwd = yield* Process.make("main", () =>
+        Effect.gen(function* () {
+          worker = yield* Agent.make("worker", { systemPrompt: "You are a careful test worker." })
+          yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
+          yield* worker.send("Where are you?")
+          return yield* Process.wait<string>()
+        })
+      )()
+      const [first] = yield* server.requests("worker")
+      expect(yield* server.failures).toEqual([])
+      return {
+        systemPrompt: first!.messages[0]!.content,
+        tools: first!.tools,
+        bashCwd,
+        machineCwd: worker!.machine.cwd,
+        session: worker!.session,
+        executionId
+      } satisfies Observed
+    }).pipe(Effect.provide(run(server, provider, home, pool)))
+  }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+
+const parentOf = (pid: number): number => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+  } catch {
+    return 0
+  }
+}
+
+const providers: ReadonlyArray<Provider> = ["tmux", "local"]
+
+describe.each(providers)("warm pool on %s machines", (provider) => {
+  it.live("a pooled agent is indistinguishable from a cold one: system prompt, tools, working directory, session", () =>
+    Effect.gen(function* () {
+      const cold = yield* observeWorker(provider)
+      const pooled = yield* observeWorker(provider, { size: 1 })
+      // Each run has its own directory: compare with it written as <cwd>.
+      const normalize = (observed: Observed) => observed.systemPrompt.replaceAll(observed.machineCwd, "<cwd>")
+      expect(normalize(pooled)).toEqual(normalize(cold))
+      expect(pooled.systemPrompt).toContain("You are a careful test worker.")
+      expect(pooled.systemPrompt).toContain(`Current working directory: ${pooled.machineCwd}`)
+      expect(pooled.tools).toEqual(cold.tools)
+      expect(cold.bashCwd).toBe(cold.machineCwd)
+      expect(pooled.bashCwd).toBe(pooled.machineCwd)
+      expect(path.basename(pooled.machineCwd)).toBe("worker")
+      if (provider === "tmux") {
+        expect(pooled.session).toBe(`ramure-${RunInfo.shortId(pooled.executionId)}-worker`)
+        expect(cold.session).toBe(`ramure-${RunInfo.shortId(cold.executionId)}-worker`)
+      }
+    }), { timeout: 120_000 })
+})
+
+describe("warm pool lifecycle", () => {
+  it.live("pooled pis serve one agent each, a dead idle one is replaced, and nothing outlives the run", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedModel.make({
+        scripts: {
+          a: [{ toolCalls: [{ name: "finish", arguments: { result: "a done" } }] }, { text: "(done)" }],
+          b: [{ toolCalls: [{ name: "finish", arguments: { result: "b done" } }] }, { text: "(done)" }]
+        }
+      })
+      const home = yield* tempHome
+      const executionId = yield* Effect.gen(function* () {
+        const executionId = yield* RunInfo.executionId
+        const [first] = yield* logged("pool_member_ready")
+        const idlePid = first!.pid as number
+        // Killed while idle: dropped, and a fresh pi takes its place.
+        process.kill(idlePid, "SIGKILL")
+        const ready = yield* logged("pool_member_ready", 2)
+        expect(ready[1]!.pid).not.toBe(idlePid)
+        expect((yield* logged("pool_member_died"))[0]!.member).toBe(first!.member)
+
+        const agentPids: Array<number | undefined> = []
+        const runAgent = (name: string) =>
+          Process.make(name, () =>
+            Effect.gen(function* () {
+              const agent = yield* Agent.make(name)
+              yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
+              const pid = Number((yield* agent.exec("echo $PPID")).stdout.trim())
+              agentPids.push(pid)
+              yield* agent.send("go")
+              return yield* Process.wait<string>()
+            })
+          )()
+        expect(yield* runAgent("a")).toBe("a done")
+        expect(yield* runAgent("b")).toBe("b done")
+        const assigned = yield* logged("pool_member_assigned", 2)
+        // Two agents, two different pis: a pi is never handed out twice.
+        expect(new Set(assigned.map((entry) => entry.member)).size).toBe(2)
+        expect(assigned.map((entry) => entry.member)).not.toContain(first!.member)
+        return executionId
+      }).pipe(Effect.provide(run(server, "tmux", home, { size: 1 })))
+      // The run is over: its idle pi went with it.
+      expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
+      expect(yield* server.failures).toEqual([])
+    }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)), { timeout: 120_000 })
+
+  it.live("pooled pis count toward the run's limit on live agents", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedModel.make({
+        scripts: {
+          a: [{ toolCalls: [{ name: "finish", arguments: { result: "a" } }] }, { text: "(done)" }],
+          b: [{ toolCalls: [{ name: "finish", arguments: { result: "b" } }] }, { text: "(done)" }]
+        }
+      })
+      const home = yield* tempHome
+      const layer = Ramure.layer({
+        home,
+        program: "pool-test",
+        provider: "tmux",
+        register: false,
+        maxLiveAgents: 1,
+        model: `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`,
+        modelsJson: ScriptedModel.piModelsJson(server.baseUrl()),
+        pool: { size: 2, concurrency: 2 }
+      })
+      yield* Effect.gen(function* () {
+        const executionId = yield* RunInfo.executionId
+        let most = 0
+        // pi's own children (a `tmux show` at start-up) are not agents.
+        const sample = Effect.sync(() => {
+          const pids = runProcesses(executionId)
+          most = Math.max(most, pids.filter((pid) => !pids.includes(parentOf(pid))).length)
+        })
+        yield* sample.pipe(Effect.delay("25 millis"), Effect.forever, Effect.forkScoped)
+        yield* logged("pool_member_ready")
+        const results = yield* Effect.forEach(["a", "b"], (name) =>
+          Process.make(name, () =>
+            Effect.gen(function* () {
+              const agent = yield* Agent.make(name)
+              yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
+              yield* agent.send("go")
+              return yield* Process.wait<string>()
+            })
+          )())
+        expect(results).toEqual(["a", "b"])
+        yield* sample
+        expect(most).toBe(1)
+      }).pipe(Effect.provide(layer))
+    }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)), { timeout: 120_000 })
+})
