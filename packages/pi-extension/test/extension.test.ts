@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { configFromEnv, messageEvent, truncate } from "../src/index.js"
+import { rewritePrompt } from "../src/identity.js"
+import { configFromEnv, messageEvent, poolConfigFromEnv, truncate } from "../src/index.js"
 
 describe("pi extension helpers", () => {
   it("reads its connection from the environment, and nothing without it", () => {
@@ -10,6 +11,38 @@ describe("pi extension helpers", () => {
     ).toEqual({ url: "ws://127.0.0.1:1", agentId: "a", token: "t", executionId: "e", textCap: 4000 })
     expect(configFromEnv({ RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_TEXT_CAP: "10" })?.textCap).toBe(10)
     expect(configFromEnv({ RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_TEXT_CAP: "x" })?.textCap).toBe(4000)
+  })
+
+  it("a pre-started pi reads its pool membership from the environment", () => {
+    const env = { RAMURE_URL: "u", RAMURE_TOKEN: "t", RAMURE_EXECUTION_ID: "e" }
+    expect(poolConfigFromEnv(env)).toBeUndefined()
+    expect(poolConfigFromEnv({ ...env, RAMURE_POOL_MEMBER: "_pool-1" })).toEqual({
+      url: "u",
+      memberId: "_pool-1",
+      token: "t",
+      executionId: "e",
+      textCap: 4000
+    })
+    expect(poolConfigFromEnv({ RAMURE_POOL_MEMBER: "_pool-1" })).toBeUndefined()
+  })
+
+  it("rewrites a pooled pi's start-up prompt into the one pi builds for the agent", () => {
+    const date = new Date()
+    const today = `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${String(date.getDate()).padStart(2, "0")}`
+    const identity = { agentId: "w", cwd: "/runs/w", startCwd: "/runs/.pool", systemPrompt: "Be brief." }
+    const startUp = "You are pi.\n\nGuidelines:\n- x\nCurrent date: 2020-01-01\nCurrent working directory: /runs/.pool"
+    expect(rewritePrompt(startUp, identity)).toBe(
+      `You are pi.\n\nGuidelines:\n- x\n\nBe brief.\nCurrent date: ${today}\nCurrent working directory: /runs/w`
+    )
+    expect(rewritePrompt(startUp, { ...identity, systemPrompt: undefined })).toBe(
+      `You are pi.\n\nGuidelines:\n- x\nCurrent date: ${today}\nCurrent working directory: /runs/w`
+    )
+    // Anything else — a user message, an already rewritten prompt — stays as it is.
+    expect(rewritePrompt("Current working directory: /runs/.pool is where?", identity)).toBe(
+      "Current working directory: /runs/.pool is where?"
+    )
+    const rewritten = rewritePrompt(startUp, identity)
+    expect(rewritePrompt(rewritten, identity)).toBe(rewritten)
   })
 
   it("truncates to a byte cap without cutting a character", () => {
