@@ -14,7 +14,7 @@
  * Forked work is made interruptible explicitly: it is often forked from
  * `take`, whose uninterruptible region a fork would otherwise inherit.
  */
-import { type Cause, Deferred, Effect, ExecutionStrategy, Exit, Option, Scope } from "effect"
+import { type Cause, Deferred, type Duration, Effect, ExecutionStrategy, Exit, Option, Scope } from "effect"
 
 export interface Options<A, E> {
   /** Keys kept warm from the start; any other key gets items only when asked for one. */
@@ -25,6 +25,11 @@ export interface Options<A, E> {
   readonly minIdle?: number
   /** How many background starts may run at once, over all keys (default 1). */
   readonly concurrency?: number
+  /**
+   * How long a background start waits before it begins (default 0): room for
+   * the taker of the item it replaces to get going first.
+   */
+  readonly backgroundDelay?: Duration.DurationInput
   /** Start an item; its resources live in the provided scope. */
   readonly start: (key: string) => Effect.Effect<A, E, Scope.Scope>
   /** Completes when an item dies (an idle one is then dropped and replaced). */
@@ -117,6 +122,7 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<WarmPool<A, E>
     const startOne = (key: string, background: boolean): Effect.Effect<void> =>
       Effect.gen(function* () {
         const state = stateOf(key)
+        if (background && options.backgroundDelay !== undefined) yield* Effect.sleep(options.backgroundDelay)
         const scope = yield* Scope.fork(poolScope, ExecutionStrategy.sequential)
         const exit = yield* options.start(key).pipe(Scope.extend(scope), Effect.exit)
         state.starting--

@@ -11,6 +11,7 @@
 import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
 import * as AgentClient from "@ramure/core/AgentClient"
 import * as Identity from "./identity.js"
+import { preloadProvider } from "./preload.js"
 import type * as Protocol from "@ramure/core/Protocol"
 import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
 
@@ -321,7 +322,10 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
     const identity = Identity.current()
     if (identity !== undefined) Identity.registerBuiltIns(pi, identity)
     if (config !== undefined) return start(config)
-    if ("memberId" in initial) void awaitAgent(initial)
+    if ("memberId" in initial) {
+      void preloadProvider(sessionCtx.model?.api)
+      void awaitAgent(initial)
+    }
   })
   pi.on("session_shutdown", () => stopNow())
   pi.on("agent_start", () => {

@@ -21,6 +21,12 @@ export interface PoolOptions {
   readonly minIdle?: number
   /** How many pis the pool starts at once in the background (default 1). */
   readonly concurrency?: number
+  /**
+   * How long the pool waits before it starts a pi in the background (default
+   * 1 s): a pi starting takes a core for a second or two, and the agent that
+   * just took a pi should get its first request out before that.
+   */
+  readonly refillDelay?: Duration.DurationInput
   /** Models (`provider/id`) to keep warm (default: the launcher's model); agents of other models start cold. */
   readonly models?: ReadonlyArray<string>
   /** How long a pooled pi may take to start (default 60 s). */
@@ -134,6 +140,7 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
       size: options.size,
       ...(options.minIdle === undefined ? {} : { minIdle: options.minIdle }),
       ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+      backgroundDelay: options.refillDelay ?? "1 second",
       start,
       died: (member) => Deferred.await(member.gone),
       onDied: (member) => log("pool_member_died", { member: member.id }),
@@ -153,18 +160,19 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
             })
           )
         )
-        const session = member.spawned.rename === undefined
-          ? member.spawned.session
-          : yield* member.spawned.rename(spec.sessionName).pipe(
-            Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
-          )
-        yield* deps.linkAgentDir(member, spec.agentId)
         yield* member.connection.send(Protocol.encode({
           _tag: "Assign",
           agentId: spec.agentId,
           cwd: spec.machine.cwd,
           ...(spec.systemPrompt === undefined ? {} : { systemPrompt: spec.systemPrompt })
         }))
+        // While the pi takes on its identity and connects:
+        const session = member.spawned.rename === undefined
+          ? member.spawned.session
+          : yield* member.spawned.rename(spec.sessionName).pipe(
+            Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
+          )
+        yield* deps.linkAgentDir(member, spec.agentId)
         yield* log("pool_member_assigned", { member: member.id, agent: spec.agentId })
         return {
           pid: member.spawned.pid,
