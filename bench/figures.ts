@@ -7,6 +7,7 @@ import { logThroughput } from "./logThroughput.js"
 import { scale } from "./scale.js"
 import { toolCallOverhead } from "./toolCallOverhead.js"
 import { toolCallThroughput } from "./toolCallThroughput.js"
+import { warmPool } from "./warmPool.js"
 
 export const figures: ReadonlyArray<{ readonly id: number; readonly name: string; readonly run: Figure }> = [
   { id: 1, name: "toolCallOverhead", run: toolCallOverhead },
@@ -15,5 +16,6 @@ export const figures: ReadonlyArray<{ readonly id: number; readonly name: string
   { id: 4, name: "agentStart", run: agentStart },
   { id: 5, name: "cleanup", run: cleanup },
   { id: 6, name: "logThroughput", run: logThroughput },
-  { id: 7, name: "cliStartup", run: cliStartup }
+  { id: 7, name: "cliStartup", run: cliStartup },
+  { id: 8, name: "warmPool", run: warmPool }
 ]

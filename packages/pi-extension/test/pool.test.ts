@@ -100,12 +100,12 @@ const observeWorker = (provider: Provider, pool?: PiAgents.PoolOptions) =>
     }).pipe(Effect.provide(run(server, provider, home, pool)))
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
 
-const parentOf = (pid: number): number => {
+const isPi = (pid: number): boolean => {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+    return argv[0] === "pi" || argv.some((arg) => arg.includes("pi-coding-agent"))
   } catch {
-    return 0
+    return false
   }
 }
 
@@ -199,10 +199,9 @@ describe("warm pool lifecycle", () => {
       yield* Effect.gen(function* () {
         const executionId = yield* RunInfo.executionId
         let most = 0
-        // pi's own children (a `tmux show` at start-up) are not agents.
+        // Only pis: tmux clients run by the wrapper and by pi at start-up are not agents.
         const sample = Effect.sync(() => {
-          const pids = runProcesses(executionId)
-          most = Math.max(most, pids.filter((pid) => !pids.includes(parentOf(pid))).length)
+          most = Math.max(most, runProcesses(executionId).filter(isPi).length)
         })
         yield* sample.pipe(Effect.delay("25 millis"), Effect.forever, Effect.forkScoped)
         yield* logged("pool_member_ready")
