@@ -37,7 +37,8 @@ export type Services =
 export const make = (
   options: LayerOptions & {
     readonly launcher: Layer.Layer<AgentLauncher, never, RunInfo.RunInfo | NodeContext.NodeContext>
-    readonly machines?: Layer.Layer<MachineProvider, never, RunInfo.RunInfo | NodeContext.NodeContext>
+    /** Built after the run's `Runtime` (an ssh provider forwards its port), released before it. */
+    readonly machines?: Layer.Layer<MachineProvider, never, Runtime.Runtime | RunInfo.RunInfo | NodeContext.NodeContext>
     readonly logs?: Layer.Layer<LogSink, never, RunInfo.RunInfo>
   }
 ): Layer.Layer<Services, Runtime.RuntimeError> => {
@@ -49,10 +50,10 @@ export const make = (
     NodeContext.layer
   )
   const logs = options.logs ?? JsonlLogSink.layer
-  const services = Layer.mergeAll(
+  const runtime = Runtime.layer(options).pipe(Layer.provideMerge(logs))
+  const services = Layer.merge(
     options.launcher,
-    options.machines ?? LocalMachineProvider.layer,
-    Runtime.layer(options).pipe(Layer.provideMerge(logs))
+    (options.machines ?? LocalMachineProvider.layer).pipe(Layer.provideMerge(runtime))
   )
   return services.pipe(Layer.provideMerge(base))
 }
