@@ -3,6 +3,7 @@
  * core's sshHosts.ts), driven by the scripted model through the connections'
  * tunnels. Needs root; CI runs it as root.
  */
+import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, layer } from "@effect/vitest"
 import * as Agent from "@ramure/core/Agent"
@@ -14,8 +15,13 @@ import * as RunInfo from "@ramure/core/RunInfo"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { execFileSync } from "node:child_process"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as SshHosts from "../../core/test/sshHosts.js"
 import { connectedAgents, eventually, tempHome } from "./helpers.js"
+
+/** The built `ramure` CLI. */
+const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../cli/bin/ramure.js")
 
 class Hosts extends Context.Tag("test/Hosts")<Hosts, SshHosts.TestHosts>() {}
 
@@ -36,7 +42,8 @@ const expectToolResults = (check: (results: ReadonlyArray<string>) => boolean) =
 /** Run `body` in a pi run whose machines are on the test hosts and whose model is scripted. */
 const scenario = <A, E>(
   scripts: Record<string, ScriptedModel.Script>,
-  body: (hosts: SshHosts.TestHosts) => Effect.Effect<A, E, any>
+  body: (hosts: SshHosts.TestHosts, home: string) => Effect.Effect<A, E, any>,
+  options: { readonly register?: boolean } = {}
 ) =>
   Effect.gen(function* () {
     const hosts = yield* Hosts
@@ -47,7 +54,7 @@ const scenario = <A, E>(
     const run = Ramure.layer({
       home,
       program: "pi-ssh-test",
-      register: false,
+      register: options.register ?? false,
       handleSignals: false,
       model: `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`,
       modelsJson: (agent) => ScriptedModel.piModelsJson(server.baseUrl(agent)),
@@ -57,7 +64,7 @@ const scenario = <A, E>(
         pollInterval: "250 millis"
       }
     })
-    const result = yield* body(hosts).pipe(Effect.provide(run))
+    const result = yield* body(hosts, home).pipe(Effect.provide(run))
     expect(yield* server.failures).toEqual([])
     return result
   }).pipe(Effect.scoped) as Effect.Effect<A, E | ScriptedModel.ScriptedModelError, Hosts>
@@ -145,7 +152,7 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
       ).pipe(Effect.zipLeft(Effect.flatMap(Hosts, (hosts) => Effect.sync(() => expect(runDirectories(hosts, executionId)).toBe("")))))
     })
 
-    it.effect("interrupting a process leaves nothing on either host (least-loaded placement spreads the agents)", () => {
+    it.effect("`ramure ssh` reaches a remote agent; interrupting its process leaves nothing on either host", () => {
       const main = Process.make("main", () =>
         Effect.gen(function* () {
           const agents = yield* Effect.all([Agent.make("one"), Agent.make("two")], { concurrency: "unbounded" })
@@ -153,16 +160,31 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
           return yield* Effect.never
         }))
       const placed = Effect.runSync(Deferred.make<Array<string>>())
-      return scenario({}, () =>
+      return scenario({}, (hosts, home) =>
         Effect.gen(function* () {
           const executionId = yield* RunInfo.executionId
           const fiber = yield* Effect.fork(main())
           yield* connectedAgents(2)
-          expect(new Set(yield* Deferred.await(placed))).toEqual(new Set(["a", "b"]))
+          // Least-loaded placement spreads them.
+          const placement = yield* Deferred.await(placed)
+          expect(new Set(placement)).toEqual(new Set(["a", "b"]))
+
+          // A shell on "two"'s machine: commands come from stdin (no terminal here).
+          // Not a synchronous child: the CLI talks to this very run.
+          const shell = yield* Command.make(process.execPath, cli, "ssh", "--agent", "two").pipe(
+            Command.env({ RAMURE_HOME: home, SHELL: "/bin/sh" }),
+            Command.feed('echo "$PWD|$RAMURE_AGENT|$SSH_CONNECTION"\nexit\n'),
+            Command.string
+          )
+          const [cwd, agent, connection] = shell.trim().split("|")
+          expect(cwd).toMatch(new RegExp(`${executionId}/two$`))
+          expect(agent).toBe("two")
+          expect(connection).toContain(hosts.hosts.find((h) => h.name === placement[1])!.address)
+
           const exit = yield* Fiber.interrupt(fiber)
           expect(Exit.isInterrupted(exit)).toBe(true)
           expect(yield* nothingLeft(executionId)).toEqual([clean, clean])
-        }))
+        }), { register: true })
     })
 
     it.effect("the master connection killed during a tool call: re-opened, the agent reconnects, the result arrives once", () => {
