@@ -14,6 +14,7 @@
  */
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Duration, Effect, ExecutionStrategy, Layer, Ref, Scope } from "effect"
+import * as crypto from "node:crypto"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import * as SshConnection from "./internal/sshConnection.js"
@@ -76,12 +77,29 @@ ${action}`
 const readScript = confinedScript(`exec cat -- "$real"`)
 const writeScript = confinedScript(`mkdir -p -- "$(dirname -- "$real")" && cat > "$real"`)
 
-/** `timeout` makes the command its own process group and kills all of it; 124 when it fires. */
+/**
+ * `timeout` (0: none) makes the command its own process group and kills all
+ * of it when it fires (exit 124); its pid, in `pidfile`, lets an interrupted
+ * `exec` kill the group too.
+ */
 const execScript = `
 cd -- "$1" || exit 1
-seconds=$2 command=$3; shift 3
-if [ "$seconds" = 0 ]; then exec env "$@" bash -c "$command"; fi
-exec env "$@" timeout -k 2 "$seconds" bash -c "$command"`
+seconds=$2 command=$3 pidfile=$4; shift 4
+mkdir -p -- "$(dirname -- "$pidfile")" || exit 1
+env "$@" timeout -k 2 "$seconds" bash -c "$command" &
+echo $! > "$pidfile"
+wait $!
+status=$?
+rm -f -- "$pidfile"
+exit $status`
+
+/** Kill the group of an interrupted `exec` (waiting briefly for it to have started). */
+const killExecScript = `
+i=0
+while [ ! -f "$1" ] && [ $i -lt 20 ]; do sleep 0.05; i=$((i + 1)); done
+[ -f "$1" ] && kill -s TERM -- "-$(cat "$1")" 2>/dev/null
+rm -f -- "$1"
+exit 0`
 
 const makeMachine = (host: SshHost.SshHost, options: MachineOptions) =>
   Effect.gen(function* () {
@@ -118,10 +136,16 @@ const makeMachine = (host: SshHost.SshHost, options: MachineOptions) =>
       const env = Object.entries(execOptions?.env ?? {}).map(([key, value]) => `${key}=${value}`)
       const timeout = execOptions?.timeout === undefined ? undefined : Duration.decode(execOptions.timeout)
       const seconds = timeout === undefined ? "0" : String(Math.max(Duration.toMillis(timeout), 1) / 1000)
-      const result = yield* host.connection.run(execScript, [cwd, seconds, command, ...env], {
+      const pidFile = path.posix.join(runDirectory, ".exec", `${crypto.randomBytes(8).toString("hex")}.pid`)
+      const result = yield* host.connection.run(execScript, [cwd, seconds, command, pidFile, ...env], {
         // A backstop for a connection that hangs: the remote `timeout` normally answers first.
         ...(timeout === undefined ? {} : { timeout: Duration.sum(timeout, Duration.seconds(5)) })
-      }).pipe(Effect.mapError((error) => fail("exec", error.reason)))
+      }).pipe(
+        Effect.mapError((error) => fail("exec", error.reason)),
+        Effect.onInterrupt(() =>
+          host.connection.run(killExecScript, [pidFile], { reconnectTimeout: "5 seconds", timeout: "10 seconds" }).pipe(Effect.ignore)
+        )
+      )
       const decoder = new TextDecoder()
       return { exitCode: result.exitCode, stdout: decoder.decode(result.stdout), stderr: result.stderr }
     })

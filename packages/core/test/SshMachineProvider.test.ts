@@ -5,7 +5,7 @@
 import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Schedule, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import type { Machine } from "../src/Machine.js"
@@ -52,6 +52,17 @@ const withRun = <A, E>(
 const makeMachine = (name: string, host?: string) =>
   Effect.flatMap(MachineProvider, (provider) => provider.make(host === undefined ? { name } : { name, host }))
 
+/** Read until `done` holds (at most 5 s); the last value read. */
+const pollUntil = <A>(read: () => A, done: (a: A) => boolean) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + 5000
+    while (true) {
+      const value = read()
+      if (done(value) || Date.now() > deadline) return value
+      yield* Effect.sleep("50 millis")
+    }
+  })
+
 /** The pid of the master connection of `machine`'s host, as ssh reports it. */
 const masterPid = (machine: Machine): number => {
   const { controlPath, destination } = machine.describe.ssh!
@@ -86,6 +97,18 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
           expect(result.exitCode).toBe(124)
           expect(Date.now() - started).toBeLessThan(4000)
           expect(hosts.remote(hosts.hosts[1]!, "pgrep -f '[s]leep 31.7' || echo none").trim()).toBe("none")
+        })
+      ))
+
+    it.effect("an interrupted exec kills the command on the host", () =>
+      withRun((hosts) =>
+        Effect.gen(function* () {
+          const machine = yield* makeMachine("m", "a")
+          const fiber = yield* Effect.fork(machine.exec("sleep 33.3"))
+          const running = () => hosts.remote(hosts.hosts[0]!, "pgrep -f '[s]leep 33.3' || echo none").trim()
+          expect(yield* pollUntil(running, (out) => out !== "none")).not.toBe("none")
+          yield* Fiber.interrupt(fiber)
+          expect(yield* pollUntil(running, (out) => out === "none")).toBe("none")
         })
       ))
 
@@ -166,9 +189,7 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
           const before = masterPid(machine)
           expect(before).toBeGreaterThan(0)
           process.kill(before, "SIGKILL")
-          const after = yield* Effect.sync(() => masterPid(machine)).pipe(
-            Effect.repeat({ schedule: Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")), until: (pid) => pid > 0 && pid !== before })
-          )
+          const after = yield* pollUntil(() => masterPid(machine), (pid) => pid > 0 && pid !== before)
           expect(after).not.toBe(before)
           // The new master forwards the run's port again.
           const port = new URL((yield* Runtime).url).port

@@ -29,7 +29,7 @@ const succeeds = (command: string, args: ReadonlyArray<string>): boolean => {
 export const unavailable = (): string | undefined => {
   if (process.getuid?.() !== 0) return "they need root to create network namespaces (CI runs them as root)"
   if (!fs.existsSync(sshd)) return `they need ${sshd} (apt-get install openssh-server)`
-  if (!succeeds("ssh", ["-V"]) || !succeeds("ssh-keygen", ["-h"]) && !fs.existsSync("/usr/bin/ssh-keygen")) {
+  if (!succeeds("sh", ["-c", "command -v ssh && command -v ssh-keygen"])) {
     return "they need the OpenSSH client (apt-get install openssh-client)"
   }
   if (!succeeds("ip", ["netns", "list"])) return "they need `ip netns` (apt-get install iproute2) and a kernel that allows it"

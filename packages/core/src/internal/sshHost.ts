@@ -80,42 +80,58 @@ umask 077
 mkdir -p -- "$(dirname -- "$env_file")" && cat > "$env_file" || exit 1
 tmux -L "$sock" -f "$conf" new-session -d -s "$session" -c "$cwd" -- sh -c "$wrapper" sh "$env_file" "$@" || { rm -f -- "$env_file"; exit 1; }`
 
-/** SIGTERM the pane's process group, SIGKILL after 1.5 s, then kill the session; prints the pane's last state. */
+/**
+ * SIGTERM the pane's process group, SIGKILL what is left after 1.5 s, then
+ * kill the session; prints the pane's last state. Zombies do not count: tmux
+ * 3.3a can leave the pane's process one until its server gets a SIGCHLD.
+ */
 const releaseScript = `
 sock=$1 session=$2 env_file=$3
-pid=$(tmux -L "$sock" display-message -p -t "=$session:" '#{pane_pid}' 2>/dev/null)
-if [ -n "$pid" ] && kill -TERM -- "-$pid" 2>/dev/null; then
+set -- $(tmux -L "$sock" display-message -p -t "=$session:" '#{pane_pid} #{pid}' 2>/dev/null)
+pid=$1 server=$2
+running() { ps -e -o pgid= -o stat= | awk -v group="$pid" '$1 == group && $2 !~ /^Z/ { found = 1 } END { exit !found }'; }
+if [ -n "$pid" ] && kill -s TERM -- "-$pid" 2>/dev/null; then
   i=0
-  while kill -0 -- "-$pid" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.05; i=$((i + 1)); done
-  kill -KILL -- "-$pid" 2>/dev/null
-  sleep 0.05
+  while running && [ $i -lt 30 ]; do sleep 0.05; i=$((i + 1)); done
+  running && kill -s KILL -- "-$pid" 2>/dev/null
+  kill -s CHLD "$server" 2>/dev/null
 fi
-tmux -L "$sock" display-message -p -t "=$session:" '#{pane_dead} #{pane_dead_status} #{pane_dead_signal}' 2>/dev/null
+tmux -L "$sock" display-message -p -t "=$session:" '#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}' 2>/dev/null
 tmux -L "$sock" kill-session -t "=$session" 2>/dev/null
 rm -f -- "$env_file"
 exit 0`
 
-const listScript = `tmux -L "$1" list-panes -a -F '#{session_name} #{pane_dead} #{pane_dead_status} #{pane_dead_signal}' 2>/dev/null; exit 0`
+/**
+ * \`session|dead|status|signal\` per pane. tmux 3.3a sometimes misses the
+ * SIGCHLD of a pane's process and leaves it dead without a status: wake it.
+ */
+const listScript = `
+panes=$(tmux -L "$1" list-panes -a -F '#{session_name}|#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}|#{pid}' 2>/dev/null)
+printf '%s\n' "$panes"
+printf '%s\n' "$panes" | while IFS='|' read -r session dead status signal server; do
+  [ "$dead" = 1 ] && [ -z "$status$signal" ] && kill -s CHLD "$server" 2>/dev/null
+done
+exit 0`
 
 /** The kill part of \`releaseScript\` for every session of a run, at once (a forced exit). */
 const killRunScript = `
 sock=$1 prefix=$2 dir=$3
 for session in $(tmux -L "$sock" list-sessions -F '#{session_name}' 2>/dev/null | grep "^$prefix"); do
   pid=$(tmux -L "$sock" display-message -p -t "=$session:" '#{pane_pid}' 2>/dev/null)
-  [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null
+  [ -n "$pid" ] && kill -s KILL -- "-$pid" 2>/dev/null
   tmux -L "$sock" kill-session -t "=$session" 2>/dev/null
 done
 rm -rf -- "$dir"
 exit 0`
 
-/** A pane's last state: `undefined` while it runs. */
-const exitOfPane = (line: string | undefined): SpawnExit | undefined => {
+/** A pane (`dead|status|signal`): running, dead without a recorded status yet, or exited. */
+const paneState = (line: string | undefined): "running" | "dying" | SpawnExit => {
   if (line === undefined) return { exitCode: undefined }
-  const [dead, status, signal] = line.trim().split(" ")
-  if (dead !== "1") return undefined
+  const [dead, status, signal] = line.trim().split("|")
+  if (dead !== "1") return "running"
   if (status) return { exitCode: Number(status) }
   if (signal) return { exitCode: 128 + Number(signal) }
-  return { exitCode: undefined }
+  return "dying"
 }
 
 interface PaneSnapshot {
@@ -230,8 +246,8 @@ export const make = (options: {
       if (result.exitCode !== 0) return
       const panes = new Map<string, string>()
       for (const line of decode(result.stdout).split("\n")) {
-        const space = line.indexOf(" ")
-        if (space > 0) panes.set(line.slice(0, space), line.slice(space + 1))
+        const bar = line.indexOf("|")
+        if (bar > 0) panes.set(line.slice(0, bar), line.slice(bar + 1))
       }
       yield* SubscriptionRef.set(snapshots, { poll, panes })
     }).pipe(Effect.ignore)
@@ -245,14 +261,21 @@ export const make = (options: {
       )
     )
 
-    const exitOfSession = (session: string, after: number) =>
-      snapshots.changes.pipe(
-        Stream.filterMap((snapshot) =>
-          snapshot === undefined || snapshot.poll <= after ? Option.none() : Option.fromNullable(exitOfPane(snapshot.panes.get(session)))
-        ),
+    /** The exit of a session's program, from the polls that started after `after`; "dying" for 5 polls is an unknown exit. */
+    const exitOfSession = (session: string, after: number) => {
+      let dying = 0
+      return snapshots.changes.pipe(
+        Stream.filterMap((snapshot) => {
+          if (snapshot === undefined || snapshot.poll <= after) return Option.none()
+          const state = paneState(snapshot.panes.get(session))
+          if (state === "running") return Option.none()
+          if (state === "dying") return ++dying >= 5 ? Option.some({ exitCode: undefined }) : Option.none()
+          return Option.some(state)
+        }),
         Stream.runHead,
         Effect.map(Option.getOrElse((): SpawnExit => ({ exitCode: undefined })))
       )
+    }
 
     // ---- a forced exit (second Ctrl-C) still kills the run's sessions on the host ----------
     const prefix = `ramure-${shortId(executionId)}-`
@@ -296,7 +319,10 @@ export const make = (options: {
         const released = yield* Deferred.make<SpawnExit>()
         const spawnedAt = yield* Effect.acquireRelease(started, () =>
           connection.run(releaseScript, [settings.tmuxSocket, session, envFile], { reconnectTimeout: "10 seconds" }).pipe(
-            Effect.map((result) => exitOfPane(decode(result.stdout).trim() || undefined) ?? { exitCode: undefined }),
+            Effect.map((result): SpawnExit => {
+              const state = paneState(decode(result.stdout).trim() || undefined)
+              return state === "running" || state === "dying" ? { exitCode: undefined } : state
+            }),
             Effect.catchAll((error) =>
               Effect.as(Effect.logWarning(`ramure: could not stop ${session} on ${hostName}: ${error.reason}`), { exitCode: undefined })
             ),
