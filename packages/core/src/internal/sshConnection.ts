@@ -7,7 +7,7 @@
  */
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
-import { Chunk, Deferred, Duration, Effect, Option, Ref, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Chunk, Deferred, Duration, Effect, Ref, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import * as nodeFs from "node:fs"
 import { HostUnreachable } from "../Machine.js"
 import { exitCodeOf, runCollect } from "./localMachine.js"
@@ -212,16 +212,11 @@ export const make = (
       state.changes.pipe(
         Stream.filter((current) => current._tag === "Up"),
         Stream.runHead,
-        Effect.timeoutFail({
-          duration: limit,
-          onTimeout: () => undefined
-        }),
-        Effect.catchAll(() =>
-          Effect.flatMap(SubscriptionRef.get(state), (current) =>
-            Effect.fail(unreachable(current._tag === "Down" ? current.reason : `not connected within ${Duration.format(limit)}`))
-          )
-        ),
-        Effect.asVoid
+        Effect.timeoutTo({ duration: limit, onSuccess: () => true, onTimeout: () => false }),
+        Effect.flatMap((up) =>
+          up ? Effect.void : Effect.flatMap(SubscriptionRef.get(state), (current) =>
+            Effect.fail(unreachable(current._tag === "Down" ? current.reason : `not connected within ${Duration.format(limit)}`)))
+        )
       )
 
     const ready = (reconnectTimeout: Duration.DurationInput = options.reconnectTimeout) =>
@@ -276,7 +271,3 @@ export const make = (
     yield* Scope.addFinalizer(scope, removeStaleSocket)
     return { host, controlPath, clientArgs: args, state, ready, run } satisfies SshConnection
   })
-
-/** The master's pid while it is up. */
-export const masterPid = (connection: SshConnection): Effect.Effect<Option.Option<number>> =>
-  Effect.map(SubscriptionRef.get(connection.state), (state) => (state._tag === "Up" ? Option.some(state.pid) : Option.none()))
