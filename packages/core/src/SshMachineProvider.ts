@@ -19,6 +19,7 @@ import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import * as SshConnection from "./internal/sshConnection.js"
 import * as SshHost from "./internal/sshHost.js"
+import * as SshOrphans from "./internal/sshOrphans.js"
 import type { ExecOptions, Machine, MachineOptions, SshAccess } from "./Machine.js"
 import { HostUnreachable, MachineError, MachineProvider } from "./Machine.js"
 import { Runtime } from "./Runtime.js"
@@ -235,6 +236,18 @@ export const layer = (
       const controlDirectory = path.join(home, "ssh")
       yield* Effect.sync(() => nodeFs.mkdirSync(controlDirectory, { recursive: true, mode: 0o700 }))
 
+      // Runs that died (SIGKILL) before releasing their hosts: clean up after them, in the background.
+      yield* collectOrphans(home).pipe(
+        Effect.flatMap((collected) =>
+          Effect.forEach(collected, (item) =>
+            Effect.logWarning(
+              `ramure: run ${shortId(item.executionId)} died without cleaning up host ${item.host}: ` +
+                (item.reached ? `removed its directory${item.sessions.length > 0 ? ` and tmux sessions ${item.sessions.join(", ")}` : ""}` : "unreachable, will retry")
+            ))
+        ),
+        Effect.forkIn(layerScope)
+      )
+
       const hosts = yield* Effect.forEach(options.hosts, (host, index) =>
         Effect.gen(function* () {
           // Each host closes on its own, in parallel with the others.
@@ -258,6 +271,7 @@ export const layer = (
             connection,
             executionId,
             scope,
+            record: { home, name: `${executionId}-${index}` },
             settings: {
               root: host.root ?? "~/.ramure",
               piCommand: host.pi ?? ["pi"],
@@ -299,6 +313,16 @@ export const sshArgs = (access: SshAccess, command: string, options: { readonly 
   access.destination,
   command
 ]
+
+/**
+ * Clean up after runs killed (SIGKILL) while they used ssh hosts: their
+ * tmux sessions and process groups there are killed, their directories
+ * removed, their master connections closed. Hosts that do not answer are
+ * retried next time. (`ramure gc` and every run with ssh machines do it.)
+ */
+export const collectOrphans = SshOrphans.collect
+
+export type { Collected } from "./internal/sshOrphans.js"
 
 /** Quote a value for the remote POSIX shell. */
 export const shellQuote = SshConnection.shellQuote

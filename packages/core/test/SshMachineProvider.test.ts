@@ -5,9 +5,11 @@
 import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import type { Machine } from "../src/Machine.js"
 import { MachineProvider } from "../src/Machine.js"
 import * as Ramure from "../src/Ramure.js"
@@ -208,6 +210,47 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
           expect(out).toContain(hosts.hosts[1]!.address)
         })
       ))
+
+    it.effect("after a run is killed (SIGKILL), collectOrphans cleans its hosts and closes its master", () =>
+      Effect.gen(function* () {
+        const hosts = yield* Hosts
+        const home = tempHome()
+        const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures", "ssh-run.ts")
+        const options: SshMachineProvider.Options = { hosts: hosts.options(["false"]) }
+        const proc = yield* Command.make(process.execPath, "--import", "tsx", fixture, home, JSON.stringify(options)).pipe(
+          Command.workingDirectory(path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")),
+          Command.start
+        )
+        const line = yield* proc.stdout.pipe(
+          Stream.decodeText(),
+          Stream.splitLines,
+          Stream.filter((line) => line.startsWith("ready ")),
+          Stream.runHead,
+          Effect.timeout("30 seconds")
+        )
+        const executionId = line._tag === "Some" ? line.value.slice("ready ".length) : ""
+        const sleepers = () => hosts.hosts.map((host) => hosts.remote(host, "pgrep -f '[s]leep 61.7' >/dev/null && echo running || echo none").trim())
+        expect(sleepers()).toEqual(["running", "running"])
+        process.kill(proc.pid, "SIGKILL")
+        yield* proc.exitCode.pipe(Effect.ignore)
+        // What a SIGKILL leaves: the programs there, and the masters here.
+        expect(sleepers()).toEqual(["running", "running"])
+        const masters = () => execFileSync("sh", ["-c", `pgrep -f '[s]sh .*-M -N.*${home}' || true`], { encoding: "utf8" }).trim()
+        expect(masters()).not.toBe("")
+
+        const collected = yield* SshMachineProvider.collectOrphans(home)
+        expect(collected.map(({ host, reached, sessions }) => ({ host, reached, sessions })).sort((x, y) => x.host.localeCompare(y.host))).toEqual([
+          { host: "a", reached: true, sessions: [`ramure-${executionId.slice(0, 8)}-sleeper-a`] },
+          { host: "b", reached: true, sessions: [`ramure-${executionId.slice(0, 8)}-sleeper-b`] }
+        ])
+        expect(sleepers()).toEqual(["none", "none"])
+        for (const host of hosts.hosts) {
+          expect(hosts.remote(host, `ls -d ${host.root}/${executionId} 2>/dev/null || echo gone`).trim()).toBe("gone")
+        }
+        expect(yield* pollUntil(masters, (out) => out === "")).toBe("")
+        expect(yield* SshMachineProvider.collectOrphans(home)).toEqual([])
+        fs.rmSync(home, { recursive: true, force: true })
+      }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)))
 
     it.effect("closing the run stops the machines, removes the run's directories and closes the connections", () =>
       Effect.gen(function* () {

@@ -11,8 +11,8 @@ import * as crypto from "node:crypto"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { HostUnreachable, MachineError, type SpawnExit, type SpawnSpec, type Spawned } from "../Machine.js"
-import { shortId } from "../RunInfo.js"
-import { type RemoteResult, remoteCommand, type SshConnection } from "./sshConnection.js"
+import { type RemoteResult, type SshConnection } from "./sshConnection.js"
+import * as SshOrphans from "./sshOrphans.js"
 
 export interface HostSettings {
   /** Working root on the host; `~` and `~/…` are the remote user's home. */
@@ -113,17 +113,6 @@ printf '%s\n' "$panes" | while IFS='|' read -r session dead status signal server
 done
 exit 0`
 
-/** The kill part of \`releaseScript\` for every session of a run, at once (a forced exit). */
-const killRunScript = `
-sock=$1 prefix=$2 dir=$3
-for session in $(tmux -L "$sock" list-sessions -F '#{session_name}' 2>/dev/null | grep "^$prefix"); do
-  pid=$(tmux -L "$sock" display-message -p -t "=$session:" '#{pane_pid}' 2>/dev/null)
-  [ -n "$pid" ] && kill -s KILL -- "-$pid" 2>/dev/null
-  tmux -L "$sock" kill-session -t "=$session" 2>/dev/null
-done
-rm -rf -- "$dir"
-exit 0`
-
 /** A pane (`dead|status|signal`): running, dead without a recorded status yet, or exited. */
 const paneState = (line: string | undefined): "running" | "dying" | SpawnExit => {
   if (line === undefined) return { exitCode: undefined }
@@ -149,6 +138,8 @@ export const make = (options: {
   readonly executionId: string
   /** The host's scope (its connection's): the run directory is removed when it closes. */
   readonly scope: Scope.Scope
+  /** Where the host's use is recorded until it is released (for a later cleanup after a SIGKILL). */
+  readonly record: { readonly home: string; readonly name: string }
 }): Effect.Effect<SshHost> =>
   Effect.gen(function* () {
     const { connection, executionId, scope, settings } = options
@@ -172,6 +163,16 @@ export const make = (options: {
       )
 
     // ---- the run's directory ------------------------------------------------------------
+    const recordOf = (runDirectory: string): SshOrphans.HostRecord => ({
+      executionId,
+      pid: process.pid,
+      host: hostName,
+      sshArgs: connection.clientArgs,
+      controlPath: connection.controlPath,
+      destination: connection.host.destination,
+      tmuxSocket: settings.tmuxSocket,
+      runDirectory
+    })
     const directory = yield* Ref.make(Option.none<string>())
     const settingUp = yield* Effect.makeSemaphore(1)
     const runDirectory = settingUp.withPermits(1)(
@@ -187,10 +188,13 @@ export const make = (options: {
         }
         const dir = path.posix.join(decode(result.stdout).trim(), executionId)
         yield* Ref.set(directory, Option.some(dir))
+        const recordFile = yield* SshOrphans.write(options.record.home, options.record.name, recordOf(dir))
         // Runs before the connection closes (finalizers run in reverse order).
         yield* Scope.addFinalizer(
           scope,
           connection.run(`rm -rf -- "$1"`, [dir], { reconnectTimeout: "5 seconds", timeout: "10 seconds" }).pipe(
+            Effect.filterOrFail((removed) => removed.exitCode === 0, (removed) => new HostUnreachable({ host: hostName, reason: removed.stderr })),
+            Effect.zipRight(Effect.sync(() => nodeFs.rmSync(recordFile, { force: true }))),
             Effect.catchAll((error) => Effect.logWarning(`ramure: could not remove ${dir} on ${hostName}: ${error.reason}`))
           )
         )
@@ -278,12 +282,11 @@ export const make = (options: {
     }
 
     // ---- a forced exit (second Ctrl-C) still kills the run's sessions on the host ----------
-    const prefix = `ramure-${shortId(executionId)}-`
     const onExit = () => {
       const dir = Option.getOrUndefined(Effect.runSync(Ref.get(directory)))
       if (running === 0 || dir === undefined) return
       try {
-        execFileSync("ssh", [...connection.clientArgs, remoteCommand(killRunScript, [settings.tmuxSocket, prefix, dir])], {
+        execFileSync("ssh", [...connection.clientArgs, SshOrphans.cleanupCommand(recordOf(dir))], {
           stdio: "ignore",
           timeout: 5000
         })
