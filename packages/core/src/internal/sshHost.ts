@@ -126,7 +126,7 @@ const paneState = (line: string | undefined): "running" | "dying" | SpawnExit =>
 interface PaneSnapshot {
   /** Number of the poll; a spawn only trusts polls that started after it. */
   readonly poll: number
-  /** `session → "dead status signal"` */
+  /** `session → "dead|status|signal"` */
   readonly panes: ReadonlyMap<string, string>
 }
 
