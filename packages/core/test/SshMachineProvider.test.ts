@@ -29,9 +29,9 @@ if (unavailable !== undefined) {
 }
 
 /** A run (scripted agents, ssh machines on `hosts`) for one test. */
-const run = (hosts: SshHosts.TestHosts, extra: ReadonlyArray<SshMachineProvider.HostOptions> = []) =>
+const run = (hosts: SshHosts.TestHosts, home: string, extra: ReadonlyArray<SshMachineProvider.HostOptions> = []) =>
   Ramure.make({
-    home: tempHome(),
+    home,
     program: "ssh-test",
     register: false,
     handleSignals: false,
@@ -48,8 +48,9 @@ const withRun = <A, E>(
 ) =>
   Effect.gen(function* () {
     const hosts = yield* Hosts
-    return yield* body(hosts).pipe(Effect.scoped, Effect.provide(run(hosts, extra)))
-  }) as Effect.Effect<A, E, Hosts>
+    const home = yield* Effect.acquireRelease(Effect.sync(tempHome), (home) => Effect.sync(() => fs.rmSync(home, { recursive: true, force: true })))
+    return yield* body(hosts).pipe(Effect.scoped, Effect.provide(run(hosts, home, extra)))
+  }).pipe(Effect.scoped) as Effect.Effect<A, E, Hosts>
 
 const makeMachine = (name: string, host?: string) =>
   Effect.flatMap(MachineProvider, (provider) => provider.make(host === undefined ? { name } : { name, host }))
