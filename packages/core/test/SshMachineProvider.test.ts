@@ -212,13 +212,12 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
         })
       ))
 
-    it.effect("after a run is killed (SIGKILL), collectOrphans cleans its hosts and closes its master", () =>
+    /** Start the fixture run (a sleeping program on each host) and wait until it is ready; its execution id. */
+    const startFixture = (hosts: SshHosts.TestHosts, home: string, ...extra: Array<string>) =>
       Effect.gen(function* () {
-        const hosts = yield* Hosts
-        const home = tempHome()
         const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures", "ssh-run.ts")
         const options: SshMachineProvider.Options = { hosts: hosts.options(["false"]) }
-        const proc = yield* Command.make(process.execPath, "--import", "tsx", fixture, home, JSON.stringify(options)).pipe(
+        const proc = yield* Command.make(process.execPath, "--import", "tsx", fixture, home, JSON.stringify(options), ...extra).pipe(
           Command.workingDirectory(path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")),
           Command.start
         )
@@ -229,26 +228,52 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
           Stream.runHead,
           Effect.timeout("30 seconds")
         )
-        const executionId = line._tag === "Some" ? line.value.slice("ready ".length) : ""
-        const sleepers = () => hosts.hosts.map((host) => hosts.remote(host, "pgrep -f '[s]leep 61.7' >/dev/null && echo running || echo none").trim())
-        expect(sleepers()).toEqual(["running", "running"])
+        return { proc, executionId: line._tag === "Some" ? line.value.slice("ready ".length) : "" }
+      })
+    const sleepersOn = (hosts: SshHosts.TestHosts) =>
+      hosts.hosts.map((host) => hosts.remote(host, "pgrep -f '[s]leep 61.7' >/dev/null && echo running || echo none").trim())
+    const mastersOf = (home: string) => execFileSync("sh", ["-c", `pgrep -f '[s]sh .*-M -N.*${home}' || true`], { encoding: "utf8" }).trim()
+    const runDirectoriesOf = (hosts: SshHosts.TestHosts, executionId: string) =>
+      hosts.hosts.map((host) => hosts.remote(host, `ls -d ${host.root}/${executionId} 2>/dev/null || echo gone`).trim())
+
+    it.effect("a second SIGINT forces the exit and still cleans every host and closes the masters", () =>
+      Effect.gen(function* () {
+        const hosts = yield* Hosts
+        const home = tempHome()
+        const { executionId, proc } = yield* startFixture(hosts, home, "signals")
+        expect(sleepersOn(hosts)).toEqual(["running", "running"])
+        process.kill(proc.pid, "SIGINT")
+        // Not at once: two pending SIGINTs would reach the program as one.
+        yield* Effect.sleep("150 millis")
+        process.kill(proc.pid, "SIGINT")
+        expect(yield* proc.exitCode.pipe(Effect.timeout("20 seconds"))).toBe(130)
+        expect(sleepersOn(hosts)).toEqual(["none", "none"])
+        expect(runDirectoriesOf(hosts, executionId)).toEqual(["gone", "gone"])
+        expect(yield* pollUntil(() => mastersOf(home), (out) => out === "")).toBe("")
+        expect(yield* SshMachineProvider.collectOrphans(home)).toEqual([])
+        fs.rmSync(home, { recursive: true, force: true })
+      }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)))
+
+    it.effect("after a run is killed (SIGKILL), collectOrphans cleans its hosts and closes its master", () =>
+      Effect.gen(function* () {
+        const hosts = yield* Hosts
+        const home = tempHome()
+        const { executionId, proc } = yield* startFixture(hosts, home)
+        expect(sleepersOn(hosts)).toEqual(["running", "running"])
         process.kill(proc.pid, "SIGKILL")
         yield* proc.exitCode.pipe(Effect.ignore)
         // What a SIGKILL leaves: the programs there, and the masters here.
-        expect(sleepers()).toEqual(["running", "running"])
-        const masters = () => execFileSync("sh", ["-c", `pgrep -f '[s]sh .*-M -N.*${home}' || true`], { encoding: "utf8" }).trim()
-        expect(masters()).not.toBe("")
+        expect(sleepersOn(hosts)).toEqual(["running", "running"])
+        expect(mastersOf(home)).not.toBe("")
 
         const collected = yield* SshMachineProvider.collectOrphans(home)
         expect(collected.map(({ host, reached, sessions }) => ({ host, reached, sessions })).sort((x, y) => x.host.localeCompare(y.host))).toEqual([
           { host: "a", reached: true, sessions: [`ramure-${executionId.slice(0, 8)}-sleeper-a`] },
           { host: "b", reached: true, sessions: [`ramure-${executionId.slice(0, 8)}-sleeper-b`] }
         ])
-        expect(sleepers()).toEqual(["none", "none"])
-        for (const host of hosts.hosts) {
-          expect(hosts.remote(host, `ls -d ${host.root}/${executionId} 2>/dev/null || echo gone`).trim()).toBe("gone")
-        }
-        expect(yield* pollUntil(masters, (out) => out === "")).toBe("")
+        expect(sleepersOn(hosts)).toEqual(["none", "none"])
+        expect(runDirectoriesOf(hosts, executionId)).toEqual(["gone", "gone"])
+        expect(yield* pollUntil(() => mastersOf(home), (out) => out === "")).toBe("")
         expect(yield* SshMachineProvider.collectOrphans(home)).toEqual([])
         fs.rmSync(home, { recursive: true, force: true })
       }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)))

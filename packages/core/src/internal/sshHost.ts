@@ -240,7 +240,7 @@ export const make = (options: {
 
     // ---- the panes of the host's tmux, polled while programs run ----------------------------
     const snapshots = yield* SubscriptionRef.make<PaneSnapshot | undefined>(undefined)
-    /** Programs running on the host (plain numbers: the exit hook reads them synchronously). */
+    /** Programs running on the host: the poll runs only while there are some. */
     let running = 0
     let polls = 0
     const pollOnce = Effect.gen(function* () {
@@ -281,18 +281,23 @@ export const make = (options: {
       )
     }
 
-    // ---- a forced exit (second Ctrl-C) still kills the run's sessions on the host ----------
+    // ---- a forced exit (second Ctrl-C) still cleans the host and closes the master ----------
+    // The listener is removed when the host is released, so this runs only if the process
+    // exits before that; it must be synchronous.
     const onExit = () => {
       const dir = Option.getOrUndefined(Effect.runSync(Ref.get(directory)))
-      if (running === 0 || dir === undefined) return
-      try {
-        execFileSync("ssh", [...connection.clientArgs, SshOrphans.cleanupCommand(recordOf(dir))], {
-          stdio: "ignore",
-          timeout: 5000
-        })
-      } catch {
-        // the host is gone; nothing more can be done from here
+      if (dir === undefined) return
+      const ssh = (args: ReadonlyArray<string>) => {
+        try {
+          execFileSync("ssh", args, { stdio: "ignore", timeout: 5000 })
+          return true
+        } catch {
+          return false
+        }
       }
+      const cleaned = ssh([...connection.clientArgs, SshOrphans.cleanupCommand(recordOf(dir))])
+      ssh(["-S", connection.controlPath, "-O", "exit", connection.host.destination])
+      if (cleaned) nodeFs.rmSync(SshOrphans.recordFile(options.record.home, options.record.name), { force: true })
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => process.on("exit", onExit)),

@@ -100,10 +100,12 @@ export const collect = (home: string): Effect.Effect<ReadonlyArray<Collected>, n
       }), { concurrency: "unbounded" })
   })
 
+export const recordFile = (home: string, name: string): string => path.join(recordsDirectory(home), `${name}.json`)
+
 /** Record that the run uses `record.host` (0600); removed when the run releases the host. */
 export const write = (home: string, name: string, record: HostRecord): Effect.Effect<string> =>
   Effect.sync(() => {
-    const file = path.join(recordsDirectory(home), `${name}.json`)
+    const file = recordFile(home, name)
     nodeFs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
     nodeFs.writeFileSync(`${file}.tmp`, JSON.stringify(record), { mode: 0o600 })
     nodeFs.renameSync(`${file}.tmp`, file)
