@@ -72,6 +72,7 @@ const startHost = (directory: string, name: string, index: number, authorizedKey
   Effect.gen(function* () {
     const tag = `${crypto.randomBytes(2).toString("hex")}${index}`
     const namespace = `ramure-t${tag}`
+    const tmuxSocket = `ramure-test-${tag}`
     const outside = `rmr${tag}h`
     const inside = `rmr${tag}n`
     const octet = freeSubnet()
@@ -100,6 +101,7 @@ const startHost = (directory: string, name: string, index: number, authorizedKey
           for (const pid of pids) succeeds("kill", ["-9", pid])
           succeeds("ip", ["netns", "del", namespace])
           succeeds("ip", ["link", "del", outside])
+          fs.rmSync(path.join(process.env.TMUX_TMPDIR ?? "/tmp", `tmux-${process.getuid!()}`, tmuxSocket), { force: true })
         })
     )
     const hostKey = path.join(directory, `host-${name}`)
@@ -135,7 +137,7 @@ const startHost = (directory: string, name: string, index: number, authorizedKey
       alias: `ramure-test-${name}`,
       namespace,
       root,
-      tmuxSocket: `ramure-test-${tag}`,
+      tmuxSocket,
       hostKey: `${address} ${fs.readFileSync(`${hostKey}.pub`, "utf8").trim()}`
     }
   })
