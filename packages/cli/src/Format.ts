@@ -93,7 +93,7 @@ export const describe = (entry: LogEntry): string => {
     case "endpoint_returned":
       return `endpoint ${data.name} ${data.ok ? "returned" : `failed: ${oneLine(String(data.error ?? ""), 120)}`} in ${data.durationMs} ms`
     case "agent_created":
-      return `created on ${data.machine?.kind ?? "?"} machine ${data.machine?.id ?? "?"}${data.session ? ` (tmux ${data.session})` : ""}`
+      return `created on ${data.machine?.kind ?? "?"} machine ${data.machine?.id ?? "?"}${data.machine?.host ? ` on host ${data.machine.host}` : ""}${data.session ? ` (tmux ${data.session})` : ""}`
     case "agent_connected":
       return data.first ? "connected" : `reconnected (after ${data.after})`
     case "agent_disconnected":
@@ -161,7 +161,7 @@ export const statusReport = (
           return [
             a.id,
             a.state,
-            a.machine ? `${a.machine.kind} ${a.machine.cwd}` : "-",
+            a.machine ? `${a.machine.kind} ${a.machine.host === undefined ? "" : `${a.machine.host}:`}${a.machine.cwd}` : "-",
             a.session ?? "-",
             `${a.toolCalls}${a.toolErrors > 0 ? ` (${a.toolErrors} failed)` : ""}`,
             `${a.inputTokens}/${a.outputTokens}`,

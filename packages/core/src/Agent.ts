@@ -19,6 +19,8 @@ export interface AgentOptions {
   readonly systemPrompt?: string
   /** Run on this machine instead of a fresh one. */
   readonly machine?: Machine
+  /** Run on a fresh machine on this host (a provider of several hosts, such as ssh, picks one otherwise). */
+  readonly host?: string
   /** `provider/model`; defaults to the run's model. */
   readonly model?: string
   /** How long to wait for the agent to connect (default 60 s). */
@@ -124,7 +126,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
             yield* session.entries.end
           })
         )
-        const machine = options.machine ?? (yield* provider.make({ name: session.id }))
+        const machine = options.machine ??
+          (yield* provider.make(options.host === undefined ? { name: session.id } : { name: session.id, host: options.host }))
         const sessionName = `ramure-${shortId(runtime.executionId)}-${session.id}`
         const launched = yield* launcher.launch({
           agentId: session.id,

@@ -22,12 +22,30 @@ export interface ExecOptions {
   readonly env?: Readonly<Record<string, string>>
 }
 
+/** How to reach a machine's host with OpenSSH (through the run's master connection while it lives). */
+export const SshAccess = Schema.Struct({
+  /** Host name or `~/.ssh/config` alias. */
+  destination: Schema.String,
+  port: Schema.optional(Schema.Number),
+  user: Schema.optional(Schema.String),
+  identityFile: Schema.optional(Schema.String),
+  configFile: Schema.optional(Schema.String),
+  /** Extra `-o` options. */
+  options: Schema.optional(Schema.Array(Schema.String)),
+  /** The master connection's control socket (`ssh -S`). */
+  controlPath: Schema.String,
+  /** The tmux socket name on that host (`tmux -L`). */
+  tmuxSocket: Schema.String
+})
+export type SshAccess = typeof SshAccess.Type
+
 /** What a person (or the CLI) needs to find a machine. */
 export const MachineInfo = Schema.Struct({
   id: Schema.String,
   kind: Schema.String,
   cwd: Schema.String,
-  host: Schema.optional(Schema.String)
+  host: Schema.optional(Schema.String),
+  ssh: Schema.optional(SshAccess)
 })
 export type MachineInfo = typeof MachineInfo.Type
 
@@ -68,6 +86,34 @@ export class MachineError extends Schema.TaggedError<MachineError>()("MachineErr
   message: Schema.String
 }) {}
 
+/** A machine's host could not be reached (connection refused, authentication failed, …). */
+export class HostUnreachable extends Schema.TaggedError<HostUnreachable>()("HostUnreachable", {
+  host: Schema.String,
+  /** What ssh (or the transport) said. */
+  reason: Schema.String
+}) {
+  override get message() {
+    return `cannot reach host ${this.host}: ${this.reason}`
+  }
+}
+
+/**
+ * What a machine on another host offers the launchers that start programs
+ * there: they cannot use this host's files.
+ */
+export interface RemoteHost {
+  /** The host's name in the provider's configuration. */
+  readonly name: string
+  /** The program (and leading arguments) that starts pi on that host. */
+  readonly piCommand: readonly [string, ...Array<string>]
+  /** The run's private directory (0700) on that host, outside every machine's working directory. */
+  readonly stateDirectory: string
+  /** Write a private (0600) file on that host, creating its directories (0700); `file` is absolute. */
+  readonly writePrivateFile: (file: string, data: string) => Effect.Effect<void, MachineError>
+  /** Copy a file of this host to that host, once per content; its path there. */
+  readonly upload: (localFile: string) => Effect.Effect<string, MachineError>
+}
+
 export interface Machine {
   readonly id: string
   readonly kind: string
@@ -82,6 +128,8 @@ export interface Machine {
    */
   readonly spawn: (spec: SpawnSpec) => Effect.Effect<Spawned, MachineError, Scope.Scope>
   readonly describe: MachineInfo
+  /** Set when the machine is on another host. */
+  readonly remote?: RemoteHost
 }
 
 export interface MachineOptions {
@@ -89,6 +137,11 @@ export interface MachineOptions {
   readonly name: string
   /** Use this existing directory as the working directory instead of a fresh one. */
   readonly cwd?: string
+  /**
+   * Put the machine on this host (providers of several hosts, such as ssh);
+   * providers of this host alone refuse any host.
+   */
+  readonly host?: string
 }
 
 /** Creates machines; the machine lives until the scope closes. */
@@ -96,7 +149,7 @@ export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
   MachineProvider,
   {
     readonly kind: string
-    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MachineError, Scope.Scope>
+    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MachineError | HostUnreachable, Scope.Scope>
   }
 >() {}
 
@@ -107,7 +160,7 @@ export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
  */
 export const make = (
   options: MachineOptions
-): Effect.Effect<Machine, MachineError, MachineProvider | CurrentProcess | Runtime> =>
+): Effect.Effect<Machine, MachineError | HostUnreachable, MachineProvider | CurrentProcess | Runtime> =>
   Effect.gen(function* () {
     const provider = yield* MachineProvider
     const owner = yield* CurrentProcess

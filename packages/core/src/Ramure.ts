@@ -9,10 +9,12 @@ import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
 import type { LogSink } from "./LogSink.js"
 import type { MachineProvider } from "./Machine.js"
-import * as PiAgents from "./PiAgents.js"
+import type * as PiAgents from "./PiAgents.js"
+import * as RemotePiAgents from "./RemotePiAgents.js"
 import * as RunInfo from "./RunInfo.js"
 import * as Runtime from "./Runtime.js"
 import * as ScriptedAgents from "./ScriptedAgents.js"
+import * as SshMachineProvider from "./SshMachineProvider.js"
 import * as TmuxMachineProvider from "./TmuxMachineProvider.js"
 
 export interface LayerOptions extends Runtime.RuntimeOptions {
@@ -41,7 +43,8 @@ export const make = (
       never,
       RunInfo.RunInfo | NodeContext.NodeContext | Runtime.Runtime | MachineProvider
     >
-    readonly machines?: Layer.Layer<MachineProvider, never, RunInfo.RunInfo | NodeContext.NodeContext>
+    /** Built after the run's `Runtime` (an ssh provider forwards its port), released before it. */
+    readonly machines?: Layer.Layer<MachineProvider, never, Runtime.Runtime | RunInfo.RunInfo | NodeContext.NodeContext>
     readonly logs?: Layer.Layer<LogSink, never, RunInfo.RunInfo>
   }
 ): Layer.Layer<Services, Runtime.RuntimeError> => {
@@ -53,10 +56,8 @@ export const make = (
     NodeContext.layer
   )
   const logs = options.logs ?? JsonlLogSink.layer
-  const services = Layer.merge(
-    options.machines ?? LocalMachineProvider.layer,
-    Runtime.layer(options).pipe(Layer.provideMerge(logs))
-  )
+  const runtime = Runtime.layer(options).pipe(Layer.provideMerge(logs))
+  const services = (options.machines ?? LocalMachineProvider.layer).pipe(Layer.provideMerge(runtime))
   // The launcher needs the run (a warm pool serves its pis' connections) and is released before it.
   return options.launcher.pipe(Layer.provideMerge(services), Layer.provideMerge(base))
 }
@@ -69,17 +70,23 @@ export const layerScripted = (scripts: ScriptedAgents.Scripts, options: LayerOpt
  * A run of real pi agents: in tmux sessions (`tmux -L ramure attach -t …`)
  * when tmux is installed, else as headless local processes. `provider` (or
  * the environment variable `RAMURE_PROVIDER`, `tmux` or `local`) forces one.
+ * With `ssh`, agents run on those hosts instead (see `SshMachineProvider`).
  */
 export const layer = (
-  options: LayerOptions & PiAgents.Options & { readonly provider?: "tmux" | "local" } = {}
+  options: LayerOptions & PiAgents.Options & {
+    readonly provider?: "tmux" | "local"
+    readonly ssh?: SshMachineProvider.Options
+  } = {}
 ): Layer.Layer<Services, Runtime.RuntimeError> => {
   const provider = options.provider ?? process.env.RAMURE_PROVIDER
-  const machines = provider === "local"
+  const machines = options.ssh !== undefined
+    ? SshMachineProvider.layer(options.ssh)
+    : provider === "local"
     ? LocalMachineProvider.layer
     : provider === "tmux"
     ? TmuxMachineProvider.layer()
     : Layer.unwrapEffect(
       Effect.map(TmuxMachineProvider.available, (tmux) => (tmux ? TmuxMachineProvider.layer() : LocalMachineProvider.layer))
     )
-  return make({ ...options, launcher: PiAgents.layer(options), machines })
+  return make({ ...options, launcher: RemotePiAgents.layer(options), machines })
 }

@@ -4,6 +4,7 @@
  * finished run — one definition for both.
  */
 import type { LogEntry } from "./LogSink.js"
+import type { MachineInfo } from "./Machine.js"
 
 export type AgentState = "starting" | "idle" | "working" | "done" | "crashed"
 export type ProcessState = "running" | "done" | "failed" | "cancelled" | "timeout"
@@ -22,7 +23,7 @@ export interface AgentStatus {
   readonly id: string
   readonly process: string
   state: AgentState
-  machine: { readonly id: string; readonly kind: string; readonly cwd: string } | undefined
+  machine: MachineInfo | undefined
   session: string | undefined
   toolCalls: number
   toolErrors: number

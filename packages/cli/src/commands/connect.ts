@@ -1,6 +1,7 @@
 /** `ramure connect` (attach to an agent's tmux session) and `ramure ssh` (a shell on its machine). */
 import { Command as Cli, Options } from "@effect/cli"
 import * as Command from "@effect/platform/Command"
+import { shellQuote, sshArgs } from "@ramure/core/SshMachineProvider"
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs"
 import { HostError } from "../Errors.js"
@@ -38,9 +39,15 @@ export const connect = Cli.make("connect", { id: runId, agent, readOnly }, (opti
         reason: `agent ${target.id} has no tmux session (it runs on a ${target.machine?.kind ?? "?"} machine); try ramure tail or ramure ssh`
       })
     }
-    const attach = Command.make(
-      "tmux", "-L", Tmux.socket(), "attach-session", ...(options.readOnly ? ["-r"] : []), "-t", `=${target.session}`
-    ).pipe(Command.env({ TMUX: "" })) // attaching from inside tmux is what the user asked for
+    const ssh = target.machine?.ssh
+    const attach = ssh !== undefined
+      // On another host: the same tmux command there, through the run's ssh connection.
+      ? Command.make("ssh", ...sshArgs(ssh, [
+        "tmux", "-L", shellQuote(ssh.tmuxSocket), "attach-session", ...(options.readOnly ? ["-r"] : []), "-t", shellQuote(`=${target.session}`)
+      ].join(" "), { tty: true }))
+      : Command.make(
+        "tmux", "-L", Tmux.socket(), "attach-session", ...(options.readOnly ? ["-r"] : []), "-t", `=${target.session}`
+      ).pipe(Command.env({ TMUX: "" })) // attaching from inside tmux is what the user asked for
     const { code, stderr } = yield* interactive(attach)
     if (code !== 0) return yield* new HostError({ reason: `tmux attach to ${target.session} failed: ${stderr || `exit code ${code}`}` })
   })
@@ -55,6 +62,14 @@ export const ssh = Cli.make("ssh", { id: runId, agent }, (options) =>
     const target = yield* Runs.pickAgent(run, yield* Runs.status(home, run), options.agent)
     const machine = target.machine
     if (machine === undefined) return yield* new HostError({ reason: `agent ${target.id} has no machine` })
+    if (machine.ssh !== undefined) {
+      yield* Runs.requireLive(home, run)
+      const shell = `cd -- ${shellQuote(machine.cwd)} && RAMURE_EXECUTION_ID=${shellQuote(run.id)} RAMURE_AGENT=${shellQuote(target.id)} exec "\${SHELL:-sh}"`
+      const { code, stderr } = yield* interactive(Command.make("ssh", ...sshArgs(machine.ssh, shell, { tty: true })))
+      if (stderr.length > 0) process.stderr.write(`${stderr}\n`)
+      if (code !== 0) process.exitCode = code
+      return
+    }
     if (machine.kind !== "local" && machine.kind !== "tmux") {
       return yield* new HostError({ reason: `ssh to ${machine.kind} machines is not supported yet (agent ${target.id})` })
     }
@@ -71,4 +86,4 @@ export const ssh = Cli.make("ssh", { id: runId, agent }, (options) =>
     if (stderr.length > 0) process.stderr.write(`${stderr}\n`)
     if (code !== 0) process.exitCode = code
   })
-).pipe(Cli.withDescription("Open a shell ($SHELL, else bash) on an agent's machine, in its working directory."))
+).pipe(Cli.withDescription("Open a shell ($SHELL, else bash) on an agent's machine, in its working directory (over ssh for machines on other hosts)."))

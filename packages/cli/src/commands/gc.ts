@@ -1,6 +1,7 @@
 /** `ramure gc`: remove stale registry entries and orphaned tmux sessions. */
 import { Command } from "@effect/cli"
 import * as Registry from "@ramure/core/Registry"
+import { collectOrphans } from "@ramure/core/SshMachineProvider"
 import { shortId } from "@ramure/core/RunInfo"
 import { Console, Effect } from "effect"
 import * as Runs from "../Runs.js"
@@ -25,8 +26,16 @@ export const gc = Command.make("gc", {}, () =>
         yield* Console.log(`killed orphaned tmux session ${name}`)
       }
     }
-    if (removed.length === 0 && killed === 0) yield* Console.log("nothing to clean up")
+    const remote = yield* collectOrphans(home)
+    for (const item of remote) {
+      yield* Console.log(
+        item.reached
+          ? `cleaned up run ${shortId(item.executionId)} on host ${item.host}${item.sessions.length > 0 ? `: killed ${item.sessions.join(", ")}` : ""}`
+          : `host ${item.host} of dead run ${shortId(item.executionId)} did not answer; try again later`
+      )
+    }
+    if (removed.length === 0 && killed === 0 && remote.length === 0) yield* Console.log("nothing to clean up")
   })
 ).pipe(
-  Command.withDescription(`Remove stale registry entries and kill orphaned ramure-<id8>-* tmux sessions (socket ramure) of runs that are not live.`)
+  Command.withDescription(`Remove stale registry entries and kill orphaned ramure-<id8>-* tmux sessions (socket ramure) of runs that are not live, here and on the ssh hosts they used.`)
 )

@@ -172,6 +172,9 @@ export const makeLocalBase = (
       )
 
     if (!isValidName(options.name)) return yield* Effect.fail(fail("make", `invalid machine name: ${JSON.stringify(options.name)}`))
+    if (options.host !== undefined) {
+      return yield* Effect.fail(fail("make", `${kind} machines run on this host only, not on ${JSON.stringify(options.host)}`))
+    }
     const cwd = yield* options.cwd !== undefined
       ? existingDirectory("make", path.resolve(options.cwd))
       : Effect.gen(function* () {

@@ -1,0 +1,125 @@
+/**
+ * pi agents on machines of other hosts (`SshMachineProvider`): an
+ * `AgentLauncher` that starts pi there itself and hands every other machine
+ * to `PiAgents`.
+ *
+ * On the remote, pi is the host's `piCommand`, the extension is the
+ * self-contained bundle (`@ramure/pi-extension`'s `dist/`, built at install)
+ * uploaded once per host and content, and the agent's pi directory is
+ * written under the run's private directory there (0700, files 0600). pi
+ * reaches the run through the connection's reverse tunnel, on the same
+ * `ws://127.0.0.1:<port>` as a local agent.
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import { Effect, Layer } from "effect"
+import * as nodeFs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { AgentLauncher, type LaunchedAgent, type LaunchSpec } from "./AgentLauncher.js"
+import { AgentStartError } from "./Errors.js"
+import type { MachineProvider, RemoteHost } from "./Machine.js"
+import * as PiAgents from "./PiAgents.js"
+import type { RunInfo } from "./RunInfo.js"
+import type { Runtime } from "./Runtime.js"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+const bundleName = "ramure-pi-extension.cjs"
+
+/** The built single-file ramure pi extension, if it exists (`npm run build` makes it). */
+export const extensionBundlePath = (): string | undefined => {
+  for (let dir = here; ; dir = path.dirname(dir)) {
+    const installed = path.join(dir, "node_modules", "@ramure", "pi-extension", "dist", bundleName)
+    if (nodeFs.existsSync(installed)) return nodeFs.realpathSync(installed)
+    if (path.dirname(dir) === dir) break
+  }
+  const workspace = path.resolve(here, "../../pi-extension/dist", bundleName)
+  return nodeFs.existsSync(workspace) ? workspace : undefined
+}
+
+/** The provider of ramure's scripted model (`ScriptedModel.piProvider`): never needs the network. */
+const scriptedProvider = "ramure-scripted"
+
+/** pi's settings.json for an agent: the model pinned, every queued message delivered. */
+export const piSettings = (model: string | undefined): object => {
+  const slash = model?.indexOf("/") ?? -1
+  return {
+    ...(model !== undefined && slash > 0 ? { defaultProvider: model.slice(0, slash), defaultModel: model.slice(slash + 1) } : {}),
+    steeringMode: "all",
+    followUpMode: "all"
+  }
+}
+
+const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Options) =>
+  Effect.gen(function* () {
+    const fail = (reason: string) => new AgentStartError({ agent: spec.agentId, reason: `on host ${remote.name}: ${reason}` })
+    const bundle = extensionBundlePath()
+    if (bundle === undefined) {
+      return yield* new AgentStartError({
+        agent: spec.agentId,
+        reason: "the ramure pi extension bundle is not built (npm run build)"
+      })
+    }
+    const extension = yield* remote.upload(bundle).pipe(Effect.mapError((error) => fail(error.message)))
+    const model = spec.model ?? options.model ?? (process.env.RAMURE_MODEL || undefined)
+    const agentDir = path.posix.join(remote.stateDirectory, ".pi", spec.agentId)
+    const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(spec.agentId) : options.modelsJson
+    yield* Effect.all([
+      remote.writePrivateFile(path.posix.join(agentDir, "settings.json"), JSON.stringify(piSettings(model), null, 2)),
+      ...(modelsJson === undefined ? [] : [remote.writePrivateFile(path.posix.join(agentDir, "models.json"), JSON.stringify(modelsJson, null, 2))])
+    ], { concurrency: "unbounded", discard: true }).pipe(Effect.mapError((error) => fail(`cannot prepare its pi directory: ${error.message}`)))
+
+    const credentials = PiAgents.providerCredentials()
+    const offline = options.offline ??
+      (model?.startsWith(`${scriptedProvider}/`) === true || Object.keys(credentials).length === 0)
+    const env: Record<string, string> = {
+      ...credentials,
+      ...(offline ? { PI_OFFLINE: "1", PI_SKIP_VERSION_CHECK: "1", PI_TELEMETRY: "0" } : {}),
+      PI_CODING_AGENT_DIR: agentDir,
+      RAMURE_URL: spec.url,
+      RAMURE_AGENT_ID: spec.agentId,
+      RAMURE_TOKEN: spec.token,
+      RAMURE_EXECUTION_ID: spec.executionId,
+      ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
+      ...options.env
+    }
+    const [command, ...prefix] = remote.piCommand
+    const spawned = yield* spec.machine.spawn({
+      name: spec.sessionName,
+      command,
+      args: [
+        ...prefix,
+        "--no-extensions",
+        "-e", extension,
+        "--no-skills",
+        "--no-prompt-templates",
+        "--no-context-files",
+        "--no-session",
+        ...(model === undefined ? [] : ["--model", model]),
+        ...(spec.systemPrompt === undefined ? [] : ["--append-system-prompt", spec.systemPrompt])
+      ],
+      env
+    }).pipe(Effect.mapError((error) => fail(error.message)))
+    return {
+      pid: spawned.pid,
+      session: spawned.session,
+      exited: spawned.exited,
+      outputTail: spawned.outputTail
+    } satisfies LaunchedAgent
+  }).pipe(Effect.withSpan("RemotePiAgents.launch", { attributes: { agent: spec.agentId, host: remote.name } }))
+
+/**
+ * An `AgentLauncher` of pi agents on any machine: remote ones here, the
+ * others through `PiAgents.layer(options)`.
+ */
+export const layer = (
+  options: PiAgents.Options = {}
+): Layer.Layer<AgentLauncher, never, RunInfo | FileSystem.FileSystem | Runtime | MachineProvider> =>
+  Layer.effect(
+    AgentLauncher,
+    Effect.map(AgentLauncher, (local) =>
+      AgentLauncher.of({
+        ...local,
+        launch: (spec) => (spec.machine.remote === undefined ? local.launch(spec) : launchRemote(spec.machine.remote, spec, options))
+      }))
+  ).pipe(Layer.provide(PiAgents.layer(options)))
