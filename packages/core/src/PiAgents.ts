@@ -86,6 +86,58 @@ export const providerCredentials = (env: NodeJS.ProcessEnv = process.env): Recor
 /** The provider of ramure's scripted model (see `ScriptedModel.piProvider`). */
 const scriptedProvider = "ramure-scripted"
 
+/** pi's settings.json for an agent: the model pinned, every queued message delivered. */
+export const piSettings = (model: string | undefined): object => {
+  const slash = model?.indexOf("/") ?? -1
+  return {
+    ...(model !== undefined && slash > 0 ? { defaultProvider: model.slice(0, slash), defaultModel: model.slice(slash + 1) } : {}),
+    // Messages that arrive while the agent works all reach its next model request.
+    steeringMode: "all",
+    followUpMode: "all"
+  }
+}
+
+/**
+ * pi's environment: provider credentials, offline switches, its agent
+ * directory and how to reach the run. `identity` names the agent, or (a
+ * pooled pi) the pool member.
+ */
+export const piEnvironment = (
+  options: Options,
+  model: string | undefined,
+  agentDir: string,
+  run: { readonly url: string; readonly token: string; readonly executionId: string },
+  identity: { readonly agentId: string } | { readonly poolMember: string }
+): Record<string, string> => {
+  const credentials = providerCredentials()
+  const offline = options.offline ??
+    (model?.startsWith(`${scriptedProvider}/`) === true || Object.keys(credentials).length === 0)
+  return {
+    ...credentials,
+    ...(offline ? { PI_OFFLINE: "1", PI_SKIP_VERSION_CHECK: "1", PI_TELEMETRY: "0" } : {}),
+    PI_CODING_AGENT_DIR: agentDir,
+    RAMURE_URL: run.url,
+    ...("agentId" in identity ? { RAMURE_AGENT_ID: identity.agentId } : { RAMURE_POOL_MEMBER: identity.poolMember }),
+    RAMURE_TOKEN: run.token,
+    RAMURE_EXECUTION_ID: run.executionId,
+    ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
+    ...options.env
+  }
+}
+
+/** pi's arguments after its entry point: ramure's extension only, nothing of the user's pi setup. */
+export const piArguments = (extension: string, model: string | undefined, systemPrompt: string | undefined): Array<string> => [
+  "--no-extensions",
+  "-e",
+  extension,
+  "--no-skills",
+  "--no-prompt-templates",
+  "--no-context-files",
+  "--no-session",
+  ...(model === undefined ? [] : ["--model", model]),
+  ...(systemPrompt === undefined ? [] : ["--append-system-prompt", systemPrompt])
+]
+
 /** Machine kinds whose programs run on this host (a pooled pi can move into any of their directories). */
 const hostKinds = new Set(["local", "tmux"])
 
@@ -114,16 +166,7 @@ export const layer = (
           if (modelsJson !== undefined) {
             yield* fs.writeFileString(path.join(dir, "models.json"), JSON.stringify(modelsJson, null, 2), { mode: 0o600 })
           }
-          const slash = model?.indexOf("/") ?? -1
-          const settings = {
-            ...(model !== undefined && slash > 0
-              ? { defaultProvider: model.slice(0, slash), defaultModel: model.slice(slash + 1) }
-              : {}),
-            // Messages that arrive while the agent works all reach its next model request.
-            steeringMode: "all",
-            followUpMode: "all"
-          }
-          yield* fs.writeFileString(path.join(dir, "settings.json"), JSON.stringify(settings, null, 2), { mode: 0o600 })
+          yield* fs.writeFileString(path.join(dir, "settings.json"), JSON.stringify(piSettings(model), null, 2), { mode: 0o600 })
           return dir
         }).pipe(
           Effect.mapError((error) =>
@@ -150,34 +193,9 @@ export const layer = (
           return yield* new AgentStartError({ agent: identity, reason: "the ramure pi extension (@ramure/pi-extension) is not installed" })
         }
         const agentDir = yield* prepareAgentDir(identity, model)
-        const credentials = providerCredentials()
-        const offline = options.offline ??
-          (model?.startsWith(`${scriptedProvider}/`) === true || Object.keys(credentials).length === 0)
         const interactive = machine.kind === "tmux"
-        const env: Record<string, string> = {
-          ...credentials,
-          ...(offline ? { PI_OFFLINE: "1", PI_SKIP_VERSION_CHECK: "1", PI_TELEMETRY: "0" } : {}),
-          PI_CODING_AGENT_DIR: agentDir,
-          RAMURE_URL: role.agent.url,
-          ...(role.pooled ? { RAMURE_POOL_MEMBER: identity } : { RAMURE_AGENT_ID: identity }),
-          RAMURE_TOKEN: role.agent.token,
-          RAMURE_EXECUTION_ID: role.agent.executionId,
-          ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
-          ...options.env
-        }
-        const args = [
-          cli,
-          "--no-extensions",
-          "-e",
-          extension,
-          "--no-skills",
-          "--no-prompt-templates",
-          "--no-context-files",
-          "--no-session",
-          ...(model === undefined ? [] : ["--model", model]),
-          ...(role.systemPrompt === undefined ? [] : ["--append-system-prompt", role.systemPrompt]),
-          ...(interactive ? [] : ["--mode", "rpc"])
-        ]
+        const env = piEnvironment(options, model, agentDir, role.agent, role.pooled ? { poolMember: identity } : { agentId: identity })
+        const args = [cli, ...piArguments(extension, model, role.systemPrompt), ...(interactive ? [] : ["--mode", "rpc"])]
         return {
           agentDir,
           // rpc mode reads commands from stdin and exits when it closes.
@@ -186,6 +204,12 @@ export const layer = (
       })
 
       const launchCold = Effect.fn("PiAgents.launch")(function* (spec: LaunchSpec) {
+        if (spec.machine.remote !== undefined) {
+          return yield* new AgentStartError({
+            agent: spec.agentId,
+            reason: `its machine is on host ${spec.machine.remote.name}: start pi there with RemotePiAgents (Ramure.layer does)`
+          })
+        }
         const model = spec.model ?? defaultModel
         const program = yield* piProgram(spec.agentId, model, spec.machine, {
           agent: spec,

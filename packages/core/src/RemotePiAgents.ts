@@ -37,19 +37,6 @@ export const extensionBundlePath = (): string | undefined => {
   return nodeFs.existsSync(workspace) ? workspace : undefined
 }
 
-/** The provider of ramure's scripted model (`ScriptedModel.piProvider`): never needs the network. */
-const scriptedProvider = "ramure-scripted"
-
-/** pi's settings.json for an agent: the model pinned, every queued message delivered. */
-export const piSettings = (model: string | undefined): object => {
-  const slash = model?.indexOf("/") ?? -1
-  return {
-    ...(model !== undefined && slash > 0 ? { defaultProvider: model.slice(0, slash), defaultModel: model.slice(slash + 1) } : {}),
-    steeringMode: "all",
-    followUpMode: "all"
-  }
-}
-
 const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Options) =>
   Effect.gen(function* () {
     const fail = (reason: string) => new AgentStartError({ agent: spec.agentId, reason: `on host ${remote.name}: ${reason}` })
@@ -65,39 +52,16 @@ const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Op
     const agentDir = path.posix.join(remote.stateDirectory, ".pi", spec.agentId)
     const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(spec.agentId) : options.modelsJson
     yield* Effect.all([
-      remote.writePrivateFile(path.posix.join(agentDir, "settings.json"), JSON.stringify(piSettings(model), null, 2)),
+      remote.writePrivateFile(path.posix.join(agentDir, "settings.json"), JSON.stringify(PiAgents.piSettings(model), null, 2)),
       ...(modelsJson === undefined ? [] : [remote.writePrivateFile(path.posix.join(agentDir, "models.json"), JSON.stringify(modelsJson, null, 2))])
     ], { concurrency: "unbounded", discard: true }).pipe(Effect.mapError((error) => fail(`cannot prepare its pi directory: ${error.message}`)))
 
-    const credentials = PiAgents.providerCredentials()
-    const offline = options.offline ??
-      (model?.startsWith(`${scriptedProvider}/`) === true || Object.keys(credentials).length === 0)
-    const env: Record<string, string> = {
-      ...credentials,
-      ...(offline ? { PI_OFFLINE: "1", PI_SKIP_VERSION_CHECK: "1", PI_TELEMETRY: "0" } : {}),
-      PI_CODING_AGENT_DIR: agentDir,
-      RAMURE_URL: spec.url,
-      RAMURE_AGENT_ID: spec.agentId,
-      RAMURE_TOKEN: spec.token,
-      RAMURE_EXECUTION_ID: spec.executionId,
-      ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
-      ...options.env
-    }
+    const env = PiAgents.piEnvironment(options, model, agentDir, spec, { agentId: spec.agentId })
     const [command, ...prefix] = remote.piCommand
     const spawned = yield* spec.machine.spawn({
       name: spec.sessionName,
       command,
-      args: [
-        ...prefix,
-        "--no-extensions",
-        "-e", extension,
-        "--no-skills",
-        "--no-prompt-templates",
-        "--no-context-files",
-        "--no-session",
-        ...(model === undefined ? [] : ["--model", model]),
-        ...(spec.systemPrompt === undefined ? [] : ["--append-system-prompt", spec.systemPrompt])
-      ],
+      args: [...prefix, ...PiAgents.piArguments(extension, model, spec.systemPrompt)],
       env
     }).pipe(Effect.mapError((error) => fail(error.message)))
     return {
