@@ -100,6 +100,15 @@ const observeWorker = (provider: Provider, pool?: PiAgents.PoolOptions) =>
     }).pipe(Effect.provide(run(server, provider, home, pool)))
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
 
+const parentOf = (pid: number): number => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+  } catch {
+    return 0
+  }
+}
+
 const isPi = (pid: number): boolean => {
   try {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
@@ -199,9 +208,10 @@ describe("warm pool lifecycle", () => {
       yield* Effect.gen(function* () {
         const executionId = yield* RunInfo.executionId
         let most = 0
-        // Only pis: tmux clients run by the wrapper and by pi at start-up are not agents.
+        // Only pis: not the tmux clients the wrapper and pi run, nor a child pi has just forked.
         const sample = Effect.sync(() => {
-          most = Math.max(most, runProcesses(executionId).filter(isPi).length)
+          const pis = runProcesses(executionId).filter(isPi)
+          most = Math.max(most, pis.filter((pid) => !pis.includes(parentOf(pid))).length)
         })
         yield* sample.pipe(Effect.delay("25 millis"), Effect.forever, Effect.forkScoped)
         yield* logged("pool_member_ready")
