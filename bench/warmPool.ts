@@ -134,11 +134,11 @@ export const warmPool = (size: Size) =>
       yield* Effect.gen(function* () {
         yield* poolReady(fanoutSize)
         wide.pooled.push(yield* fanout(`wide-pooled${round}`, fanoutSize))
-      }).pipe(Effect.provide(runLayer(home, server, { size: fanoutSize, concurrency: 2, refillDelay: 0 })))
+      }).pipe(Effect.provide(runLayer(home, server, { size: fanoutSize, concurrency: 2 })))
       yield* Effect.gen(function* () {
         yield* poolReady(4)
         four.pooled.push(yield* fanout(`four-pooled${round}`, 4))
-      }).pipe(Effect.provide(runLayer(home, server, { size: 4, concurrency: 2, refillDelay: 0 })))
+      }).pipe(Effect.provide(runLayer(home, server, { size: 4, concurrency: 2 })))
       if (subagentExtension() !== undefined) {
         four.subagent.push(yield* runPiSubagentFanout(path.join(home, `subagent${round}`), 4))
       }
