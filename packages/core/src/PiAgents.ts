@@ -216,15 +216,10 @@ export const layer = (
           pooled: false,
           systemPrompt: spec.systemPrompt
         })
-        const spawned = yield* spec.machine.spawn({ ...program.spec, name: spec.sessionName }).pipe(
+        const spawned: LaunchedAgent = yield* spec.machine.spawn({ ...program.spec, name: spec.sessionName }).pipe(
           Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
         )
-        return {
-          pid: spawned.pid,
-          session: spawned.session,
-          exited: spawned.exited,
-          outputTail: spawned.outputTail
-        } satisfies LaunchedAgent
+        return spawned
       })
 
       if (options.pool === undefined || options.pool.size <= 0) return AgentLauncher.of({ launch: launchCold })

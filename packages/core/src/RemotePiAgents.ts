@@ -64,12 +64,7 @@ const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Op
       args: [...prefix, ...PiAgents.piArguments(extension, model, spec.systemPrompt)],
       env
     }).pipe(Effect.mapError((error) => fail(error.message)))
-    return {
-      pid: spawned.pid,
-      session: spawned.session,
-      exited: spawned.exited,
-      outputTail: spawned.outputTail
-    } satisfies LaunchedAgent
+    return spawned satisfies LaunchedAgent
   }).pipe(Effect.withSpan("RemotePiAgents.launch", { attributes: { agent: spec.agentId, host: remote.name } }))
 
 /**

@@ -166,20 +166,15 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
           cwd: spec.machine.cwd,
           ...(spec.systemPrompt === undefined ? {} : { systemPrompt: spec.systemPrompt })
         }))
-        // While the pi takes on its identity and connects:
-        const session = member.spawned.rename === undefined
-          ? member.spawned.session
-          : yield* member.spawned.rename(spec.sessionName).pipe(
+        // While the pi takes on its identity and connects (`session` then has the new name):
+        if (member.spawned.rename !== undefined) {
+          yield* member.spawned.rename(spec.sessionName).pipe(
             Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
           )
+        }
         yield* deps.linkAgentDir(member, spec.agentId)
         yield* log("pool_member_assigned", { member: member.id, agent: spec.agentId })
-        return {
-          pid: member.spawned.pid,
-          session,
-          exited: member.spawned.exited,
-          outputTail: member.spawned.outputTail
-        } satisfies LaunchedAgent
+        return member.spawned satisfies LaunchedAgent
       })
 
     return { launch, evictIdle: pool.evictIdle(), stats: pool.stats }
