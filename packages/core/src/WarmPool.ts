@@ -14,7 +14,7 @@
  * Forked work is made interruptible explicitly: it is often forked from
  * `take`, whose uninterruptible region a fork would otherwise inherit.
  */
-import { type Cause, Deferred, type Duration, Effect, ExecutionStrategy, Exit, Option, Scope } from "effect"
+import { type Cause, Deferred, type Duration, Effect, ExecutionStrategy, Exit, Option, Schedule, Scope } from "effect"
 
 export interface Options<A, E> {
   /** Keys kept warm from the start; any other key gets items only when asked for one. */
@@ -27,7 +27,8 @@ export interface Options<A, E> {
   readonly concurrency?: number
   /**
    * How long a background start waits before it begins (default 0): room for
-   * the taker of the item it replaces to get going first.
+   * the taker of the item it replaces to get going first. Cut short when a
+   * taker starts waiting.
    */
   readonly backgroundDelay?: Duration.DurationInput
   /** Start an item; its resources live in the provided scope. */
@@ -122,7 +123,15 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<WarmPool<A, E>
     const startOne = (key: string, background: boolean): Effect.Effect<void> =>
       Effect.gen(function* () {
         const state = stateOf(key)
-        if (background && options.backgroundDelay !== undefined) yield* Effect.sleep(options.backgroundDelay)
+        if (background && options.backgroundDelay !== undefined) {
+          // Cut short when someone starts waiting for an item: the delay is for quiet times.
+          yield* Effect.sleep("25 millis").pipe(
+            Effect.repeat({
+              schedule: Schedule.spaced("25 millis").pipe(Schedule.upTo(options.backgroundDelay)),
+              until: () => state.waiters.length > 0
+            })
+          )
+        }
         const scope = yield* Scope.fork(poolScope, ExecutionStrategy.sequential)
         const exit = yield* options.start(key).pipe(Scope.extend(scope), Effect.exit)
         state.starting--

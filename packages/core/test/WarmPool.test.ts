@@ -156,6 +156,22 @@ describe("WarmPool", () => {
       expect(yield* Effect.scoped(pool.take("m"))).toBe("m#1")
     }))
 
+  it.scoped("a background start waits `backgroundDelay`, unless someone is waiting for the item", () =>
+    Effect.gen(function* () {
+      const h = yield* harness
+      const pool = yield* h.pool({ keys: ["m"], size: 1, backgroundDelay: "10 seconds" })
+      yield* settle
+      expect(h.started).toEqual([])
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(h.started).toEqual(["m#1"])
+      // Taken: its replacement would wait 10 s, but a second taker cuts that short.
+      yield* Effect.scoped(pool.take("m"))
+      const next = yield* Effect.scoped(pool.take("m")).pipe(Effect.fork)
+      yield* settle
+      expect(yield* Fiber.join(next)).toBe("m#2")
+    }))
+
   it.scoped("evictIdle closes an idle item of another key", () =>
     Effect.gen(function* () {
       const h = yield* harness
