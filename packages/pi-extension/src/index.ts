@@ -7,6 +7,10 @@
  * it. It replicates the agent's log through `AgentClient` — tools become pi
  * tools, user messages become prompts, `Shutdown` ends pi — and forwards what
  * pi does as `Protocol.AgentEvent`s. A pi that cannot reach its run exits 1.
+ *
+ * A pi started ahead of need for a warm pool has `RAMURE_POOL_MEMBER` instead
+ * of `RAMURE_AGENT_ID`: it waits on `/pool/<member>` for an `Assign`, takes on
+ * that agent's identity (see `identity.ts`) and then connects as that agent.
  */
 import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
 import * as AgentClient from "@ramure/core/AgentClient"
