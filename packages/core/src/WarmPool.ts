@@ -69,9 +69,9 @@ interface KeyState<A, E> {
   readonly idle: Array<Item<A>>
   readonly waiters: Array<Deferred.Deferred<Item<A>, E>>
   starting: number
-  /** Consecutive failed starts; background refills pause 2^n × 500 ms (up to 30 s) after them. */
+  /** Consecutive failed starts; background refills pause 2^n × 500 ms (up to 30 s) after them, then try one at a time. */
   failures: number
-  retrying: boolean
+  pausing: boolean
 }
 
 /** The pause before the next background start of a key whose last `failures` starts failed. */
@@ -91,7 +91,7 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<WarmPool<A, E>
 
     const stateOf = (key: string): KeyState<A, E> => {
       let state = states.get(key)
-      if (state === undefined) states.set(key, (state = { idle: [], waiters: [], starting: 0, failures: 0, retrying: false }))
+      if (state === undefined) states.set(key, (state = { idle: [], waiters: [], starting: 0, failures: 0, pausing: false }))
       return state
     }
 
@@ -147,6 +147,17 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<WarmPool<A, E>
           const waiter = state.waiters.shift()
           if (waiter !== undefined) yield* Deferred.failCause(waiter, exit.cause)
           else if (options.onStartFailure !== undefined) yield* options.onStartFailure(key, exit.cause)
+          if (!state.pausing) {
+            state.pausing = true
+            yield* Effect.sleep(retryDelay(state.failures)).pipe(
+              Effect.zipRight(Effect.suspend(() => {
+                state.pausing = false
+                return kick(key)
+              })),
+              Effect.interruptible,
+              Effect.forkIn(poolScope)
+            )
+          }
         }
         yield* kick(key)
       }).pipe(Effect.interruptible, Effect.forkIn(poolScope), Effect.asVoid)
@@ -163,32 +174,13 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<WarmPool<A, E>
           starts.push(startOne(key, background))
         }
         while (state.idle.length + state.starting < state.waiters.length) begin(false)
-        if (warm.has(key) && state.idle.length + state.starting < minIdle) {
-          if (state.failures > 0 && !state.retrying) {
-            state.retrying = true
-            starts.push(
-              Effect.sleep(retryDelay(state.failures)).pipe(
-                Effect.zipRight(Effect.sync(() => void (state.retrying = false))),
-                Effect.zipRight(Effect.suspend(() => (state.failures > 0 ? fill(key, state) : kick(key)))),
-                Effect.interruptible,
-                Effect.forkIn(poolScope),
-                Effect.asVoid
-              )
-            )
-          } else if (state.failures === 0) {
-            while (state.idle.length + state.starting < options.size && backgroundStarts < concurrency) begin(true)
-          }
+        if (warm.has(key) && !state.pausing && state.idle.length + state.starting < minIdle) {
+          while (
+            state.idle.length + state.starting < options.size && backgroundStarts < concurrency &&
+            (state.failures === 0 || state.starting === 0)
+          ) begin(true)
         }
         return Effect.all(starts, { discard: true })
-      })
-
-    /** After a pause for failures: one more background attempt. */
-    const fill = (key: string, state: KeyState<A, E>) =>
-      Effect.suspend(() => {
-        if (closed || state.idle.length + state.starting >= minIdle || backgroundStarts >= concurrency) return Effect.void
-        state.starting++
-        backgroundStarts++
-        return startOne(key, true)
       })
 
     const take = (key: string): Effect.Effect<A, E, Scope.Scope> =>

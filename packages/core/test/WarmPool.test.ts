@@ -142,6 +142,25 @@ describe("WarmPool", () => {
       expect(yield* pool.stats("other")).toEqual({ idle: 0, starting: 0, waiting: 0 })
     }))
 
+  it.scoped("a failed background start is retried after a pause", () =>
+    Effect.gen(function* () {
+      const h = yield* harness
+      h.failNext("pi crashed")
+      const failures: Array<string> = []
+      const pool = yield* h.pool({
+        keys: ["m"],
+        size: 1,
+        onStartFailure: (key) => Effect.sync(() => void failures.push(key))
+      })
+      yield* settle
+      expect(failures).toEqual(["m"])
+      expect(yield* pool.stats("m")).toEqual({ idle: 0, starting: 0, waiting: 0 })
+      yield* TestClock.adjust("500 millis")
+      yield* settle
+      expect(yield* pool.stats("m")).toEqual({ idle: 1, starting: 0, waiting: 0 })
+      expect(h.started).toEqual(["m#2"])
+    }))
+
   it.scoped("a taker interrupted while waiting leaves the item for the next one", () =>
     Effect.gen(function* () {
       const h = yield* harness
