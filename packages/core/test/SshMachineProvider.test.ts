@@ -235,6 +235,15 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
     const mastersOf = (home: string) => execFileSync("sh", ["-c", `pgrep -f '[s]sh .*-M -N.*${home}' || true`], { encoding: "utf8" }).trim()
     const runDirectoriesOf = (hosts: SshHosts.TestHosts, executionId: string) =>
       hosts.hosts.map((host) => hosts.remote(host, `ls -d ${host.root}/${executionId} 2>/dev/null || echo gone`).trim())
+    /** The run's programs and directories are gone from both hosts, its masters from here; then remove its home. */
+    const expectNothingLeft = (hosts: SshHosts.TestHosts, home: string, executionId: string) =>
+      Effect.gen(function* () {
+        expect(sleepersOn(hosts)).toEqual(["none", "none"])
+        expect(runDirectoriesOf(hosts, executionId)).toEqual(["gone", "gone"])
+        expect(yield* pollUntil(() => mastersOf(home), (out) => out === "")).toBe("")
+        expect(yield* SshMachineProvider.collectOrphans(home)).toEqual([])
+        fs.rmSync(home, { recursive: true, force: true })
+      })
 
     it.effect("a second SIGINT forces the exit and still cleans every host and closes the masters", () =>
       Effect.gen(function* () {
@@ -247,11 +256,7 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
         yield* Effect.sleep("150 millis")
         process.kill(proc.pid, "SIGINT")
         expect(yield* proc.exitCode.pipe(Effect.timeout("20 seconds"))).toBe(130)
-        expect(sleepersOn(hosts)).toEqual(["none", "none"])
-        expect(runDirectoriesOf(hosts, executionId)).toEqual(["gone", "gone"])
-        expect(yield* pollUntil(() => mastersOf(home), (out) => out === "")).toBe("")
-        expect(yield* SshMachineProvider.collectOrphans(home)).toEqual([])
-        fs.rmSync(home, { recursive: true, force: true })
+        yield* expectNothingLeft(hosts, home, executionId)
       }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)))
 
     it.effect("after a run is killed (SIGKILL), collectOrphans cleans its hosts and closes its master", () =>
@@ -271,11 +276,7 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
           { host: "a", reached: true, sessions: [`ramure-${executionId.slice(0, 8)}-sleeper-a`] },
           { host: "b", reached: true, sessions: [`ramure-${executionId.slice(0, 8)}-sleeper-b`] }
         ])
-        expect(sleepersOn(hosts)).toEqual(["none", "none"])
-        expect(runDirectoriesOf(hosts, executionId)).toEqual(["gone", "gone"])
-        expect(yield* pollUntil(() => mastersOf(home), (out) => out === "")).toBe("")
-        expect(yield* SshMachineProvider.collectOrphans(home)).toEqual([])
-        fs.rmSync(home, { recursive: true, force: true })
+        yield* expectNothingLeft(hosts, home, executionId)
       }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)))
 
     it.effect("closing the run stops the machines, removes the run's directories and closes the connections", () =>

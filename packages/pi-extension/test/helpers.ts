@@ -3,7 +3,7 @@ import * as Ramure from "@ramure/core/Ramure"
 import { Runtime } from "@ramure/core/Runtime"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
 import * as TmuxMachineProvider from "@ramure/core/TmuxMachineProvider"
-import { Duration, Effect, Stream } from "effect"
+import { Duration, Effect, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -105,3 +105,13 @@ export const eventually = <A, E, R>(
 /** The user texts of a request. */
 export const userTexts = (request: ScriptedModel.ChatRequest): Array<string> =>
   request.messages.filter((m) => m.role === "user").map((m) => m.content)
+
+/** The `finish` tool the scenarios give their agents, and the scripted call to it. */
+export const finishTool = { description: "Report the result and stop", parameters: Schema.Struct({ result: Schema.String }) }
+export const finish = (result: string): ScriptedModel.ToolCallTurn => ({ name: "finish", arguments: { result } })
+
+/** Fails the turn unless the request's last tool results satisfy `check`. */
+export const expectToolResults = (check: (results: ReadonlyArray<string>) => boolean) => (request: ScriptedModel.ChatRequest) => {
+  const results = ScriptedModel.lastToolResults(request).map((r) => r.content)
+  return check(results) ? undefined : `unexpected tool results: ${JSON.stringify(results)}`
+}

@@ -11,13 +11,11 @@ import * as Ramure from "@ramure/core/Ramure"
 import * as RunInfo from "@ramure/core/RunInfo"
 import { Runtime } from "@ramure/core/Runtime"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { noLeftovers, type Provider, runProcesses, tempHome } from "./helpers.js"
+import { finishTool, noLeftovers, type Provider, runProcesses, tempHome } from "./helpers.js"
 
-const Finish = Schema.Struct({ result: Schema.String })
-const finishTool = { description: "Report the result and stop", parameters: Finish }
 
 /** A run of pi agents on `provider`, all sharing one models.json (the scripted server finds agents by header). */
 const run = (server: ScriptedModel.ScriptedModelServer, provider: Provider, home: string, pool?: PiAgents.PoolOptions) =>

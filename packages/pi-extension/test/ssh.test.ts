@@ -18,7 +18,7 @@ import { execFileSync } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as SshHosts from "../../core/test/sshHosts.js"
-import { connectedAgents, eventually, tempHome } from "./helpers.js"
+import { connectedAgents, eventually, expectToolResults, finish, finishTool, tempHome } from "./helpers.js"
 
 /** The built `ramure` CLI. */
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../cli/bin/ramure.js")
@@ -31,13 +31,6 @@ if (unavailable !== undefined) {
   console.warn(`pi agents over ssh: tests skipped: ${unavailable}`)
 }
 
-const Finish = Schema.Struct({ result: Schema.String })
-const finishTool = { description: "Report the result and stop", parameters: Finish }
-const finish = (result: string): ScriptedModel.ToolCallTurn => ({ name: "finish", arguments: { result } })
-const expectToolResults = (check: (results: ReadonlyArray<string>) => boolean) => (request: ScriptedModel.ChatRequest) => {
-  const results = ScriptedModel.lastToolResults(request).map((r) => r.content)
-  return check(results) ? undefined : `unexpected tool results: ${JSON.stringify(results)}`
-}
 
 /** Run `body` in a pi run whose machines are on the test hosts and whose model is scripted. */
 const scenario = <A, E>(

@@ -18,6 +18,9 @@ import {
   agentPid,
   connectedAgents,
   eventually,
+  expectToolResults,
+  finish,
+  finishTool,
   noLeftovers,
   piRun,
   type Provider,
@@ -25,15 +28,6 @@ import {
   userTexts
 } from "./helpers.js"
 
-const Finish = Schema.Struct({ result: Schema.String })
-const finishTool = { description: "Report the result and stop", parameters: Finish }
-const finish = (result: string): ScriptedModel.ToolCallTurn => ({ name: "finish", arguments: { result } })
-
-/** Fails the turn unless the request's last tool results satisfy `check`. */
-const expectToolResults = (check: (results: ReadonlyArray<string>) => boolean) => (request: ScriptedModel.ChatRequest) => {
-  const results = ScriptedModel.lastToolResults(request).map((r) => r.content)
-  return check(results) ? undefined : `unexpected tool results: ${JSON.stringify(results)}`
-}
 
 /**
  * Run `body` against a scripted model server and a pi run on `provider`;
