@@ -3,24 +3,56 @@
  * scripted driver: connect, replicate the agent's log in order (resync on a
  * gap, drop duplicates), reconnect with backoff, and keep tool calls alive
  * across reconnects.
+ *
+ * Every call gets exactly one answer: its result, or an error result that
+ * says why there is none (the call's message is over the run's frame limit,
+ * the run asked the agent to shut down, refused it, or the client closed).
  */
-import { Deferred, Duration, Effect, FiberSet, Queue, Schema, Scope } from "effect"
+import { Deferred, Duration, Effect, Either, FiberSet, Queue, Schema, Scope } from "effect"
 import WebSocket from "ws"
 import * as Protocol from "./Protocol.js"
 import { fromWebSocket, type Connection } from "./internal/socket.js"
 
-export interface AgentClientOptions {
+/** Where the run is and the secret it expects. */
+export interface Address {
   /** The run's server, `ws://127.0.0.1:<port>`. */
   readonly url: string
-  readonly agentId: string
   readonly token: string
+}
+
+export interface AgentClientOptions extends Address {
+  readonly agentId: string
+  /**
+   * Where the run is now, asked before every connection attempt (the run
+   * may move: a resumed run listens elsewhere); `undefined` keeps `url` and
+   * `token`.
+   */
+  readonly address?: Effect.Effect<Address | undefined>
+  /**
+   * The first `Hello` waits for this; the socket opens before. An agent that
+   * may still fail to start connects early and says who it is once it is up.
+   */
+  readonly ready?: Effect.Effect<void>
   /**
    * Called for every log entry, in order, exactly once. With it, user messages
    * are left to this callback and not queued on `messages`.
    */
   readonly onEntry?: (body: Protocol.EntryBody) => Effect.Effect<void>
+  /**
+   * Called whenever the client becomes reachable (synced on a live
+   * connection) or stops being so (the connection closed).
+   */
+  readonly onReachable?: (reachable: boolean) => Effect.Effect<void>
   /** Longest pause between reconnect attempts (default 2 s). */
   readonly maxBackoff?: Duration.DurationInput
+  /**
+   * Ping the run every `interval`; a connection whose pong does not come
+   * within `timeout` is dropped (and reconnected): a run that stopped
+   * answering is noticed. Off by default.
+   */
+  readonly heartbeat?: { readonly interval: Duration.DurationInput; readonly timeout: Duration.DurationInput }
+  /** The largest frame to send until the run says its own limit (default 16 MiB, the run's default). */
+  readonly maxFrameBytes?: number
   /** Continue where an earlier client of the same agent stopped: entries up to `lastSeq` are not replayed. */
   readonly resume?: {
     readonly lastSeq: number
@@ -46,12 +78,15 @@ export interface AgentClient {
   readonly lastSeq: () => number
   /** User messages, in order (unless `onEntry` handles them). */
   readonly messages: Queue.Dequeue<typeof Protocol.UserMessage.Type>
-  /** Call a tool of this agent; survives reconnects. */
+  /**
+   * Call a tool of this agent; survives reconnects. `callId` names the call
+   * (default: a fresh one); a call is run once per id.
+   */
   readonly call: (tool: string, args: unknown, callId?: string) => Effect.Effect<ToolCallResult>
   readonly emit: (event: Protocol.AgentEvent) => Effect.Effect<void>
   /** Completes with the reason when the runtime asks the agent to shut down. */
   readonly shutdown: Effect.Effect<string>
-  /** Fails if the runtime refuses this agent for good (bad token, unknown agent). */
+  /** Fails if the runtime refuses this agent before it ever synced (bad token, unknown agent). */
   readonly fatal: Effect.Effect<never, AgentClientError>
   /** Drop the current connection (the client reconnects); for tests. */
   readonly dropConnection: Effect.Effect<void>
@@ -63,6 +98,20 @@ interface Pending {
   readonly args: unknown
   readonly result: Deferred.Deferred<ToolCallResult>
 }
+
+/** The default largest frame (the run's default `maxMessageBytes`). */
+export const defaultMaxFrameBytes = 16 * 1024 * 1024
+
+const formatBytes = (bytes: number): string =>
+  bytes >= 1024 * 1024
+    ? `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, "")} MiB`
+    : bytes >= 1024
+    ? `${(bytes / 1024).toFixed(1).replace(/\.0$/, "")} KiB`
+    : `${bytes} bytes`
+
+/** A message as a frame, or why it cannot be one (a value JSON cannot hold). */
+const encodeFrame = (message: Protocol.Message): Either.Either<string, string> =>
+  Either.try({ try: () => Protocol.encode(message), catch: (error) => (error instanceof Error ? error.message : String(error)) })
 
 const openSocket = (url: string, token: string) =>
   Effect.async<Connection, { readonly fatal: boolean; readonly message: string }>((resume) => {
@@ -87,7 +136,7 @@ const openSocket = (url: string, token: string) =>
 /** Connect as `agentId`; the client runs (and reconnects) until the scope closes. */
 export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const url = `${options.url}${Protocol.agentPath(options.agentId)}`
+    const path = Protocol.agentPath(options.agentId)
     const tools = new Map<string, Protocol.ToolDefinition>([...(options.resume?.tools ?? [])].map((tool) => [tool.name, tool]))
     const pending = new Map<string, Pending>()
     const buffered: Array<Protocol.AgentEvent> = []
@@ -98,11 +147,55 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
     let lastSeq = options.resume?.lastSeq ?? 0
     let current: Connection | undefined
     let callCounter = 0
+    let maxFrameBytes = options.maxFrameBytes ?? defaultMaxFrameBytes
+    /** Set once calls can no longer be answered by the run: later calls get this at once. */
+    let closedBecause: string | undefined
     const maxBackoff = Duration.toMillis(options.maxBackoff ?? "2 seconds")
     const clientError = (message: string) => new AgentClientError({ agent: options.agentId, message })
+    const unanswered = (reason: string): ToolCallResult => ({ isError: true, text: `ramure: the tool call got no result: ${reason}` })
 
+    /** Answer every pending call with why it gets no result; and every later call. */
+    const settleAll = (reason: string) =>
+      Effect.suspend(() => {
+        closedBecause ??= reason
+        const calls = [...pending.values()]
+        pending.clear()
+        return Effect.forEach(calls, (call) => Deferred.succeed(call.result, unanswered(reason)), { discard: true })
+      })
+
+    const sendFrame = (frame: string) => (current === undefined ? Effect.void : current.send(frame))
     const send = (message: Protocol.Message) =>
-      current === undefined ? Effect.void : current.send(Protocol.encode(message))
+      Either.match(encodeFrame(message), { onLeft: () => Effect.void, onRight: sendFrame })
+
+    /** Send a pending call, unless its frame is over the limit (or not JSON): then it is answered with why. */
+    const sendCall = (callId: string, call: Pending) =>
+      Effect.suspend(() => {
+        const frame = encodeFrame({ _tag: "ToolCall", callId, tool: call.tool, args: call.args })
+        const problem = Either.isLeft(frame)
+          ? `its arguments cannot be sent as JSON (${frame.left})`
+          : Buffer.byteLength(frame.right, "utf8") > maxFrameBytes
+          ? `its message is ${formatBytes(Buffer.byteLength(frame.right, "utf8"))}, over the run's limit of ${formatBytes(maxFrameBytes)} per message; send less (a file path instead of its content)`
+          : undefined
+        if (problem === undefined) return sendFrame(Either.getOrThrow(frame))
+        pending.delete(callId)
+        return Deferred.succeed(call.result, unanswered(`tool "${call.tool}" was not called: ${problem}`))
+      })
+
+    /** Send an event; one over the limit is replaced by an `agent_error` that says so. */
+    const sendEvent = (event: Protocol.AgentEvent) =>
+      Either.match(encodeFrame({ _tag: "Event", event }), {
+        onLeft: (reason) => send({ _tag: "Event", event: { _tag: "agent_error", message: `ramure: a ${event._tag} event was dropped: ${reason}` } }),
+        onRight: (frame) => {
+          const size = Buffer.byteLength(frame, "utf8")
+          return size <= maxFrameBytes ? sendFrame(frame) : send({
+            _tag: "Event",
+            event: {
+              _tag: "agent_error",
+              message: `ramure: a ${event._tag} event of ${formatBytes(size)} was dropped: over the run's limit of ${formatBytes(maxFrameBytes)} per message`
+            }
+          })
+        }
+      })
 
     const apply = (body: Protocol.EntryBody) =>
       Effect.gen(function* () {
@@ -123,6 +216,8 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
             if (options.onEntry === undefined) yield* Queue.offer(messages, body)
             break
           case "Shutdown":
+            // Results come before the Shutdown in the log: what is still pending will not be answered.
+            yield* settleAll(`the run asked the agent to shut down (${body.reason})`)
             yield* Deferred.succeed(shutdown, body.reason)
             break
         }
@@ -131,20 +226,30 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
 
     // Suspended: the calls pending at each sync, not those at construction (none).
     const resendPending = Effect.suspend(() =>
-      Effect.forEach(
-        [...pending.entries()],
-        ([callId, call]) => send({ _tag: "ToolCall", callId, tool: call.tool, args: call.args }),
-        { discard: true }
-      )
+      Effect.forEach([...pending.entries()], ([callId, call]) => sendCall(callId, call), { discard: true })
     )
+
+    const hello = Effect.suspend(() => send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq }))
+
+    /** Ping the run now and then; one that does not answer in time loses its connection. */
+    const heartbeat = (connection: Connection) =>
+      options.heartbeat === undefined ? Effect.void : Effect.gen(function* () {
+        const { interval, timeout } = options.heartbeat!
+        while (true) {
+          yield* Effect.sleep(interval)
+          if (!(yield* connection.ping(timeout))) return yield* connection.terminate
+        }
+      })
 
     /** One connection, until it closes. Returns whether it ever synced. */
     const session = (connection: Connection) =>
       Effect.gen(function* () {
-        current = connection
         let resyncRequested = false
         let synchronized = false
-        yield* send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq })
+        if (options.ready !== undefined) yield* options.ready
+        current = connection
+        yield* hello
+        yield* Effect.forkScoped(heartbeat(connection))
         yield* connection.forEach((frame) =>
           Effect.gen(function* () {
             const decoded = Protocol.decode(frame)
@@ -156,7 +261,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
                 if (message.seq > lastSeq + 1) {
                   if (!resyncRequested) {
                     resyncRequested = true
-                    yield* send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq })
+                    yield* hello
                   }
                   return
                 }
@@ -167,29 +272,49 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
               case "Synced": {
                 if (message.seq !== lastSeq || synchronized) return
                 synchronized = true
-                yield* Deferred.succeed(synced, undefined)
+                if (message.maxFrameBytes !== undefined && message.maxFrameBytes > 0) maxFrameBytes = message.maxFrameBytes
                 yield* resendPending
-                const events = buffered.splice(0)
-                return yield* Effect.forEach(events, (event) => send({ _tag: "Event", event }), { discard: true })
+                yield* Effect.forEach(buffered.splice(0), sendEvent, { discard: true })
+                if (options.onReachable) yield* options.onReachable(true)
+                return yield* Deferred.succeed(synced, undefined)
               }
               case "ProtocolError":
                 if (message.code === "unknown_agent" || message.code === "version" || message.code === "unauthorized") {
-                  yield* Deferred.fail(fatal, clientError(message.message))
-                  yield* Deferred.fail(synced, clientError(message.message))
+                  yield* refuse(message.message)
                 }
                 return
             }
           })
         )
         current = undefined
+        if (synchronized && options.onReachable) yield* options.onReachable(false)
         return synchronized
+      }).pipe(Effect.scoped)
+
+    /**
+     * The run refuses this agent. Before the first sync that is final (a wrong
+     * token, an agent the run does not know); after it, a run that comes back
+     * (resumed, elsewhere) may not know the agent yet: keep trying.
+     */
+    const refuse = (message: string) =>
+      Effect.gen(function* () {
+        if (yield* Deferred.isDone(synced)) return
+        yield* Deferred.fail(fatal, clientError(message))
+        yield* Deferred.fail(synced, clientError(message))
+        yield* settleAll(`the run refused the agent (${message})`)
       })
+
+    const connectTo = Effect.gen(function* () {
+      const moved = options.address === undefined ? undefined : yield* options.address
+      const address = moved ?? options
+      return yield* Effect.either(openSocket(`${address.url}${path}`, address.token))
+    })
 
     const loop = Effect.gen(function* () {
       let backoff = 50
       while (true) {
         if (yield* Deferred.isDone(fatal)) return
-        const opened = yield* Effect.either(openSocket(url, options.token))
+        const opened = yield* connectTo
         if (opened._tag === "Right") {
           const connection = opened.right
           yield* Effect.addFinalizer(() => connection.close(Protocol.CloseCode.normal, "client closed"))
@@ -197,9 +322,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
           if (yield* Deferred.isDone(shutdown)) return
           if (wasSynced) backoff = 50
         } else if (opened.left.fatal) {
-          yield* Deferred.fail(fatal, clientError(opened.left.message))
-          yield* Deferred.fail(synced, clientError(opened.left.message))
-          return
+          yield* refuse(opened.left.message)
         }
         yield* Effect.sleep(Duration.millis(backoff))
         backoff = Math.min(backoff * 2, maxBackoff)
@@ -208,7 +331,25 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
 
     const fibers = yield* FiberSet.make()
     yield* FiberSet.run(fibers, loop)
-    yield* Effect.addFinalizer(() => (current ? current.close(Protocol.CloseCode.normal, "agent stopped") : Effect.void))
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(
+        settleAll("the agent's connection to its run was closed"),
+        current ? current.close(Protocol.CloseCode.normal, "agent stopped") : Effect.void
+      )
+    )
+
+    const call = (tool: string, args: unknown, callId?: string) =>
+      Effect.gen(function* () {
+        if (closedBecause !== undefined) return unanswered(closedBecause)
+        const id = callId ?? `${options.agentId}-${Date.now().toString(36)}-${++callCounter}`
+        const entry: Pending = { tool, args, result: yield* Deferred.make<ToolCallResult>() }
+        pending.set(id, entry)
+        if (current !== undefined) yield* sendCall(id, entry)
+        return yield* Deferred.await(entry.result).pipe(
+          // An abandoned call is not sent again on the next reconnect.
+          Effect.onInterrupt(() => Effect.sync(() => pending.get(id) === entry && pending.delete(id)))
+        )
+      })
 
     const client: AgentClient = {
       agentId: options.agentId,
@@ -216,21 +357,14 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       tools: () => tools,
       lastSeq: () => lastSeq,
       messages,
-      call: (tool, args, callId) =>
-        Effect.gen(function* () {
-          const id = callId ?? `${options.agentId}-${Date.now().toString(36)}-${++callCounter}`
-          const result = yield* Deferred.make<ToolCallResult>()
-          pending.set(id, { tool, args, result })
-          yield* send({ _tag: "ToolCall", callId: id, tool, args })
-          return yield* Deferred.await(result)
-        }),
+      call,
       emit: (event) =>
         Effect.suspend(() => {
           if (current === undefined || !current.isOpen()) {
             buffered.push(event)
             return Effect.void
           }
-          return send({ _tag: "Event", event })
+          return sendEvent(event)
         }),
       shutdown: Deferred.await(shutdown),
       fatal: Deferred.await(fatal),

@@ -6,14 +6,16 @@
  * models or sessions with each other or with the user's `~/.pi`.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import type * as AgentClient from "./AgentClient.js"
 import { AgentLauncher, type LaunchedAgent, type LaunchSpec, type PoolQuery } from "./AgentLauncher.js"
 import { AgentStartError } from "./Errors.js"
+import * as PiExtension from "./internal/piExtension.js"
 import * as PiPool from "./internal/piPool.js"
 import { type Machine, MachineProvider } from "./Machine.js"
+import * as RunAddress from "./RunAddress.js"
 import { RunInfo, workDirectory } from "./RunInfo.js"
 import { Runtime } from "./Runtime.js"
 
@@ -39,42 +41,39 @@ export interface Options {
    * is the same for every agent.
    */
   readonly pool?: PiPool.PoolOptions
+  /**
+   * How long an agent whose run is unreachable (the orchestrator died, its
+   * connection is gone or does not answer) waits for it, frozen — no new
+   * model request, no tool started —, before pi exits (default 60 s). A run
+   * that comes back within it (at the same address, or at the one written to
+   * the agent's address file, see `RunAddress`) finds the agent where it was.
+   */
+  readonly unreachableTimeout?: Duration.DurationInput
 }
 
 export type PoolOptions = PiPool.PoolOptions
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-
-/** The directory of an installed package, looked up the way node does from this module. */
-const findPackage = (name: string): string | undefined => {
-  for (let dir = here; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, "node_modules", name, "package.json")
-    if (nodeFs.existsSync(candidate)) return path.dirname(candidate)
-    if (path.dirname(dir) === dir) return undefined
-  }
-}
-
 const readJson = (file: string): any => JSON.parse(nodeFs.readFileSync(file, "utf8"))
 
-/** pi's command-line entry point (the package's `pi` bin), if pi is installed. */
-export const piCli = (): string | undefined => {
-  const dir = findPackage("@mariozechner/pi-coding-agent")
+const findCli = (): string | undefined => {
+  const dir = PiExtension.findPackage("@mariozechner/pi-coding-agent")
   if (dir === undefined) return undefined
   const bin = readJson(path.join(dir, "package.json")).bin
   const entry = typeof bin === "string" ? bin : bin?.pi
   return typeof entry === "string" ? path.join(dir, entry) : undefined
 }
 
-/** The ramure pi extension's source file (`@ramure/pi-extension`). */
-export const extensionPath = (): string | undefined => {
-  const dir = findPackage("@ramure/pi-extension")
-  const candidates = [
-    ...(dir === undefined ? [] : [path.join(dir, readJson(path.join(dir, "package.json")).exports?.["."] ?? "src/index.ts")]),
-    path.resolve(here, "../../pi-extension/src/index.ts")
-  ]
-  const found = candidates.find((file) => nodeFs.existsSync(file))
-  return found === undefined ? undefined : nodeFs.realpathSync(found)
-}
+let cli: string | undefined
+
+/** pi's command-line entry point (the package's `pi` bin), if pi is installed (found once). */
+export const piCli = (): string | undefined => (cli ??= findCli())
+
+/**
+ * The ramure pi extension a local pi loads: the built file while it is up to
+ * date with its sources, else (a development checkout with edited sources)
+ * the TypeScript source.
+ */
+export const extensionPath = (): string | undefined => PiExtension.resolve()?.path
 
 const CREDENTIAL =
   /(_API_KEY|_OAUTH_TOKEN)$|^(AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|REGION|PROFILE|BEARER_TOKEN_BEDROCK)|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_(PROJECT|LOCATION)|GCLOUD_PROJECT|COPILOT_GITHUB_TOKEN)$/
@@ -107,7 +106,13 @@ export const piEnvironment = (
   model: string | undefined,
   agentDir: string,
   run: { readonly url: string; readonly token: string; readonly executionId: string },
-  identity: { readonly agentId: string } | { readonly poolMember: string }
+  identity: { readonly agentId: string } | { readonly poolMember: string },
+  files: {
+    /** The agent's address file (see `RunAddress`). */
+    readonly address: string
+    /** A private directory for the extension's V8 code cache. */
+    readonly codeCache: string | undefined
+  }
 ): Record<string, string> => {
   const credentials = providerCredentials()
   const offline = options.offline ??
@@ -121,9 +126,24 @@ export const piEnvironment = (
     RAMURE_TOKEN: run.token,
     RAMURE_EXECUTION_ID: run.executionId,
     ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
+    RAMURE_ADDRESS_FILE: files.address,
+    RAMURE_UNREACHABLE_TIMEOUT_MS: String(Duration.toMillis(options.unreachableTimeout ?? defaultUnreachableTimeout)),
+    ...(files.codeCache === undefined ? {} : { RAMURE_CODE_CACHE: files.codeCache }),
     ...options.env
   }
 }
+
+/** The default of `Options.unreachableTimeout`. */
+export const defaultUnreachableTimeout = Duration.seconds(60)
+
+/**
+ * The run's address in pi's environment (`options.env` may override it):
+ * what the agent's address file starts with.
+ */
+export const addressOf = (env: Readonly<Record<string, string>>): AgentClient.Address => ({
+  url: env.RAMURE_URL ?? "",
+  token: env.RAMURE_TOKEN ?? ""
+})
 
 /** pi's arguments after its entry point: ramure's extension only, nothing of the user's pi setup. */
 export const piArguments = (extension: string, model: string | undefined, systemPrompt: string | undefined): Array<string> => [
@@ -156,18 +176,21 @@ export const layer = (
       const agentsDirectory = path.join(workDirectory(home, executionId), ".pi")
       const defaultModel = options.model ?? (process.env.RAMURE_MODEL || undefined)
 
-      /** A private (0700) pi agent directory with the agent's models and pinned model. */
-      const prepareAgentDir = (agentId: string, model: string | undefined) =>
+      const codeCache = path.join(home, "cache")
+      yield* fs.makeDirectory(codeCache, { recursive: true, mode: 0o700 }).pipe(Effect.ignore)
+
+      /** A private (0700) pi agent directory with the agent's models, pinned model and run address. */
+      const prepareAgentDir = (agentId: string, dir: string, model: string | undefined, env: Record<string, string>) =>
         Effect.gen(function* () {
-          const dir = path.join(agentsDirectory, agentId)
           yield* fs.makeDirectory(dir, { recursive: true, mode: 0o700 })
           yield* fs.chmod(dir, 0o700)
           const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(agentId) : options.modelsJson
-          if (modelsJson !== undefined) {
-            yield* fs.writeFileString(path.join(dir, "models.json"), JSON.stringify(modelsJson, null, 2), { mode: 0o600 })
-          }
-          yield* fs.writeFileString(path.join(dir, "settings.json"), JSON.stringify(piSettings(model), null, 2), { mode: 0o600 })
-          return dir
+          const write = (name: string, text: string) => fs.writeFileString(path.join(dir, name), text, { mode: 0o600 })
+          yield* Effect.all([
+            ...(modelsJson === undefined ? [] : [write("models.json", JSON.stringify(modelsJson, null, 2))]),
+            write("settings.json", JSON.stringify(piSettings(model), null, 2)),
+            write(RunAddress.fileName, RunAddress.render(addressOf(env)))
+          ], { concurrency: "unbounded", discard: true })
         }).pipe(
           Effect.mapError((error) =>
             new AgentStartError({ agent: agentId, reason: `cannot prepare its pi directory: ${error.message}` })
@@ -192,9 +215,13 @@ export const layer = (
         if (extension === undefined) {
           return yield* new AgentStartError({ agent: identity, reason: "the ramure pi extension (@ramure/pi-extension) is not installed" })
         }
-        const agentDir = yield* prepareAgentDir(identity, model)
+        const agentDir = path.join(agentsDirectory, identity)
+        const env = piEnvironment(options, model, agentDir, role.agent, role.pooled ? { poolMember: identity } : { agentId: identity }, {
+          address: path.join(agentDir, RunAddress.fileName),
+          codeCache
+        })
+        yield* prepareAgentDir(identity, agentDir, model, env)
         const interactive = machine.kind === "tmux"
-        const env = piEnvironment(options, model, agentDir, role.agent, role.pooled ? { poolMember: identity } : { agentId: identity })
         const args = [cli, ...piArguments(extension, model, role.systemPrompt), ...(interactive ? [] : ["--mode", "rpc"])]
         return {
           agentDir,

@@ -86,6 +86,18 @@ export const ToolExecutionEnd = Schema.TaggedStruct("tool_execution_end", {
 export const AgentError = Schema.TaggedStruct("agent_error", {
   message: Schema.String
 })
+/**
+ * The agent's run was unreachable and it waited, frozen, for it to come
+ * back: sent once it is connected again.
+ */
+export const Paused = Schema.TaggedStruct("paused", {
+  /** How long the run was unreachable. */
+  durationMs: Schema.Number,
+  /** Model requests held back meanwhile (sent now). */
+  heldRequests: Schema.Number,
+  /** Tool executions held back meanwhile (started now). */
+  heldTools: Schema.Number
+})
 
 /** What an agent reports about its own work. */
 export const AgentEvent = Schema.Union(
@@ -96,7 +108,8 @@ export const AgentEvent = Schema.Union(
   MessageEnd,
   ToolExecutionStart,
   ToolExecutionEnd,
-  AgentError
+  AgentError,
+  Paused
 )
 export type AgentEvent = typeof AgentEvent.Type
 
@@ -157,7 +170,11 @@ export const Assign = Schema.TaggedStruct("Assign", {
 export const Entry = Schema.TaggedStruct("Entry", { seq: Schema.Number, body: EntryBody })
 export type Entry = typeof Entry.Type
 /** Sent after the backlog of a `Hello`: the agent is up to date. */
-export const Synced = Schema.TaggedStruct("Synced", { seq: Schema.Number })
+export const Synced = Schema.TaggedStruct("Synced", {
+  seq: Schema.Number,
+  /** The largest frame the run accepts, in bytes: an agent sends nothing larger. */
+  maxFrameBytes: Schema.optional(Schema.Number)
+})
 
 // ---------------------------------------------------------------------------
 // CLI ⇄ runtime control channel

@@ -12,51 +12,45 @@
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Layer } from "effect"
-import * as nodeFs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { AgentLauncher, type LaunchedAgent, type LaunchSpec } from "./AgentLauncher.js"
 import { AgentStartError } from "./Errors.js"
+import * as PiExtension from "./internal/piExtension.js"
 import type { MachineProvider, RemoteHost } from "./Machine.js"
 import * as PiAgents from "./PiAgents.js"
+import * as RunAddress from "./RunAddress.js"
 import type { RunInfo } from "./RunInfo.js"
 import type { Runtime } from "./Runtime.js"
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-
-const bundleName = "ramure-pi-extension.cjs"
-
-/** The built single-file ramure pi extension, if it exists (`npm run build` makes it). */
+/**
+ * The built single-file ramure pi extension (`npm run build` makes it), if it
+ * is up to date with its sources.
+ */
 export const extensionBundlePath = (): string | undefined => {
-  for (let dir = here; ; dir = path.dirname(dir)) {
-    const installed = path.join(dir, "node_modules", "@ramure", "pi-extension", "dist", bundleName)
-    if (nodeFs.existsSync(installed)) return nodeFs.realpathSync(installed)
-    if (path.dirname(dir) === dir) break
-  }
-  const workspace = path.resolve(here, "../../pi-extension/dist", bundleName)
-  return nodeFs.existsSync(workspace) ? workspace : undefined
+  const bundle = PiExtension.bundleForUpload()
+  return "path" in bundle ? bundle.path : undefined
 }
 
 const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Options) =>
   Effect.gen(function* () {
     const fail = (reason: string) => new AgentStartError({ agent: spec.agentId, reason: `on host ${remote.name}: ${reason}` })
-    const bundle = extensionBundlePath()
-    if (bundle === undefined) {
-      return yield* new AgentStartError({
-        agent: spec.agentId,
-        reason: "the ramure pi extension bundle is not built (npm run build)"
-      })
-    }
-    const extension = yield* remote.upload(bundle).pipe(Effect.mapError((error) => fail(error.message)))
+    const bundle = PiExtension.bundleForUpload()
+    if ("error" in bundle) return yield* new AgentStartError({ agent: spec.agentId, reason: bundle.error })
+    const extension = yield* remote.upload(bundle.path).pipe(Effect.mapError((error) => fail(error.message)))
     const model = spec.model ?? options.model ?? (process.env.RAMURE_MODEL || undefined)
     const agentDir = path.posix.join(remote.stateDirectory, ".pi", spec.agentId)
     const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(spec.agentId) : options.modelsJson
+    const env = PiAgents.piEnvironment(options, model, agentDir, spec, { agentId: spec.agentId }, {
+      address: path.posix.join(agentDir, RunAddress.fileName),
+      // The upload's private directory (0700) on that host.
+      codeCache: path.posix.dirname(extension)
+    })
     yield* Effect.all([
       remote.writePrivateFile(path.posix.join(agentDir, "settings.json"), JSON.stringify(PiAgents.piSettings(model), null, 2)),
+      remote.writePrivateFile(path.posix.join(agentDir, RunAddress.fileName), RunAddress.render(PiAgents.addressOf(env))),
       ...(modelsJson === undefined ? [] : [remote.writePrivateFile(path.posix.join(agentDir, "models.json"), JSON.stringify(modelsJson, null, 2))])
     ], { concurrency: "unbounded", discard: true }).pipe(Effect.mapError((error) => fail(`cannot prepare its pi directory: ${error.message}`)))
 
-    const env = PiAgents.piEnvironment(options, model, agentDir, spec, { agentId: spec.agentId })
     const [command, ...prefix] = remote.piCommand
     const spawned = yield* spec.machine.spawn({
       name: spec.sessionName,

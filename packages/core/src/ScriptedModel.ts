@@ -17,6 +17,11 @@ import * as Http from "node:http"
 export interface ToolCallTurn {
   readonly name: string
   readonly arguments: unknown | ((request: ChatRequest) => unknown)
+  /**
+   * The call's id (default `call_<n>`, counting the agent's calls). Set it to
+   * play a server that reuses ids, or sends empty ones.
+   */
+  readonly id?: string
 }
 
 /** One scripted assistant answer. */
@@ -273,7 +278,7 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
       const turnIndex = state.next
       const turn = script?.[turnIndex]
       const toolCalls = (turn?.toolCalls ?? []).map((call, i) => ({
-        id: `call_${state.toolCallCount + i + 1}`,
+        id: call.id ?? `call_${state.toolCallCount + i + 1}`,
         name: call.name,
         arguments: JSON.stringify((typeof call.arguments === "function" ? call.arguments(request) : call.arguments) ?? {})
       }))

@@ -4,6 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Ramure from "../src/Ramure.js"
 import type * as ScriptedAgents from "../src/ScriptedAgents.js"
+import { currentSocket } from "../src/TmuxMachineProvider.js"
 
 /** A fresh, private RAMURE_HOME. */
 export const tempHome = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "ramure-test-"))
@@ -18,7 +19,7 @@ export const readJsonl = (file: string): Array<any> =>
 /** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself. */
 export const tmuxSessionsOf = (executionId: string): Array<string> => {
   try {
-    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
+    return execFileSync("tmux", ["-L", currentSocket(), "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
       .split("\n")
       .filter((name) => name.startsWith(`ramure-${executionId.slice(0, 8)}-`))
   } catch {

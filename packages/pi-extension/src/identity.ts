@@ -5,16 +5,10 @@
  * date and its working directory; pi's built-in tools are re-created for that
  * directory; the process moves there and its environment names the agent.
  */
-import {
-  createBashToolDefinition,
-  createEditToolDefinition,
-  createFindToolDefinition,
-  createGrepToolDefinition,
-  createLsToolDefinition,
-  createReadToolDefinition,
-  createWriteToolDefinition,
-  type ExtensionAPI
-} from "@mariozechner/pi-coding-agent"
+import type * as PiCodingAgent from "@mariozechner/pi-coding-agent"
+import type { ExtensionAPI } from "@mariozechner/pi-coding-agent"
+import * as path from "node:path"
+import { importFile, piDistDirectory } from "./host.js"
 
 export interface Identity {
   readonly agentId: string
@@ -62,19 +56,34 @@ const rewritePayload = (value: unknown, identity: Identity, depth = 0): unknown 
   return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, rewritePayload(item, identity, depth + 1)]))
 }
 
-const builtInTools = (cwd: string) => [
-  createReadToolDefinition(cwd),
-  createBashToolDefinition(cwd),
-  createEditToolDefinition(cwd),
-  createWriteToolDefinition(cwd),
-  createGrepToolDefinition(cwd),
-  createFindToolDefinition(cwd),
-  createLsToolDefinition(cwd)
-]
+/**
+ * pi's own module, the instance pi runs: imported only when a pooled pi
+ * becomes an agent, never at load (importing it through pi's extension
+ * loader would evaluate a second copy of pi).
+ */
+const piModule = (): Promise<typeof PiCodingAgent> => {
+  const dist = piDistDirectory()
+  return dist === undefined
+    ? Promise.reject(new Error("cannot find pi's installation from its entry point"))
+    : (importFile(path.join(dist, "index.js")) as Promise<typeof PiCodingAgent>)
+}
+
+const builtInTools = async (cwd: string) => {
+  const pi = await piModule()
+  return [
+    pi.createReadToolDefinition(cwd),
+    pi.createBashToolDefinition(cwd),
+    pi.createEditToolDefinition(cwd),
+    pi.createWriteToolDefinition(cwd),
+    pi.createGrepToolDefinition(cwd),
+    pi.createFindToolDefinition(cwd),
+    pi.createLsToolDefinition(cwd)
+  ]
+}
 
 /** Give pi's built-in tools the identity's working directory (same names: they replace the originals, in place). */
-export const registerBuiltIns = (pi: ExtensionAPI, identity: Identity): void => {
-  for (const tool of builtInTools(identity.cwd)) pi.registerTool(tool as any)
+export const registerBuiltIns = async (pi: ExtensionAPI, identity: Identity): Promise<void> => {
+  for (const tool of await builtInTools(identity.cwd)) pi.registerTool(tool as any)
 }
 
 /**
@@ -94,11 +103,12 @@ export const installPromptHooks = (pi: ExtensionAPI): void => {
 }
 
 /** Become the agent: move into its directory, name it in the environment, re-create the built-in tools. */
-export const adopt = (pi: ExtensionAPI, identity: Identity): void => {
+export const adopt = async (pi: ExtensionAPI, identity: Identity): Promise<void> => {
+  const tools = await builtInTools(identity.cwd)
   state.identity = identity
   process.chdir(identity.cwd)
   process.env.PWD = identity.cwd
   process.env.RAMURE_AGENT_ID = identity.agentId
   delete process.env.RAMURE_POOL_MEMBER
-  registerBuiltIns(pi, identity)
+  for (const tool of tools) pi.registerTool(tool as any)
 }

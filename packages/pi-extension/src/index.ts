@@ -1,12 +1,13 @@
 /**
  * The pi extension that makes a pi coding agent a ramure agent.
  *
- * pi loads it with `-e <this file>`; it reads its connection from the
- * environment (`RAMURE_URL`, `RAMURE_AGENT_ID`, `RAMURE_TOKEN`,
- * `RAMURE_EXECUTION_ID`, optional `RAMURE_TEXT_CAP`) and does nothing without
- * it. It replicates the agent's log through `AgentClient` — tools become pi
- * tools, user messages become prompts, `Shutdown` ends pi — and forwards what
- * pi does as `Protocol.AgentEvent`s. A pi that cannot reach its run exits 1.
+ * pi loads it with `-e` (the built `dist/ramure-pi-extension.cjs`, or this
+ * file from source); it reads its connection from the environment (see
+ * `config.ts`) and does nothing without it. It replicates the agent's log
+ * through `AgentClient` — tools become pi tools, user messages become
+ * prompts, `Shutdown` ends pi — and forwards what pi does as
+ * `Protocol.AgentEvent`s. A pi that cannot reach its run at start exits 1; one
+ * that loses it later freezes and waits for it, then exits (`deadman.ts`).
  *
  * A pi started ahead of need for a warm pool has `RAMURE_POOL_MEMBER` instead
  * of `RAMURE_AGENT_ID`: it waits on `/pool/<member>` for an `Assign`, takes on
@@ -14,90 +15,15 @@
  */
 import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
 import * as AgentClient from "@ramure/core/AgentClient"
+import type * as Protocol from "@ramure/core/Protocol"
+import * as RunAddress from "@ramure/core/RunAddress"
+import { Cause, Deferred, Duration, Effect, Exit, Schedule, Scope } from "effect"
+import { type Config, configFromEnv, type PoolConfig, poolConfigFromEnv } from "./config.js"
+import * as Deadman from "./deadman.js"
+import { messageEvent, textOf, truncate } from "./events.js"
+import { host } from "./host.js"
 import * as Identity from "./identity.js"
 import { preloadProvider } from "./preload.js"
-import type * as Protocol from "@ramure/core/Protocol"
-import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
-
-/** How a pi instance reaches its run. */
-export interface Config {
-  readonly url: string
-  readonly agentId: string
-  readonly token: string
-  readonly executionId: string
-  /** Largest forwarded text (message text, tool result), in UTF-8 bytes. */
-  readonly textCap: number
-}
-
-/** The connection settings from the environment, or `undefined` outside a ramure run. */
-export const configFromEnv = (env: NodeJS.ProcessEnv = process.env): Config | undefined => {
-  const { RAMURE_AGENT_ID: agentId, RAMURE_EXECUTION_ID: executionId, RAMURE_TOKEN: token, RAMURE_URL: url } = env
-  if (!url || !agentId || !token) return undefined
-  const cap = Number(env.RAMURE_TEXT_CAP)
-  return { url, agentId, token, executionId: executionId ?? "", textCap: Number.isInteger(cap) && cap > 0 ? cap : 4000 }
-}
-
-/** How a pre-started pi of a warm pool reaches its run before it knows its agent. */
-export interface PoolConfig extends Omit<Config, "agentId"> {
-  readonly memberId: string
-}
-
-/** The pool member's settings from the environment, or `undefined` for a pi that is not pooled. */
-export const poolConfigFromEnv = (env: NodeJS.ProcessEnv = process.env): PoolConfig | undefined => {
-  const { RAMURE_POOL_MEMBER: memberId } = env
-  if (!memberId) return undefined
-  const config = configFromEnv({ ...env, RAMURE_AGENT_ID: memberId })
-  if (config === undefined) return undefined
-  const { agentId: _member, ...rest } = config
-  return { ...rest, memberId }
-}
-
-/** Cut `text` to at most `cap` UTF-8 bytes, never inside a character. */
-export const truncate = (text: string, cap: number): { readonly text: string; readonly truncated: boolean } => {
-  const bytes = Buffer.from(text, "utf8")
-  if (bytes.length <= cap) return { text, truncated: false }
-  let end = cap
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--
-  return { text: bytes.subarray(0, end).toString("utf8"), truncated: true }
-}
-
-const textOf = (content: unknown): string =>
-  typeof content === "string"
-    ? content
-    : Array.isArray(content)
-    ? content.flatMap((part) => (part?.type === "text" && typeof part.text === "string" ? [part.text] : [])).join("\n")
-    : ""
-
-/**
- * The `message_end` event for a pi message (user or assistant; others are not
- * forwarded): text capped, thinking left out, tool calls named, usage kept.
- */
-export const messageEvent = (message: any, cap: number): Protocol.AgentEvent | undefined => {
-  if (message?.role !== "user" && message?.role !== "assistant") return undefined
-  const { text, truncated } = truncate(textOf(message.content), cap)
-  const toolCalls: Array<string> = Array.isArray(message.content)
-    ? message.content.flatMap((part: any) => (part?.type === "toolCall" ? [String(part.name)] : []))
-    : []
-  const usage = message.role === "assistant" && message.usage ? message.usage : undefined
-  return {
-    _tag: "message_end",
-    role: message.role,
-    text,
-    ...(truncated ? { truncated } : {}),
-    ...(toolCalls.length > 0 ? { toolCalls } : {}),
-    ...(usage
-      ? {
-        usage: {
-          input: usage.input ?? 0,
-          output: usage.output ?? 0,
-          cacheRead: usage.cacheRead ?? 0,
-          cacheWrite: usage.cacheWrite ?? 0,
-          cost: usage.cost?.total ?? 0
-        }
-      }
-      : {})
-  }
-}
 
 /**
  * What outlives one extension instance: pi re-creates extensions on `/new`,
@@ -109,16 +35,20 @@ interface Slot {
   readonly tools: Map<string, Protocol.ToolDefinition>
   /** User messages received but not yet handed to pi, oldest first. */
   readonly mailbox: Array<string>
+  /** Tool executions so far: numbers each one's ramure call id. */
+  calls: number
   /** Stops the live instance, if any. */
   stop: (() => Promise<void>) | undefined
 }
+
+const emptySlot = (): Slot => ({ lastSeq: 0, tools: new Map(), mailbox: [], calls: 0, stop: undefined })
 
 const slots: Map<string, Slot> = ((globalThis as any)[Symbol.for("ramure/pi-extension/slots")] ??= new Map())
 
 const slotFor = (config: Config): Slot => {
   const key = `${config.executionId}/${config.agentId}`
   let slot = slots.get(key)
-  if (slot === undefined) slots.set(key, (slot = { lastSeq: 0, tools: new Map(), mailbox: [], stop: undefined }))
+  if (slot === undefined) slots.set(key, (slot = emptySlot()))
   return slot
 }
 
@@ -127,23 +57,38 @@ const continueType = "ramure-continue"
 
 /** How long pi's start waits for the run's first tool list. */
 const syncTimeout = Duration.seconds(30)
+/** A run that has not answered a ping for this long is unreachable (a dead peer does not close its connection). */
+const heartbeat = { interval: Duration.seconds(5), timeout: Duration.seconds(10) }
+/** How long pi's own shutdown may take once the unreachable timeout has passed, before the process just exits. */
+const forcedExitAfter = Duration.seconds(5)
 /** How long a prompt may take to start before the next message is handed over anyway. */
 const promptStartTimeout = Duration.seconds(60)
 
 /**
- * One extension instance. It connects at `session_start` — after pi's own
- * start-up checks, so a pi that cannot start never looks connected — and pi
- * waits for it there, so the run's tools exist before the first prompt.
+ * One extension instance. It opens its connection as soon as it is loaded,
+ * but says who it is only at `session_start` — after pi's own start-up
+ * checks, so a pi that cannot start never looks connected —, and pi waits for
+ * the first sync there, so the run's tools exist before the first prompt.
  */
 const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   /** Known from the start, or (pooled) once the run assigns an agent. */
   let config: Config | undefined = "agentId" in initial ? initial : undefined
-  let slot: Slot = config === undefined ? { lastSeq: 0, tools: new Map(), mailbox: [], stop: undefined } : slotFor(config)
+  let slot: Slot = config === undefined ? emptySlot() : slotFor(config)
   const scope = Effect.runSync(Scope.make())
   let live = true
   /** From `session_start` on; pi's actions (`setActiveTools`, `sendUserMessage`, …) work from then. */
   let ctx: ExtensionContext | undefined
+  /** pi has started (`session_start`): the agent may say its `Hello`. */
+  const started = Effect.runSync(Deferred.make<void>())
   let client: AgentClient.AgentClient | undefined
+  /** Freezes the agent while its run is unreachable (once it has synced). */
+  const deadman = Effect.runSync(
+    Deadman.make({
+      timeout: initial.unreachableTimeout,
+      onResumed: (pause) => Effect.suspend(() => (client === undefined ? Effect.void : client.emit({ _tag: "paused", ...pause }))),
+      onTimeout: Effect.suspend(() => expire(config?.agentId ?? initial.url, initial.unreachableTimeout))
+    }).pipe(Scope.extend(scope))
+  )
   /** A prompt handed to pi whose run has not started yet. */
   let starting: symbol | undefined
   /**
@@ -185,8 +130,10 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
       parameters: tool.parameters as ToolDefinition["parameters"],
       execute: async (toolCallId, params, signal) => {
         if (client === undefined) throw new Error("ramure: not connected")
-        // pi's call id doubles as ramure's: a call re-sent after a reconnect runs once.
-        const exit = await Effect.runPromiseExit(client.call(tool.name, params, toolCallId), signal ? { signal } : {})
+        // One ramure call per execution, even when the model reuses an id (or sends none); re-sent
+        // after a reconnect under the same id, it runs once.
+        const callId = `${toolCallId || "call"}#${++slot.calls}`
+        const exit = await Effect.runPromiseExit(client.call(tool.name, params, callId), signal ? { signal } : {})
         if (Exit.isFailure(exit)) throw new Error(Cause.isInterruptedOnly(exit.cause) ? "tool call aborted" : Cause.pretty(exit.cause))
         if (exit.value.isError) throw new Error(exit.value.text)
         if (toolsChanged) restart = true
@@ -267,38 +214,67 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
       Effect.catchAllDefect((defect) => Effect.sync(() => ctx?.ui.notify(`ramure: ${String(defect)}`, "error")))
     )
 
-  /** Connect (after an older instance of this agent, if any, has let go) and wait for the first sync. */
-  const connect = (config: Config) => Effect.gen(function* () {
-    const previous = slot.stop
-    slot.stop = stopNow
-    if (previous !== undefined) yield* Effect.promise(previous)
-    const connected = yield* AgentClient.make({
-      url: config.url,
-      agentId: config.agentId,
-      token: config.token,
-      onEntry,
-      ...(slot.lastSeq > 0 ? { resume: { lastSeq: slot.lastSeq, tools: [...slot.tools.values()] } } : {})
-    }).pipe(Scope.extend(scope))
-    client = connected
-    for (const tool of slot.tools.values()) register(tool)
-    yield* connected.synced.pipe(
-      Effect.timeoutFail({
-        duration: syncTimeout,
-        onTimeout: () =>
-          new AgentClient.AgentClientError({
-            agent: config.agentId,
-            message: `no answer from ${config.url} within ${Duration.format(syncTimeout)}`
-          })
-      })
-    )
-  })
+  /**
+   * The agent's connection (once an older instance of this agent, if any, has
+   * let go): it opens now, and its `Hello` waits for pi's start.
+   */
+  const connect = (config: Config) =>
+    Effect.gen(function* () {
+      const previous = slot.stop
+      slot.stop = stopNow
+      if (previous !== undefined) yield* Effect.promise(previous)
+      const connected = yield* AgentClient.make({
+        url: config.url,
+        agentId: config.agentId,
+        token: config.token,
+        ...(config.addressFile === undefined ? {} : { address: RunAddress.read(config.addressFile) }),
+        ready: Deferred.await(started),
+        heartbeat,
+        onEntry,
+        onReachable: deadman.link,
+        ...(slot.lastSeq > 0 ? { resume: { lastSeq: slot.lastSeq, tools: [...slot.tools.values()] } } : {})
+      }).pipe(Scope.extend(scope))
+      client = connected
+      return connected
+    })
 
-  /** Connect as the agent and hand pi what is queued; without its run this pi has no purpose: say why and leave. */
-  const start = async (config: Config) => {
-    const exit = await Effect.runPromiseExit(connect(config))
-    if (Exit.isFailure(exit)) return leave(`agent ${config.agentId} could not connect to its run`, exit.cause)
+  /** The run is unreachable for good: say so and stop pi (its own shutdown; the process exits if that hangs). */
+  const expire = (agentId: string, timeout: Duration.Duration) =>
+    Effect.sync(() => {
+      process.stderr.write(`\nramure: the run of agent ${agentId} has been unreachable for ${Duration.format(timeout)}: stopping\n`)
+      Effect.runFork(Effect.delay(Effect.sync(() => process.exit(1)), forcedExitAfter))
+      process.kill(process.pid, "SIGTERM")
+    })
+
+  /** Synced: hand pi what is queued. */
+  const onSynced = Effect.sync(() => {
     for (const name of registered) if (!slot.tools.has(name)) activate(name, false)
     pump()
+    // The functions a start runs have run: the next pi loads them compiled.
+    background(Effect.sync(() => host().saveCodeCache()))
+  })
+
+  /** Connect as the agent and wait for the first sync; without its run this pi has no purpose: say why and leave. */
+  const start = async (config: Config) => {
+    const exit = await Effect.runPromiseExit(
+      Effect.gen(function* () {
+        const connected = client ?? (yield* connect(config))
+        for (const tool of slot.tools.values()) register(tool)
+        yield* Deferred.succeed(started, undefined)
+        yield* connected.synced.pipe(
+          Effect.timeoutFail({
+            duration: syncTimeout,
+            onTimeout: () =>
+              new AgentClient.AgentClientError({
+                agent: config.agentId,
+                message: `no answer from ${config.url} within ${Duration.format(syncTimeout)}`
+              })
+          })
+        )
+        yield* onSynced
+      })
+    )
+    if (Exit.isFailure(exit)) return leave(`agent ${config.agentId} could not connect to its run`, exit.cause)
   }
   const leave = async (what: string, cause: Cause.Cause<unknown>) => {
     await stopNow()
@@ -315,16 +291,27 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
     )
     if (Exit.isFailure(exit)) return leave(`pool member ${pool.memberId} was not assigned an agent`, exit.cause)
     const { agentId, cwd, systemPrompt } = exit.value
-    Identity.adopt(pi, { agentId, cwd, startCwd: process.cwd(), systemPrompt })
-    config = { url: pool.url, token: pool.token, executionId: pool.executionId, textCap: pool.textCap, agentId }
+    const adopted = await Effect.runPromiseExit(Effect.tryPromise({
+      try: () => Identity.adopt(pi, { agentId, cwd, startCwd: process.cwd(), systemPrompt }),
+      catch: (error) => error
+    }))
+    if (Exit.isFailure(adopted)) return leave(`pool member ${pool.memberId} could not become agent ${agentId}`, adopted.cause)
+    const { memberId: _member, ...rest } = pool
+    config = { ...rest, agentId }
     slot = slotFor(config)
     await start(config)
   }
 
+  // A fresh agent opens its connection now, while pi goes on starting.
+  if (config !== undefined && slot.stop === undefined && slot.lastSeq === 0) Effect.runSync(connect(config))
+
+  // Frozen while the run is unreachable: the request or tool in progress goes on, no new one starts.
+  pi.on("before_provider_request", () => deadman.hold("request"))
+  pi.on("tool_call", () => deadman.hold("tool"))
   pi.on("session_start", async (_event, sessionCtx) => {
     ctx = sessionCtx
     const identity = Identity.current()
-    if (identity !== undefined) Identity.registerBuiltIns(pi, identity)
+    if (identity !== undefined) await Identity.registerBuiltIns(pi, identity)
     if (config !== undefined) return start(config)
     if ("memberId" in initial) {
       void preloadProvider(sessionCtx.model?.api)
@@ -377,6 +364,6 @@ export default function ramure(pi: ExtensionAPI): void {
   // A pooled pi drops RAMURE_POOL_MEMBER when it becomes an agent.
   const config = poolConfigFromEnv() ?? configFromEnv()
   if (config === undefined) return
-  Identity.installPromptHooks(pi)
   instance(pi, config)
+  Identity.installPromptHooks(pi)
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Duration } from "effect"
 import { rewritePrompt } from "../src/identity.js"
-import { configFromEnv, messageEvent, poolConfigFromEnv, truncate } from "../src/index.js"
+import { configFromEnv, poolConfigFromEnv } from "../src/config.js"
+import { messageEvent, truncate } from "../src/events.js"
 
 describe("pi extension helpers", () => {
   it("reads its connection from the environment, and nothing without it", () => {
@@ -8,9 +10,28 @@ describe("pi extension helpers", () => {
     expect(configFromEnv({ RAMURE_URL: "ws://127.0.0.1:1", RAMURE_AGENT_ID: "a" })).toBeUndefined()
     expect(
       configFromEnv({ RAMURE_URL: "ws://127.0.0.1:1", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_EXECUTION_ID: "e" })
-    ).toEqual({ url: "ws://127.0.0.1:1", agentId: "a", token: "t", executionId: "e", textCap: 4000 })
+    ).toEqual({
+      url: "ws://127.0.0.1:1",
+      agentId: "a",
+      token: "t",
+      executionId: "e",
+      textCap: 4000,
+      addressFile: undefined,
+      unreachableTimeout: Duration.seconds(60)
+    })
     expect(configFromEnv({ RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_TEXT_CAP: "10" })?.textCap).toBe(10)
     expect(configFromEnv({ RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_TEXT_CAP: "x" })?.textCap).toBe(4000)
+  })
+
+  it("reads where its address file is and how long it waits for an unreachable run", () => {
+    const env = { RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t" }
+    expect(configFromEnv({ ...env, RAMURE_ADDRESS_FILE: "/pi/ramure-run.json", RAMURE_UNREACHABLE_TIMEOUT_MS: "1500" })).toMatchObject({
+      addressFile: "/pi/ramure-run.json",
+      unreachableTimeout: Duration.millis(1500)
+    })
+    for (const bad of ["", "0", "-5", "1.5", "soon"]) {
+      expect(configFromEnv({ ...env, RAMURE_UNREACHABLE_TIMEOUT_MS: bad })?.unreachableTimeout).toEqual(Duration.seconds(60))
+    }
   })
 
   it("a pre-started pi reads its pool membership from the environment", () => {
@@ -21,7 +42,9 @@ describe("pi extension helpers", () => {
       memberId: "_pool-1",
       token: "t",
       executionId: "e",
-      textCap: 4000
+      textCap: 4000,
+      addressFile: undefined,
+      unreachableTimeout: Duration.seconds(60)
     })
     expect(poolConfigFromEnv({ RAMURE_POOL_MEMBER: "_pool-1" })).toBeUndefined()
   })

@@ -111,7 +111,7 @@ export const handleToolCall = (session: AgentSession, call: typeof Protocol.Tool
  * reconnecting agent wins over a half-open socket, while garbage, a wrong
  * agent id or a wrong protocol version never knock the live agent off.
  */
-export const serve = (session: AgentSession, connection: Connection) =>
+export const serve = (session: AgentSession, connection: Connection, limits: { readonly maxFrameBytes?: number } = {}) =>
   Effect.gen(function* () {
     const claim = Effect.suspend(() => {
       const previous = session.current
@@ -131,12 +131,13 @@ export const serve = (session: AgentSession, connection: Connection) =>
       Effect.gen(function* () {
         yield* FiberSet.clear(writer)
         const upTo = yield* session.entries.size
+        const synced = (seq: number) => connection.send(Protocol.encode({ _tag: "Synced", seq, ...limits }))
         const send = (seq: number, body: Protocol.EntryBody) =>
           Effect.zipRight(
             connection.send(Protocol.encode({ _tag: "Entry", seq, body })),
-            seq === upTo ? connection.send(Protocol.encode({ _tag: "Synced", seq })) : Effect.void
+            seq === upTo ? synced(seq) : Effect.void
           )
-        if (after >= upTo) yield* connection.send(Protocol.encode({ _tag: "Synced", seq: upTo }))
+        if (after >= upTo) yield* synced(upTo)
         let seq = after
         yield* session.entries.forEach(after, (body) => send(++seq, body)).pipe(FiberSet.run(writer))
       })

@@ -91,7 +91,7 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
           )
           return yield* connection.close(Protocol.CloseCode.unknownAgent, "unknown agent")
         }
-        yield* AgentSession.serve(session, connection)
+        yield* AgentSession.serve(session, connection, { maxFrameBytes: options.maxMessageBytes })
       })
 
     const servePoolMember = (memberId: string, connection: Connection) =>

@@ -2,7 +2,7 @@
  * A `ws` WebSocket as Effect values: a loop over frames that ends when the
  * socket closes, `send` that never throws, `close` with a code and reason.
  */
-import { Deferred, Effect, Queue } from "effect"
+import { Deferred, Duration, Effect, Queue } from "effect"
 import type WebSocket from "ws"
 
 export interface CloseInfo {
@@ -17,6 +17,10 @@ export interface Connection {
   readonly close: (code: number, reason: string) => Effect.Effect<void>
   readonly closed: Effect.Effect<CloseInfo>
   readonly isOpen: () => boolean
+  /** Send a ping; whether the peer answered (a pong) within `timeout`. */
+  readonly ping: (timeout: Duration.DurationInput) => Effect.Effect<boolean>
+  /** Drop the connection at once, without a closing handshake (for a peer that no longer answers). */
+  readonly terminate: Effect.Effect<void>
 }
 
 const OPEN = 1
@@ -56,11 +60,21 @@ export const fromWebSocket = (socket: WebSocket): Effect.Effect<Connection> =>
           }
         }
       })
+    const ping = (timeout: Duration.DurationInput) =>
+      Effect.async<boolean>((resume) => {
+        if (socket.readyState !== OPEN) return resume(Effect.succeed(false))
+        const onPong = () => resume(Effect.succeed(true))
+        socket.once("pong", onPong)
+        socket.ping()
+        return Effect.sync(() => socket.off("pong", onPong))
+      }).pipe(Effect.timeoutTo({ duration: timeout, onTimeout: () => false, onSuccess: (answered) => answered }))
     return {
       forEach,
       send,
       close,
       closed: Deferred.await(closed),
-      isOpen: () => socket.readyState === OPEN
+      isOpen: () => socket.readyState === OPEN,
+      ping,
+      terminate: Effect.sync(() => socket.terminate())
     }
   })
