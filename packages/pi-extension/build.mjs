@@ -18,6 +18,8 @@ const outfile = path.join(root, "dist", "ramure-pi-extension.cjs")
 const manifestFile = path.join(root, "dist", "ramure-pi-extension.json")
 
 const common = {
+  // Paths in the metafile are relative to this directory, wherever the build runs from.
+  absWorkingDir: root,
   bundle: true,
   platform: "node",
   target: "node20",

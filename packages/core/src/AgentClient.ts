@@ -102,12 +102,9 @@ interface Pending {
 /** The default largest frame (the run's default `maxMessageBytes`). */
 export const defaultMaxFrameBytes = 16 * 1024 * 1024
 
+/** `17,825,812 bytes (17 MiB)`: exact, and readable when large. */
 const formatBytes = (bytes: number): string =>
-  bytes >= 1024 * 1024
-    ? `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, "")} MiB`
-    : bytes >= 1024
-    ? `${(bytes / 1024).toFixed(1).replace(/\.0$/, "")} KiB`
-    : `${bytes} bytes`
+  `${bytes.toLocaleString("en-US")} bytes${bytes >= 1024 * 1024 ? ` (${Math.floor(bytes / (1024 * 1024))} MiB)` : ""}`
 
 /** A message as a frame, or why it cannot be one (a value JSON cannot hold). */
 const encodeFrame = (message: Protocol.Message): Either.Either<string, string> =>

@@ -6,13 +6,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Queue, Random, Schema, type Scope } from "effect"
-import { WebSocketServer } from "ws"
 import * as Agent from "../src/Agent.js"
 import * as AgentClient from "../src/AgentClient.js"
 import * as Process from "../src/Process.js"
 import * as Protocol from "../src/Protocol.js"
 import type { Driver, Script } from "../src/ScriptedAgents.js"
 import { scripted } from "./helpers.js"
+import { entry, rawRuntime, say } from "./rawRuntime.js"
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 
@@ -170,55 +170,6 @@ describe("Reconnect storm", () => {
 
 // ---------------------------------------------------------------------------
 // The client against a hand-played runtime
-
-interface Peer {
-  readonly send: (message: Protocol.Message) => void
-  /** The next message from the client (fails after 3 s). */
-  readonly next: Effect.Effect<Protocol.Message, Error>
-  readonly pending: Effect.Effect<number>
-  readonly close: (code: number, reason: string) => void
-}
-
-/** A bare WebSocket server on 127.0.0.1 that hands each connection to the test, which plays the runtime. */
-const rawRuntime = (onConnection?: (socket: import("ws").WebSocket) => void) =>
-  Effect.gen(function* () {
-    const connections = yield* Queue.unbounded<Peer>()
-    let accepted = 0
-    const wss = yield* Effect.acquireRelease(
-      Effect.async<WebSocketServer>((resume) => {
-        const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 })
-        wss.once("listening", () => resume(Effect.succeed(wss)))
-      }),
-      (wss) =>
-        Effect.async<void>((resume) => {
-          for (const client of wss.clients) client.terminate()
-          wss.close(() => resume(Effect.void))
-        })
-    )
-    wss.on("connection", (socket) => {
-      accepted++
-      if (onConnection) return onConnection(socket)
-      const received = Effect.runSync(Queue.unbounded<Protocol.Message>())
-      socket.on("message", (data) => {
-        const decoded = Protocol.decode(data.toString())
-        if (decoded._tag === "Right") Queue.unsafeOffer(received, decoded.right)
-      })
-      Queue.unsafeOffer(connections, {
-        send: (message) => socket.send(Protocol.encode(message)),
-        next: Queue.take(received).pipe(
-          Effect.timeoutFail({ duration: "3 seconds", onTimeout: () => new Error("the client sent nothing") })
-        ),
-        pending: Queue.size(received),
-        close: (code, reason) => socket.close(code, reason)
-      })
-    })
-    const address = wss.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    return { url: `ws://127.0.0.1:${port}`, connections, accepted: () => accepted }
-  })
-
-const entry = (seq: number, body: Protocol.EntryBody): Protocol.Message => ({ _tag: "Entry", seq, body })
-const say = (text: string): Protocol.EntryBody => ({ _tag: "UserMessage", text })
 
 /** A client of agent "g" that records every entry it applies. */
 const recordingClient = (url: string): Effect.Effect<{ client: AgentClient.AgentClient; applied: Array<string> }, never, Scope.Scope> =>

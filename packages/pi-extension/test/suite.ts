@@ -183,6 +183,39 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
       )
     })
 
+    full("tool calls whose ids the model reuses or leaves empty are each run once and each answered", () => {
+      const notes: Array<string> = []
+      const main = Process.make("main", () =>
+        Effect.gen(function* () {
+          const worker = yield* Agent.make("worker")
+          yield* worker.on("note", { description: "Take a note", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
+            Effect.sync(() => (notes.push(text), `noted ${text}`)))
+          yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
+          yield* worker.send("Take notes.")
+          return yield* Process.wait<string>()
+        })
+      )
+      const note = (text: string, id: string): ScriptedModel.ToolCallTurn => ({ name: "note", arguments: { text }, id })
+      const results = (...expected: Array<string>) => expectToolResults((r) => r.join("|") === expected.join("|"))
+      return scenario(
+        provider,
+        {
+          worker: [
+            // Two calls in one answer, both without an id; then the same id in two answers.
+            { toolCalls: [note("a", ""), note("b", "")] },
+            { expect: results("noted a", "noted b"), toolCalls: [note("c", "dup")] },
+            { expect: results("noted c"), toolCalls: [note("d", "dup")] },
+            { expect: results("noted d"), toolCalls: [finish("all noted")] }
+          ]
+        },
+        () =>
+          Effect.gen(function* () {
+            expect(yield* main()).toBe("all noted")
+            expect(notes).toEqual(["a", "b", "c", "d"])
+          })
+      )
+    })
+
     full("tools added and removed while the agent runs reach the model", () => {
       const main = Process.make("main", () =>
         Effect.gen(function* () {
