@@ -67,6 +67,11 @@ const agentEvent = (event: Record<string, any>): string => {
       return `${event.tool} ${event.isError ? "failed" : "finished"}: ${oneLine(String(event.result ?? ""), 120)}`
     case "agent_error":
       return `error: ${oneLine(String(event.message ?? ""))}`
+    case "paused": {
+      const held = (n: unknown, what: string) => `${Number(n)} ${what}${Number(n) === 1 ? "" : "s"}`
+      return `resumed after its run was unreachable for ${(Number(event.durationMs) / 1000).toFixed(1)} s ` +
+        `(held ${held(event.heldRequests, "model request")}, ${held(event.heldTools, "tool")})`
+    }
     default:
       return `${event._tag ?? "event"} ${json(event)}`
   }
