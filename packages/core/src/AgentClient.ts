@@ -130,6 +130,15 @@ const openSocket = (url: string, token: string) =>
     return Effect.sync(() => socket.terminate())
   })
 
+/** Ping the run now and then; one that does not answer in time loses its connection. */
+const heartbeat = (connection: Connection, options: AgentClientOptions["heartbeat"]) =>
+  options === undefined ? Effect.void : Effect.gen(function* () {
+    while (true) {
+      yield* Effect.sleep(options.interval)
+      if (!(yield* connection.ping(options.timeout))) return yield* connection.terminate
+    }
+  })
+
 /** Connect as `agentId`; the client runs (and reconnects) until the scope closes. */
 export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -228,16 +237,6 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
 
     const hello = Effect.suspend(() => send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq }))
 
-    /** Ping the run now and then; one that does not answer in time loses its connection. */
-    const heartbeat = (connection: Connection) =>
-      options.heartbeat === undefined ? Effect.void : Effect.gen(function* () {
-        const { interval, timeout } = options.heartbeat!
-        while (true) {
-          yield* Effect.sleep(interval)
-          if (!(yield* connection.ping(timeout))) return yield* connection.terminate
-        }
-      })
-
     /** One connection, until it closes. Returns whether it ever synced. */
     const session = (connection: Connection) =>
       Effect.gen(function* () {
@@ -246,7 +245,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         if (options.ready !== undefined) yield* options.ready
         current = connection
         yield* hello
-        yield* Effect.forkScoped(heartbeat(connection))
+        yield* Effect.forkScoped(heartbeat(connection, options.heartbeat))
         yield* connection.forEach((frame) =>
           Effect.gen(function* () {
             const decoded = Protocol.decode(frame)
@@ -381,6 +380,8 @@ export const awaitAssignment = (options: {
   readonly url: string
   readonly memberId: string
   readonly token: string
+  /** As for `make`: a run that stops answering ends the wait. */
+  readonly heartbeat?: AgentClientOptions["heartbeat"]
 }): Effect.Effect<typeof Protocol.Assign.Type, AgentClientError> =>
   Effect.gen(function* () {
     const fail = (message: string) => new AgentClientError({ agent: options.memberId, message })
@@ -391,6 +392,7 @@ export const awaitAssignment = (options: {
       (connection) => connection.close(Protocol.CloseCode.normal, "assigned")
     )
     yield* connection.send(Protocol.encode({ _tag: "PoolHello", protocol: Protocol.version, memberId: options.memberId }))
+    yield* Effect.forkScoped(heartbeat(connection, options.heartbeat))
     const assigned = yield* Deferred.make<typeof Protocol.Assign.Type, AgentClientError>()
     return yield* connection.forEach((frame) => {
       const decoded = Protocol.decode(frame)

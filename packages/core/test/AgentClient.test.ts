@@ -202,4 +202,17 @@ describe("AgentClient: finding and watching its run", () => {
       expect(reachable).toEqual([true, false])
       expect(silent.accepted()).toBe(2)
     }))
+
+  it.scopedLive("a pre-started pi waiting for its agent stops waiting when its run stops answering pings", () =>
+    Effect.gen(function* () {
+      const silent = yield* rawRuntime({ autoPong: false })
+      const error = yield* AgentClient.awaitAssignment({
+        url: silent.url,
+        memberId: "_pool-1",
+        token: "t",
+        heartbeat: { interval: "100 millis", timeout: "300 millis" }
+      }).pipe(Effect.flip)
+      expect(error).toBeInstanceOf(AgentClient.AgentClientError)
+      expect(error.message).toBe("the run closed the connection before assigning an agent")
+    }))
 })

@@ -287,7 +287,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   /** A pooled pi: wait (without holding up pi's start-up) for the agent it becomes, become it, connect. */
   const awaitAgent = async (pool: PoolConfig) => {
     const exit = await Effect.runPromiseExit(
-      AgentClient.awaitAssignment({ url: pool.url, memberId: pool.memberId, token: pool.token })
+      AgentClient.awaitAssignment({ url: pool.url, memberId: pool.memberId, token: pool.token, heartbeat })
     )
     if (Exit.isFailure(exit)) return leave(`pool member ${pool.memberId} was not assigned an agent`, exit.cause)
     const { agentId, cwd, systemPrompt } = exit.value
