@@ -166,6 +166,7 @@ export const warmPool = (size: Size) =>
       ...(four.subagent.length > 0
         ? [
           { name: "fan-out of 4, pi subagent extension: wall time", unit: "ms", samples: four.subagent, digits: 0 },
+          { name: "fan-out of 4, pi subagent / ramure cold", unit: "×", samples: ratio(four.subagent, four.cold), target: { op: ">" as const, value: 1 }, digits: 2 },
           { name: "fan-out of 4, pi subagent / ramure pooled", unit: "×", samples: ratio(four.subagent, four.pooled), digits: 1 }
         ]
         : [])
