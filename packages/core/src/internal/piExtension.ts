@@ -6,6 +6,7 @@
  * sources, the TypeScript source (pi compiles it at every start: a second or
  * more) until `npm run build` runs again.
  */
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -83,4 +84,17 @@ export const bundleForUpload = (directory: string | undefined = packageDirectory
   const resolved = resolve(directory)
   if (resolved?.kind === "bundle") return { path: resolved.path }
   return { error: `${resolved?.why ?? "the ramure pi extension is not installed"} (npm run build)` }
+}
+
+/**
+ * In a development checkout, rebuild the extension when a source is newer
+ * than the built file (or it was never built): the tests and benchmarks
+ * call this first, so that their pis load what users get, built from the
+ * sources under test.
+ */
+export const buildIfStale = (directory: string | undefined = packageDirectory()): void => {
+  if (directory === undefined) return
+  const stale = staleSources(directory)
+  if (stale !== undefined && stale.length === 0) return
+  execFileSync(process.execPath, [path.join(directory, "build.mjs")], { stdio: "inherit" })
 }
