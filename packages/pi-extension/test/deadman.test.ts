@@ -17,6 +17,7 @@ import { Effect, Queue, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { alive } from "../../core/test/helpers.js"
 import { rawRuntime } from "../../core/test/rawRuntime.js"
 import { eventually, tempHome } from "./helpers.js"
 
@@ -28,15 +29,6 @@ interface Orphan {
   readonly session: string
   readonly executionId: string
   readonly addressFile: string
-}
-
-const alive = (pid: number): boolean => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
-  } catch {
-    return false
-  }
 }
 
 const tmux = (...args: Array<string>) =>
