@@ -242,6 +242,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       Effect.gen(function* () {
         let resyncRequested = false
         let synchronized = false
+        yield* Effect.addFinalizer(() => connection.close(Protocol.CloseCode.normal, "client closed"))
         if (options.ready !== undefined) yield* options.ready
         current = connection
         yield* hello
@@ -312,9 +313,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         if (yield* Deferred.isDone(fatal)) return
         const opened = yield* connectTo
         if (opened._tag === "Right") {
-          const connection = opened.right
-          yield* Effect.addFinalizer(() => connection.close(Protocol.CloseCode.normal, "client closed"))
-          const wasSynced = yield* session(connection)
+          const wasSynced = yield* session(opened.right)
           if (yield* Deferred.isDone(shutdown)) return
           if (wasSynced) backoff = 50
         } else if (opened.left.fatal) {
@@ -323,7 +322,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         yield* Effect.sleep(Duration.millis(backoff))
         backoff = Math.min(backoff * 2, maxBackoff)
       }
-    }).pipe(Effect.scoped)
+    })
 
     const fibers = yield* FiberSet.make()
     yield* FiberSet.run(fibers, loop)
