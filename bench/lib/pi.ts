@@ -8,6 +8,7 @@ import * as PiAgents from "@ramure/core/PiAgents"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
 import type { Machine } from "@ramure/core/Machine"
 import { Deferred, Effect, FiberId, Layer } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -108,3 +109,22 @@ export const spawnBarePi = (
       keepStdinOpen: false
     })
   })
+
+let ticksPerSecond: number | undefined
+
+/**
+ * The CPU time (user + system) process `pid` has used so far, in ms, from
+ * `/proc` (Linux; `undefined` elsewhere or once it is gone). Unlike wall time
+ * it hardly depends on what else the machine runs.
+ */
+export const cpuMs = (pid: number | undefined): number | undefined => {
+  if (pid === undefined) return undefined
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    ticksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond
+  } catch {
+    return undefined
+  }
+}

@@ -34,8 +34,9 @@ const common = {
 // The extension itself. ws's native add-ons are optional (it falls back to JavaScript).
 const extension = await build({
   ...common,
-  // pi calls the module's export as the extension's factory.
-  stdin: { contents: `module.exports = require("./src/index.ts").default`, resolveDir: root, loader: "js" },
+  // pi calls the module's export as the extension's factory. An import, not a require: esbuild keeps every
+  // export of a required ES module, and so every module of `effect`.
+  stdin: { contents: `import ramure from "./src/index.ts"\nmodule.exports = ramure`, resolveDir: root, loader: "js" },
   external: ["bufferutil", "utf-8-validate"]
 })
 const source = extension.outputFiles[0].text

@@ -8,10 +8,11 @@
  * says why there is none (the call's message is over the run's frame limit,
  * the run asked the agent to shut down, refused it, or the client closed).
  */
-import { Deferred, Duration, Effect, Either, FiberSet, Queue, Schema, Scope } from "effect"
+import { Data, Deferred, Duration, Effect, Either, FiberSet, Queue, Scope } from "effect"
 import WebSocket from "ws"
-import * as Protocol from "./Protocol.js"
 import { fromWebSocket, type Connection } from "./internal/socket.js"
+import * as Wire from "./internal/wire.js"
+import type * as Protocol from "./Protocol.js"
 
 /** Where the run is and the secret it expects. */
 export interface Address {
@@ -65,10 +66,15 @@ export interface ToolCallResult {
   readonly text: string
 }
 
-export class AgentClientError extends Schema.TaggedError<AgentClientError>()("AgentClientError", {
-  agent: Schema.String,
-  message: Schema.String
-}) {}
+/**
+ * The run refused the agent, or did not answer. A `Data` error, not a Schema
+ * class: this module loads in every pi at start, without Schema (see
+ * `internal/wire.ts`).
+ */
+export class AgentClientError extends Data.TaggedError("AgentClientError")<{
+  readonly agent: string
+  readonly message: string
+}> {}
 
 export interface AgentClient {
   readonly agentId: string
@@ -107,12 +113,12 @@ const formatBytes = (bytes: number): string =>
   `${bytes.toLocaleString("en-US")} bytes${bytes >= 1024 * 1024 ? ` (${Math.floor(bytes / (1024 * 1024))} MiB)` : ""}`
 
 /** A message as a frame, or why it cannot be one (a value JSON cannot hold). */
-const encodeFrame = (message: Protocol.Message): Either.Either<string, string> =>
-  Either.try({ try: () => Protocol.encode(message), catch: (error) => (error instanceof Error ? error.message : String(error)) })
+const encodeFrame = (message: Wire.AgentMessage): Either.Either<string, string> =>
+  Either.try({ try: () => Wire.encode(message), catch: (error) => (error instanceof Error ? error.message : String(error)) })
 
 const openSocket = (url: string, token: string) =>
   Effect.async<Connection, { readonly fatal: boolean; readonly message: string }>((resume) => {
-    const socket = new WebSocket(url, { headers: { [Protocol.TOKEN_HEADER]: token } })
+    const socket = new WebSocket(url, { headers: { [Wire.TOKEN_HEADER]: token } })
     const onError = (error: Error) => resume(Effect.fail({ fatal: false, message: error.message }))
     socket.once("unexpected-response", (_request, response) => {
       socket.removeListener("error", onError)
@@ -142,7 +148,7 @@ const heartbeat = (connection: Connection, options: AgentClientOptions["heartbea
 /** Connect as `agentId`; the client runs (and reconnects) until the scope closes. */
 export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const path = Protocol.agentPath(options.agentId)
+    const path = Wire.agentPath(options.agentId)
     const tools = new Map<string, Protocol.ToolDefinition>([...(options.resume?.tools ?? [])].map((tool) => [tool.name, tool]))
     const pending = new Map<string, Pending>()
     const buffered: Array<Protocol.AgentEvent> = []
@@ -170,7 +176,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       })
 
     const sendFrame = (frame: string) => (current === undefined ? Effect.void : current.send(frame))
-    const send = (message: Protocol.Message) =>
+    const send = (message: Wire.AgentMessage) =>
       Either.match(encodeFrame(message), { onLeft: () => Effect.void, onRight: sendFrame })
 
     /** Send a pending call, unless its frame is over the limit (or not JSON): then it is answered with why. */
@@ -235,24 +241,22 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       Effect.forEach([...pending.entries()], ([callId, call]) => sendCall(callId, call), { discard: true })
     )
 
-    const hello = Effect.suspend(() => send({ _tag: "Hello", protocol: Protocol.version, agentId: options.agentId, after: lastSeq }))
+    const hello = Effect.suspend(() => send({ _tag: "Hello", protocol: Wire.version, agentId: options.agentId, after: lastSeq }))
 
     /** One connection, until it closes. Returns whether it ever synced. */
     const session = (connection: Connection) =>
       Effect.gen(function* () {
         let resyncRequested = false
         let synchronized = false
-        yield* Effect.addFinalizer(() => connection.close(Protocol.CloseCode.normal, "client closed"))
+        yield* Effect.addFinalizer(() => connection.close(Wire.CloseCode.normal, "client closed"))
         if (options.ready !== undefined) yield* options.ready
         current = connection
         yield* hello
         yield* Effect.forkScoped(heartbeat(connection, options.heartbeat))
         yield* connection.forEach((frame) =>
           Effect.gen(function* () {
-            const decoded = Protocol.decode(frame)
-            if (decoded._tag === "Left") return
-            const message = decoded.right
-            switch (message._tag) {
+            const message = Wire.decode(frame)
+            switch (message?._tag) {
               case "Entry": {
                 if (message.seq <= lastSeq) return
                 if (message.seq > lastSeq + 1) {
@@ -329,7 +333,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
     yield* Effect.addFinalizer(() =>
       Effect.zipRight(
         settleAll("the agent's connection to its run was closed"),
-        current ? current.close(Protocol.CloseCode.normal, "agent stopped") : Effect.void
+        current ? current.close(Wire.CloseCode.normal, "agent stopped") : Effect.void
       )
     )
 
@@ -385,19 +389,18 @@ export const awaitAssignment = (options: {
   Effect.gen(function* () {
     const fail = (message: string) => new AgentClientError({ agent: options.memberId, message })
     const connection = yield* Effect.acquireRelease(
-      openSocket(`${options.url}${Protocol.poolPath(options.memberId)}`, options.token).pipe(
+      openSocket(`${options.url}${Wire.poolPath(options.memberId)}`, options.token).pipe(
         Effect.mapError((error) => fail(error.message))
       ),
-      (connection) => connection.close(Protocol.CloseCode.normal, "assigned")
+      (connection) => connection.close(Wire.CloseCode.normal, "assigned")
     )
-    yield* connection.send(Protocol.encode({ _tag: "PoolHello", protocol: Protocol.version, memberId: options.memberId }))
+    yield* connection.send(Wire.encode({ _tag: "PoolHello", protocol: Wire.version, memberId: options.memberId }))
     yield* Effect.forkScoped(heartbeat(connection, options.heartbeat))
     const assigned = yield* Deferred.make<typeof Protocol.Assign.Type, AgentClientError>()
     return yield* connection.forEach((frame) => {
-      const decoded = Protocol.decode(frame)
-      if (decoded._tag === "Left") return Effect.void
-      if (decoded.right._tag === "Assign") return Deferred.succeed(assigned, decoded.right)
-      if (decoded.right._tag === "ProtocolError") return Deferred.fail(assigned, fail(decoded.right.message))
+      const message = Wire.decode(frame)
+      if (message?._tag === "Assign") return Deferred.succeed(assigned, message)
+      if (message?._tag === "ProtocolError") return Deferred.fail(assigned, fail(message.message))
       return Effect.void
     }).pipe(
       Effect.zipRight(Effect.fail(fail("the run closed the connection before assigning an agent"))),

@@ -14,27 +14,10 @@
  * A dropped connection therefore loses nothing.
  */
 import { Either, Predicate, Schema } from "effect"
+import { maxDepth, tooDeep } from "./internal/wire.js"
 
-export const version = 1
-
-export const TOKEN_HEADER = "x-ramure-token"
-
-export const agentPath = (agentId: string): string => `/agents/${encodeURIComponent(agentId)}`
-export const controlPath = "/control"
-/** Where a pre-started pi of a warm pool waits for the agent it will become. */
-export const poolPath = (memberId: string): string => `/pool/${encodeURIComponent(memberId)}`
-
-/** Close codes (4000–4999 are free for applications). */
-export const CloseCode = {
-  normal: 1000,
-  badPath: 4400,
-  unauthorized: 4401,
-  unknownAgent: 4404,
-  replaced: 4409,
-  tooLarge: 4413,
-  protocolVersion: 4426,
-  shutdown: 4000
-} as const
+// The constants and the depth check live in a module without Schema: agents load them at start.
+export { agentPath, CloseCode, controlPath, maxDepth, poolPath, TOKEN_HEADER, version } from "./internal/wire.js"
 
 // ---------------------------------------------------------------------------
 // Tools
@@ -236,30 +219,6 @@ export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError"
 
 const decodeMessage = Schema.decodeUnknownEither(Message)
 const encodeMessage = Schema.encodeSync(Message)
-
-/**
- * Deepest nesting of arrays and objects a frame may have. Deeper frames are
- * `malformed`: they would overflow the stack of recursive consumers
- * (`JSON.stringify` in the logs, error formatting).
- */
-export const maxDepth = 128
-
-/** Whether arrays and objects in a JSON text nest deeper than `maxDepth` (string contents are skipped). */
-const tooDeep = (text: string): boolean => {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 0x5c) i++ // `\`: skip the escaped character
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) inString = true
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > maxDepth) return true
-    } else if (c === 0x5d || c === 0x7d) depth--
-  }
-  return false
-}
 
 /**
  * Parse one WebSocket frame. Invalid JSON (or JSON nested deeper than
