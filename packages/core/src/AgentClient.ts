@@ -30,11 +30,6 @@ export interface AgentClientOptions extends Address {
    */
   readonly address?: Effect.Effect<Address | undefined>
   /**
-   * The first `Hello` waits for this; the socket opens before. An agent that
-   * may still fail to start connects early and says who it is once it is up.
-   */
-  readonly ready?: Effect.Effect<void>
-  /**
    * Called for every log entry, in order, exactly once. With it, user messages
    * are left to this callback and not queued on `messages`.
    */
@@ -116,9 +111,14 @@ const formatBytes = (bytes: number): string =>
 const encodeFrame = (message: Wire.AgentMessage): Either.Either<string, string> =>
   Either.try({ try: () => Wire.encode(message), catch: (error) => (error instanceof Error ? error.message : String(error)) })
 
-const openSocket = (url: string, token: string) =>
+/** Open a connection; `hello`, if given, rides in the upgrade request (`Wire.HELLO_HEADER`). */
+const openSocket = (url: string, token: string, hello?: Wire.AgentMessage) =>
   Effect.async<Connection, { readonly fatal: boolean; readonly message: string }>((resume) => {
-    const socket = new WebSocket(url, { headers: { [Wire.TOKEN_HEADER]: token } })
+    const headers = {
+      [Wire.TOKEN_HEADER]: token,
+      ...(hello === undefined ? {} : { [Wire.HELLO_HEADER]: encodeURIComponent(Wire.encode(hello)) })
+    }
+    const socket = new WebSocket(url, { headers })
     const onError = (error: Error) => resume(Effect.fail({ fatal: false, message: error.message }))
     socket.once("unexpected-response", (_request, response) => {
       socket.removeListener("error", onError)
@@ -241,17 +241,16 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       Effect.forEach([...pending.entries()], ([callId, call]) => sendCall(callId, call), { discard: true })
     )
 
-    const hello = Effect.suspend(() => send({ _tag: "Hello", protocol: Wire.version, agentId: options.agentId, after: lastSeq }))
+    const helloMessage = (): Wire.AgentMessage => ({ _tag: "Hello", protocol: Wire.version, agentId: options.agentId, after: lastSeq })
+    const hello = Effect.suspend(() => send(helloMessage()))
 
-    /** One connection, until it closes. Returns whether it ever synced. */
+    /** One connection, whose upgrade request said `Hello`, until it closes. Returns whether it ever synced. */
     const session = (connection: Connection) =>
       Effect.gen(function* () {
         let resyncRequested = false
         let synchronized = false
         yield* Effect.addFinalizer(() => connection.close(Wire.CloseCode.normal, "client closed"))
-        if (options.ready !== undefined) yield* options.ready
         current = connection
-        yield* hello
         yield* Effect.forkScoped(heartbeat(connection, options.heartbeat))
         yield* connection.forEach((frame) =>
           Effect.gen(function* () {
@@ -308,7 +307,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
     const connectTo = Effect.gen(function* () {
       const moved = options.address === undefined ? undefined : yield* options.address
       const address = moved ?? options
-      return yield* Effect.either(openSocket(`${address.url}${path}`, address.token))
+      return yield* Effect.either(openSocket(`${address.url}${path}`, address.token, helloMessage()))
     })
 
     const loop = Effect.gen(function* () {

@@ -17,7 +17,7 @@ import { Either, Predicate, Schema } from "effect"
 import { maxDepth, tooDeep } from "./internal/wire.js"
 
 // The constants and the depth check live in a module without Schema: agents load them at start.
-export { agentPath, CloseCode, controlPath, maxDepth, poolPath, TOKEN_HEADER, version } from "./internal/wire.js"
+export { agentPath, CloseCode, controlPath, HELLO_HEADER, maxDepth, poolPath, TOKEN_HEADER, version } from "./internal/wire.js"
 
 // ---------------------------------------------------------------------------
 // Tools

@@ -102,6 +102,36 @@ describe("Runtime server", () => {
     )
   })
 
+  it.live("an agent's Hello may ride in its upgrade request: the run syncs it without a first frame; a malformed one is a ProtocolError", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const runtime = yield* Runtime
+        const agent = yield* Agent.make("a")
+        yield* agent.on("t", { description: "", parameters: Schema.Struct({}) }, () => Effect.succeed("ok"))
+        const header = (value: string) => ({ [Protocol.TOKEN_HEADER]: runtime.token, [Protocol.HELLO_HEADER]: value })
+        const hello = encodeURIComponent(JSON.stringify({ _tag: "Hello", protocol: Protocol.version, agentId: "a", after: 0 }))
+        const synced = yield* rawSocket(`${runtime.url}${Protocol.agentPath("a")}`, header(hello))
+        yield* waitFor(() => synced.received.some((text) => JSON.parse(text)._tag === "Synced"))
+        synced.socket.close()
+        const malformed = yield* rawSocket(`${runtime.url}${Protocol.agentPath("a")}`, header("%E0%A4%A"))
+        yield* waitFor(() => malformed.received.length >= 1)
+        const stillOpen = malformed.socket.readyState === WebSocket.OPEN
+        malformed.socket.close()
+        return { synced: synced.received.map((text) => JSON.parse(text)), malformed: JSON.parse(malformed.received[0]!), stillOpen }
+      }))
+    return main().pipe(
+      Effect.map(({ malformed, stillOpen, synced }) => {
+        expect(synced).toEqual([
+          { _tag: "Entry", seq: 1, body: { _tag: "ToolAdded", tool: expect.objectContaining({ name: "t" }) } },
+          { _tag: "Synced", seq: 1, maxFrameBytes: 16 * 1024 * 1024 }
+        ])
+        expect(malformed).toMatchObject({ _tag: "ProtocolError", code: "malformed" })
+        expect(stillOpen).toBe(true)
+      }),
+      Effect.provide(scripted({}))
+    )
+  })
+
   it.live("a connection dropped during a tool call loses nothing: the result arrives after reconnecting", () => {
     const main = Process.make("main", () =>
       Effect.gen(function* () {

@@ -9,7 +9,7 @@ import * as Protocol from "../src/Protocol.js"
 
 export interface Peer {
   readonly send: (message: Protocol.Message) => void
-  /** The next message from the client (fails after 3 s). */
+  /** The next message from the client (fails after 3 s); first the `Hello` of its upgrade request, if any. */
   readonly next: Effect.Effect<Protocol.Message, Error>
   /** Messages received and not taken yet. */
   readonly pending: Effect.Effect<number>
@@ -54,10 +54,14 @@ export const rawRuntime = (
       accepted++
       if (onConnection) return onConnection(socket)
       const received = Effect.runSync(Queue.unbounded<Protocol.Message>())
-      socket.on("message", (data) => {
-        const decoded = Protocol.decode(data.toString())
+      const receive = (frame: string) => {
+        const decoded = Protocol.decode(frame)
         if (decoded._tag === "Right") Queue.unsafeOffer(received, decoded.right)
-      })
+      }
+      // A Hello in the upgrade request comes first, as the run takes it.
+      const hello = request.headers[Protocol.HELLO_HEADER]
+      if (typeof hello === "string") receive(decodeURIComponent(hello))
+      socket.on("message", (data) => receive(data.toString()))
       const token = request.headers[Protocol.TOKEN_HEADER]
       Queue.unsafeOffer(connections, {
         send: (message) => socket.send(Protocol.encode(message)),

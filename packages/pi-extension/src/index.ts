@@ -17,7 +17,7 @@ import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechn
 import * as AgentClient from "@ramure/core/AgentClient"
 import type * as Protocol from "@ramure/core/Protocol"
 import * as RunAddress from "@ramure/core/RunAddress"
-import { Cause, Deferred, Duration, Effect, Exit, Schedule, Scope } from "effect"
+import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
 import { type Config, configFromEnv, type PoolConfig, poolConfigFromEnv } from "./config.js"
 import * as Deadman from "./deadman.js"
 import { messageEvent, textOf, truncate } from "./events.js"
@@ -65,10 +65,10 @@ const forcedExitAfter = Duration.seconds(5)
 const promptStartTimeout = Duration.seconds(60)
 
 /**
- * One extension instance. It opens its connection as soon as it is loaded,
- * but says who it is only at `session_start` — after pi's own start-up
- * checks, so a pi that cannot start never looks connected —, and pi waits for
- * the first sync there, so the run's tools exist before the first prompt.
+ * One extension instance. It connects at `session_start` — after pi's own
+ * start-up checks, so a pi that cannot start never looks connected; its
+ * `Hello` rides in the connection's upgrade request — and pi waits for the
+ * first sync there, so the run's tools exist before the first prompt.
  */
 const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   /** Known from the start, or (pooled) once the run assigns an agent. */
@@ -78,8 +78,6 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   let live = true
   /** From `session_start` on; pi's actions (`setActiveTools`, `sendUserMessage`, …) work from then. */
   let ctx: ExtensionContext | undefined
-  /** pi has started (`session_start`): the agent may say its `Hello`. */
-  const started = Effect.runSync(Deferred.make<void>())
   let client: AgentClient.AgentClient | undefined
   /** Freezes the agent while its run is unreachable (once it has synced). */
   const deadman = Effect.runSync(
@@ -214,10 +212,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
       Effect.catchAllDefect((defect) => Effect.sync(() => ctx?.ui.notify(`ramure: ${String(defect)}`, "error")))
     )
 
-  /**
-   * The agent's connection (once an older instance of this agent, if any, has
-   * let go): it opens now, and its `Hello` waits for pi's start.
-   */
+  /** The agent's connection, once an older instance of this agent, if any, has let go. */
   const connect = (config: Config) =>
     Effect.gen(function* () {
       const previous = slot.stop
@@ -228,7 +223,6 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
         agentId: config.agentId,
         token: config.token,
         ...(config.addressFile === undefined ? {} : { address: RunAddress.read(config.addressFile) }),
-        ready: Deferred.await(started),
         heartbeat,
         onEntry,
         onReachable: deadman.link,
@@ -258,9 +252,8 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   const start = async (config: Config) => {
     const exit = await Effect.runPromiseExit(
       Effect.gen(function* () {
-        const connected = client ?? (yield* connect(config))
+        const connected = yield* connect(config)
         for (const tool of slot.tools.values()) register(tool)
-        yield* Deferred.succeed(started, undefined)
         yield* connected.synced.pipe(
           Effect.timeoutFail({
             duration: syncTimeout,
@@ -301,9 +294,6 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
     slot = slotFor(config)
     await start(config)
   }
-
-  // A fresh agent opens its connection now, while pi goes on starting.
-  if (config !== undefined && slot.stop === undefined && slot.lastSeq === 0) Effect.runSync(connect(config))
 
   // Frozen while the run is unreachable: the request or tool in progress goes on, no new one starts.
   pi.on("before_provider_request", () => deadman.hold("request"))

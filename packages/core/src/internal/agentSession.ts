@@ -111,7 +111,16 @@ export const handleToolCall = (session: AgentSession, call: typeof Protocol.Tool
  * reconnecting agent wins over a half-open socket, while garbage, a wrong
  * agent id or a wrong protocol version never knock the live agent off.
  */
-export const serve = (session: AgentSession, connection: Connection, limits: { readonly maxFrameBytes?: number } = {}) =>
+export const serve = (
+  session: AgentSession,
+  connection: Connection,
+  options: {
+    /** The largest frame the run accepts, told to the agent in `Synced`. */
+    readonly maxFrameBytes?: number
+    /** A first frame that came with the upgrade request (an agent's `Hello`). */
+    readonly first?: string | undefined
+  } = {}
+) =>
   Effect.gen(function* () {
     const claim = Effect.suspend(() => {
       const previous = session.current
@@ -131,7 +140,8 @@ export const serve = (session: AgentSession, connection: Connection, limits: { r
       Effect.gen(function* () {
         yield* FiberSet.clear(writer)
         const upTo = yield* session.entries.size
-        const synced = (seq: number) => connection.send(Protocol.encode({ _tag: "Synced", seq, ...limits }))
+        const limit = options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes }
+        const synced = (seq: number) => connection.send(Protocol.encode({ _tag: "Synced", seq, ...limit }))
         const send = (seq: number, body: Protocol.EntryBody) =>
           Effect.zipRight(
             connection.send(Protocol.encode({ _tag: "Entry", seq, body })),
@@ -176,6 +186,7 @@ export const serve = (session: AgentSession, connection: Connection, limits: { r
         }
       })
 
+    if (options.first !== undefined) yield* dispatch(options.first)
     yield* connection.forEach(dispatch)
     yield* FiberSet.clear(writer)
     if (session.current === connection) {

@@ -26,6 +26,17 @@ const idOf = (kind: "agents" | "pool", path: string): string | undefined => {
   return match === null ? undefined : Either.getOrUndefined(Either.try(() => decodeURIComponent(match[1]!)))
 }
 
+const headerOf = (request: http.IncomingMessage, name: string): string | undefined => {
+  const value = request.headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** The `Hello` an agent sent in its upgrade request (`Protocol.HELLO_HEADER`), as a frame; a malformed escape is kept as is (and is malformed). */
+const helloOf = (request: http.IncomingMessage): string | undefined => {
+  const value = headerOf(request, Protocol.HELLO_HEADER)
+  return value === undefined ? undefined : Either.getOrElse(Either.try(() => decodeURIComponent(value)), () => value)
+}
+
 const reject = (socket: Duplex, status: number, text: string) => {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   socket.destroy()
@@ -49,8 +60,7 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
       // Any request target reaches here (`//x:99999`, `//[`…): one that is not a URL path is kept as is, and is a bad path.
       const target = request.url ?? "/"
       const path = Either.getOrElse(Either.try(() => new URL(target, "http://localhost").pathname), () => target)
-      const header = request.headers[Protocol.TOKEN_HEADER]
-      const given = Array.isArray(header) ? header[0] : header
+      const given = headerOf(request, Protocol.TOKEN_HEADER)
       if (!tokenMatches(runtime.token, given)) {
         run(logRuntime("unauthorized", { path, remote: request.socket.remoteAddress, tokenGiven: given !== undefined }))
         return reject(socket, 401, "Unauthorized")
@@ -73,7 +83,7 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
         })
         run(
           agentId !== undefined
-            ? serveAgent(agentId, connection)
+            ? serveAgent(agentId, connection, helloOf(request))
             : memberId !== undefined
             ? servePoolMember(memberId, connection)
             : serveControl(runtime, connection, followers)
@@ -81,7 +91,7 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
       })
     })
 
-    const serveAgent = (agentId: string, connection: Connection) =>
+    const serveAgent = (agentId: string, connection: Connection, hello: string | undefined) =>
       Effect.gen(function* () {
         const session = runtime.sessions.get(agentId)
         if (session === undefined) {
@@ -91,7 +101,7 @@ export const start = (runtime: RuntimeService, options: { readonly maxMessageByt
           )
           return yield* connection.close(Protocol.CloseCode.unknownAgent, "unknown agent")
         }
-        yield* AgentSession.serve(session, connection, { maxFrameBytes: options.maxMessageBytes })
+        yield* AgentSession.serve(session, connection, { maxFrameBytes: options.maxMessageBytes, first: hello })
       })
 
     const servePoolMember = (memberId: string, connection: Connection) =>

@@ -12,6 +12,13 @@ export const version = 1
 
 export const TOKEN_HEADER = "x-ramure-token"
 
+/**
+ * An agent's first `Hello` may ride in its upgrade request, URI-encoded JSON:
+ * the run then knows the agent as soon as the request arrives, a round trip
+ * before a first frame could.
+ */
+export const HELLO_HEADER = "x-ramure-hello"
+
 export const agentPath = (agentId: string): string => `/agents/${encodeURIComponent(agentId)}`
 export const controlPath = "/control"
 /** Where a pre-started pi of a warm pool waits for the agent it will become. */
