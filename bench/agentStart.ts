@@ -99,14 +99,17 @@ export const agentStart = (size: Size) =>
       ],
       counts: { agents: rounds * 2 },
       notes: [
-        "What ramure adds to pi's start is loading its extension. pi loads the built single file " +
+        "What ramure adds to pi's start is loading its extension and one connection. pi loads the built single file " +
           "(`packages/pi-extension/dist/ramure-pi-extension.cjs`) with Node's own loader — pi's jiti loader transforms only " +
-          "TypeScript and ES modules —, and the file compiles the bundled extension from a V8 code cache kept in " +
-          "`RAMURE_HOME/cache` (written by the first pi that loads it): 20–35 ms here, where the TypeScript source took " +
-          "0.4–1.2 s (jiti compiled it, and evaluated a second copy of pi for the built-in tools a pooled pi re-creates; " +
-          "those now come from pi's own module, imported only when a pooled pi becomes an agent).",
-        "The extension opens its WebSocket while pi goes on starting and says `Hello` at `session_start`, so connecting " +
-          "costs no round trip after pi is up; adding a tool then takes milliseconds (the two ramure rows)."
+          "TypeScript and ES modules —, and the file compiles the bundled extension (320 KB: `effect`'s runtime and `ws`; " +
+          "the agent's side of the protocol decodes without Schema) from a V8 code cache kept in `RAMURE_HOME/cache`, " +
+          "written by the first pi that loads it: 15–30 ms here. The TypeScript source took 0.4–1.2 s: jiti compiled it, " +
+          "and evaluated a second copy of pi for the built-in tools a pooled pi re-creates (those now come from pi's own " +
+          "module, imported only when a pooled pi becomes an agent).",
+        "The extension connects at `session_start` and its `Hello` rides in the WebSocket's upgrade request: the run knows " +
+          "the agent as soon as that request arrives, as the bare pi's signal arrives after its `connect`. On a loaded " +
+          "machine every hand-over between processes waits for a core, so the wall-time ratio swings with the load; the " +
+          "CPU rows measure what each pi spent, which the load hardly changes."
       ]
     }
     return result

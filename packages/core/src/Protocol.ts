@@ -11,7 +11,8 @@
  * replication log, numbered by `seq` (1, 2, 3, …). The agent remembers the
  * last `seq` it applied, asks for `Hello { after }` on every (re)connect,
  * applies entries strictly in order, drops duplicates and asks again on a gap.
- * A dropped connection therefore loses nothing.
+ * A dropped connection therefore loses nothing. A connection's first `Hello`
+ * may ride in its upgrade request (`HELLO_HEADER`).
  */
 import { Either, Predicate, Schema } from "effect"
 import { maxDepth, tooDeep } from "./internal/wire.js"
