@@ -84,7 +84,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
     Deadman.make({
       timeout: initial.unreachableTimeout,
       onResumed: (pause) => Effect.suspend(() => (client === undefined ? Effect.void : client.emit({ _tag: "paused", ...pause }))),
-      onTimeout: Effect.suspend(() => expire(config?.agentId ?? initial.url, initial.unreachableTimeout))
+      onTimeout: Effect.suspend(() => expire)
     }).pipe(Scope.extend(scope))
   )
   /** A prompt handed to pi whose run has not started yet. */
@@ -233,12 +233,13 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
     })
 
   /** The run is unreachable for good: say so and stop pi (its own shutdown; the process exits if that hangs). */
-  const expire = (agentId: string, timeout: Duration.Duration) =>
-    Effect.sync(() => {
-      process.stderr.write(`\nramure: the run of agent ${agentId} has been unreachable for ${Duration.format(timeout)}: stopping\n`)
-      Effect.runFork(Effect.delay(Effect.sync(() => process.exit(1)), forcedExitAfter))
-      process.kill(process.pid, "SIGTERM")
-    })
+  const expire = Effect.sync(() => {
+    const timeout = Duration.format(initial.unreachableTimeout)
+    process.stderr.write(`\nramure: the run of agent ${config?.agentId} has been unreachable for ${timeout}: stopping\n`)
+    // Outside the extension's scope, which pi's shutdown closes.
+    Effect.runFork(Effect.delay(Effect.sync(() => process.exit(1)), forcedExitAfter))
+    process.kill(process.pid, "SIGTERM")
+  })
 
   /** Synced: hand pi what is queued. */
   const onSynced = Effect.sync(() => {
