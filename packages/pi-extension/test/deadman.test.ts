@@ -83,7 +83,7 @@ describe("an agent whose run is unreachable (dead-man switch)", () => {
     Effect.gen(function* () {
       const marker = path.join(yield* tempHome, "bash-finished")
       const server = yield* modelServer(marker)
-      const agent = yield* orphanAgent(server, 8_000)
+      const agent = yield* orphanAgent(server, 12_000)
       // Generous: the timeout, plus pi's own shutdown, on a loaded machine.
       yield* eventually(Effect.sync(() => alive(agent.pid)), (running) => !running, "90 seconds")
       // The tool in progress finished (after the kill), and its result never went to the model.
