@@ -51,6 +51,10 @@ export const load = (source: string, digest: string, filename: string): unknown 
       cacheWanted = false
       try {
         writeAtomically(cacheFile, script.createCachedData())
+        // Caches of other builds (or Node versions) are not used again.
+        for (const name of fs.readdirSync(path.dirname(cacheFile))) {
+          if (/^pi-extension-.*\.v8$/.test(name) && name !== path.basename(cacheFile)) fs.rmSync(path.join(path.dirname(cacheFile), name), { force: true })
+        }
       } catch {
         // Only a speed-up: the next start compiles without it.
       }
