@@ -15,7 +15,7 @@ import * as path from "node:path"
 import { eventually, piRun, tempHome } from "./helpers.js"
 
 describe("the extension a local pi loads", () => {
-  it.live("is the built file, compiled from the code cache the first pi wrote in the run's home", () =>
+  it.live("is the built file, compiled from the code cache the first pi wrote in the run's home (replacing older builds' caches)", () =>
     Effect.gen(function* () {
       const server = yield* ScriptedModel.make({ fallback: () => [] })
       const home = yield* tempHome
@@ -23,6 +23,10 @@ describe("the extension a local pi loads", () => {
       const built = path.join(directory, "dist", PiExtension.bundleName)
       const { digest } = JSON.parse(fs.readFileSync(path.join(directory, "dist", "ramure-pi-extension.json"), "utf8"))
       const cache = path.join(home, "cache", `pi-extension-${digest}-${process.version}-${process.arch}.v8`)
+      // A cache of an older build, which the new one replaces.
+      const stale = path.join(home, "cache", `pi-extension-0123456789abcdef-${process.version}-${process.arch}.v8`)
+      fs.mkdirSync(path.dirname(stale), { mode: 0o700 })
+      fs.writeFileSync(stale, "old", { mode: 0o600 })
       const main = Process.make("main", () =>
         Effect.gen(function* () {
           yield* Agent.make("worker")
@@ -33,6 +37,7 @@ describe("the extension a local pi loads", () => {
       expect(PiExtension.resolve(directory)).toEqual({ kind: "bundle", path: built })
       yield* main().pipe(Effect.provide(piRun(server, "tmux", home)))
       expect(fs.statSync(cache).mode & 0o777).toBe(0o600)
+      expect(fs.existsSync(stale)).toBe(false)
       expect(fs.statSync(path.dirname(cache)).mode & 0o777).toBe(0o700)
     }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)))
 })
