@@ -3,12 +3,13 @@
  * (Ctrl-C); time until every tmux session and every pi process of its run is
  * gone, and until the program itself has exited.
  */
+import { readDirectory } from "@ramure/core/JsonlLogSink"
+import type * as RunEvent from "@ramure/core/RunEvent"
 import { logsDirectory } from "@ramure/core/RunInfo"
 import { currentSocket } from "@ramure/core/TmuxMachineProvider"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as path from "node:path"
 import { now, type FigureResult, type Size } from "./lib/Figure.js"
 import { forkChild } from "./lib/child.js"
 import type { Ready } from "./lib/cleanupChild.js"
@@ -76,16 +77,11 @@ interface Sample {
   readonly releasedMs: number
 }
 
-/** Latest time (epoch ms) of a log entry of `type` over the run's agent logs. */
-const lastOf = (home: string, executionId: string, type: string): number => {
-  const directory = logsDirectory(home, executionId)
+/** Latest time (epoch ms) of a log entry of an event tagged `tag` over the run's logs. */
+const lastOf = (home: string, executionId: string, tag: RunEvent.Tag): number => {
   let last = Number.NaN
-  for (const name of fs.readdirSync(directory)) {
-    for (const line of fs.readFileSync(path.join(directory, name), "utf8").split("\n")) {
-      if (line.length === 0) continue
-      const entry = JSON.parse(line) as { ts: string; type: string }
-      if (entry.type === type) last = Number.isNaN(last) ? Date.parse(entry.ts) : Math.max(last, Date.parse(entry.ts))
-    }
+  for (const entry of readDirectory(logsDirectory(home, executionId))) {
+    if (entry.event._tag === tag) last = Number.isNaN(last) ? Date.parse(entry.ts) : Math.max(last, Date.parse(entry.ts))
   }
   return last
 }
@@ -122,8 +118,8 @@ const once = (agents: number) =>
         sessionsGoneMs: sessionsGone - started,
         allGoneMs: Math.max(piGone, sessionsGone) - started,
         exitMs: exitAt - started,
-        disconnectedMs: lastOf(home, executionId, "agent_disconnected") - startedAt,
-        releasedMs: lastOf(home, executionId, "agent_released") - startedAt
+        disconnectedMs: lastOf(home, executionId, "AgentDisconnected") - startedAt,
+        releasedMs: lastOf(home, executionId, "AgentReleased") - startedAt
       } satisfies Sample
     })
   )

@@ -68,11 +68,16 @@ const supervisor = Process.make("supervisor", (maxAttempts: number) =>
     return yield* new Errors.ProcessFailed({ process: "supervisor", reason: `no attempt succeeded in ${maxAttempts}` })
   }))
 
-/** Both attempts talk to the same scripted "solver": the first gives up, the second solves it. */
+/**
+ * Each attempt has its own agent named "solver": the run calls them `solver` and `solver-2` (an id is never
+ * reused in a run). The first gives up, the second solves it.
+ */
 const script: Record<string, ScriptedModel.Script> = {
   solver: [
     support.call("give_up", { reason: "I did not look before answering" }),
-    support.say("Gave up."),
+    support.say("Gave up.")
+  ],
+  "solver-2": [
     support.call("bash", { command: "wc -l < /etc/hostname" }),
     support.call("solved", (request: ScriptedModel.ChatRequest) => ({
       answer: ScriptedModel.lastToolResults(request)[0]?.content.trim() ?? "?"

@@ -7,7 +7,8 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Agent from "@ramure/core/Agent"
 import * as Process from "@ramure/core/Process"
-import { Runtime } from "@ramure/core/Runtime"
+import { ChildProcesses } from "@ramure/core/ChildProcesses"
+import { RunInfo } from "@ramure/core/RunInfo"
 import { Effect } from "effect"
 import { piRun } from "./pi.js"
 
@@ -25,8 +26,7 @@ const main = Process.make("idle", () =>
       concurrency: "unbounded",
       discard: true
     })
-    const runtime = yield* Runtime
-    const ready: Ready = { executionId: runtime.executionId, pids: [...runtime.pids] }
+    const ready: Ready = { executionId: (yield* RunInfo).executionId, pids: (yield* ChildProcesses).unsafeSnapshot() }
     yield* Effect.async<void>((resume) => {
       process.send!(ready, undefined, undefined, () => resume(Effect.void))
     })

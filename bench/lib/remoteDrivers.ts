@@ -20,7 +20,7 @@ export interface LaunchRequest {
 /** Child side: every launch becomes a message to the parent; the agent "exits" never. */
 export const layer: Layer.Layer<AgentLauncher> = Layer.succeed(AgentLauncher, {
   launch: (spec) =>
-    Effect.as(toParent({ type: "launch", agentId: spec.agentId, url: spec.url, token: spec.token } satisfies LaunchRequest), {
+    Effect.as(toParent({ type: "launch", agentId: spec.agentId, url: spec.url, token: spec.secret } satisfies LaunchRequest), {
       pid: undefined,
       session: undefined,
       exited: Effect.never,

@@ -37,12 +37,12 @@ const runExample = async (file: string) => {
 const expectClean = (run: Awaited<ReturnType<typeof runExample>>) => {
   expect(tmuxSessionsOf(run.executionId)).toEqual([])
   expect(fs.readdirSync(path.join(run.home, "runtimes"))).toEqual([])
-  expect(run.runtimeLog.at(-1)).toMatchObject({ type: "run_ended", data: { outcome: "done" } })
+  expect(run.runtimeLog.at(-1)).toMatchObject({ event: { _tag: "RunEnded", outcome: "done" } })
   const pids = run.runtimeLog.concat(
-    fs.readdirSync(path.join(run.home, "logs", run.executionId)).flatMap((file) =>
+    fs.readdirSync(path.join(run.home, "logs", run.executionId)).filter((file) => file.endsWith(".jsonl")).flatMap((file) =>
       fs.readFileSync(path.join(run.home, "logs", run.executionId, file), "utf8").trim().split("\n").map((l) => JSON.parse(l))
     )
-  ).filter((entry) => entry.type === "agent_created" && entry.data?.pid).map((entry) => entry.data.pid as number)
+  ).filter((entry) => entry.event._tag === "AgentCreated" && entry.event.pid).map((entry) => entry.event.pid as number)
   expect(pids.length).toBeGreaterThan(0)
   for (const pid of pids) expect(alive(pid)).toBe(false)
 }
@@ -60,7 +60,7 @@ describe("examples (real pi in tmux, scripted model)", () => {
     const run = await runExample("build-and-review.ts")
     expect(run.status, run.stderr).toBe(0)
     expect(run.stdout).toContain("Approved after 2 round(s): add is correct now")
-    expect(run.runtimeLog.filter((e) => e.type === "process_event" && e.data.type === "submitted")).toHaveLength(2)
+    expect(run.runtimeLog.filter((e) => e.event._tag === "ProcessEmitted" && e.event.type === "submitted")).toHaveLength(2)
     expectClean(run)
   })
 

@@ -6,8 +6,9 @@
 import * as Protocol from "@ramure/core/Protocol"
 import type { RegistryEntry } from "@ramure/core/Registry"
 import { shortId } from "@ramure/core/RunInfo"
-import type { LogEntry } from "@ramure/core/LogSink"
-import { Effect, Queue, type Scope, Stream } from "effect"
+import { LogEntry } from "@ramure/core/RunEvent"
+import * as RunStatus from "@ramure/core/RunStatus"
+import { Effect, Option, Queue, Schema, type Scope, Stream } from "effect"
 import WebSocket from "ws"
 import { ControlFailed, RunUnreachable } from "./Errors.js"
 
@@ -19,6 +20,8 @@ export type FollowEvent =
 export interface ControlClient {
   /** Send a command and wait for its reply's value. */
   readonly request: (command: Protocol.ControlCommand) => Effect.Effect<unknown, ControlFailed | RunUnreachable>
+  /** The run's status. */
+  readonly status: Effect.Effect<RunStatus.RunStatus, ControlFailed | RunUnreachable>
   /** The run's log entries with `n > after`, live, until the run ends. */
   readonly follow: (after: number) => Stream.Stream<FollowEvent, RunUnreachable>
 }
@@ -55,6 +58,8 @@ const open = (entry: RegistryEntry, timeoutMs: number) =>
     })
     return Effect.sync(() => socket.terminate())
   })
+
+const decodeEntry = Schema.decodeUnknownOption(LogEntry)
 
 /** Connect to a live run; the connection closes with the scope. */
 export const connect = Effect.fn("ControlClient.connect")(function* (
@@ -129,7 +134,9 @@ export const connect = Effect.fn("ControlClient.connect")(function* (
           Stream.map((message): FollowEvent | undefined => {
             switch (message._tag) {
               case "ControlLog":
-                return { _tag: "Entry", entry: message.entry as LogEntry }
+                return decodeEntry(message.entry).pipe(
+                  Option.match({ onNone: () => undefined, onSome: (entry): FollowEvent => ({ _tag: "Entry", entry }) })
+                )
               case "RunEnded":
                 return { _tag: "Ended", outcome: message.outcome }
               case "ControlReply":
@@ -143,5 +150,10 @@ export const connect = Effect.fn("ControlClient.connect")(function* (
         ))
     )
 
-  return { request, follow }
+  const status = Effect.flatMap(request({ _tag: "Status" }), (value) =>
+    Schema.decodeUnknown(RunStatus.RunStatus)(value).pipe(
+      Effect.mapError((error) => new ControlFailed({ run, command: "Status", reason: `unexpected status: ${error.message}` }))
+    ))
+
+  return { request, status, follow }
 })

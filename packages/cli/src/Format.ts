@@ -2,7 +2,8 @@
  * How the CLI shows things: one line per log entry (shared by `tail` and
  * the last activity in `status`), tables, ages, and the status report.
  */
-import type { LogEntry } from "@ramure/core/LogSink"
+import type * as RunEvent from "@ramure/core/RunEvent"
+import type { LogEntry } from "@ramure/core/RunEvent"
 import type { RunStatus } from "@ramure/core/RunStatus"
 
 /** `text` on one line, cut to `max` characters. */
@@ -46,82 +47,60 @@ export const table = (rows: ReadonlyArray<ReadonlyArray<string>>, indent = ""): 
     .join("\n")
 }
 
-const agentEvent = (event: Record<string, any>): string => {
-  switch (event._tag) {
-    case "agent_start":
-      return "working"
-    case "agent_end":
-      return "idle"
-    case "turn_start":
-      return "turn started"
-    case "turn_end":
-      return "turn ended"
-    case "message_end": {
-      const usage = event.usage ? ` (${event.usage.input}→${event.usage.output} tokens, $${Number(event.usage.cost).toFixed(4)})` : ""
-      const calls = event.toolCalls?.length ? ` [calls ${event.toolCalls.join(", ")}]` : ""
-      return `${event.role}: ${oneLine(String(event.text ?? ""))}${calls}${usage}`
-    }
-    case "tool_execution_start":
-      return `running ${event.tool}`
-    case "tool_execution_end":
-      return `${event.tool} ${event.isError ? "failed" : "finished"}: ${oneLine(String(event.result ?? ""), 120)}`
-    case "agent_error":
-      return `error: ${oneLine(String(event.message ?? ""))}`
-    default:
-      return `${event._tag ?? "event"} ${json(event)}`
-  }
+const tokens = (usage: { readonly input: number; readonly output: number; readonly cost: number }) =>
+  ` (${usage.input}→${usage.output} tokens, $${usage.cost.toFixed(4)})`
+
+type Describe<T extends RunEvent.Tag> = (event: RunEvent.Of<T>, entry: LogEntry) => string
+
+/** One line per event; a new `RunEvent` without a line here does not compile. */
+const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
+  RunStarted: (e) => `run started: ${e.program} (pid ${e.pid})${e.summary === undefined ? "" : ` — ${oneLine(e.summary, 120)}`}`,
+  RunEnded: (e) => `run ended: ${e.outcome}${e.error === undefined ? "" : `: ${oneLine(e.error, 160)}`}`,
+  OrphansCollected: (e) =>
+    `cleaned up dead run ${e.executionId.slice(0, 8)} (pid ${e.pid})${e.sessions.length > 0 ? `: ${e.sessions.join(", ")}` : ""}`,
+  ConnectionRefused: (e) =>
+    `refused a connection to ${e.path} (${e.reason})${e.suppressed === undefined ? "" : ` and ${e.suppressed} more`}`,
+  ProtocolViolation: (e) => `protocol error (${e.code}): ${oneLine(e.message, 160)}`,
+  ProcessStarted: (_, entry) => `process ${entry.process} started`,
+  ProcessEnded: (e, entry) => `process ${entry.process} ${e.outcome}${e.error ? `: ${oneLine(e.error, 160)}` : ""}`,
+  ProcessEmitted: (e) => `event ${e.type}${e.data === undefined ? "" : ` ${json(e.data)}`}`,
+  EndpointExposed: (e) => `endpoint ${e.name} exposed`,
+  EndpointCalled: (e) => `endpoint ${e.name} called${e.caller ? ` by ${e.caller}` : ""} ${json(e.args)}`,
+  EndpointReturned: (e) =>
+    `endpoint ${e.name} ${e.ok ? "returned" : `failed: ${oneLine(e.error ?? "", 120)}`} in ${e.durationMs} ms`,
+  MachineCreated: (e) => `machine ${e.machine.id} (${e.machine.kind}) created`,
+  AgentCreated: (e) =>
+    `created on ${e.machine.kind} machine ${e.machine.id}${e.machine.host ? ` on host ${e.machine.host}` : ""}${e.session ? ` (tmux ${e.session})` : ""}`,
+  AgentStartFailed: (e) => `failed to start: ${oneLine(e.reason)}`,
+  AgentConnected: (e) => (e.first ? "connected" : `reconnected (after ${e.after})`),
+  AgentDisconnected: (e) => `disconnected (code ${e.code})`,
+  AgentCrashed: (e) => `crashed (exit code ${e.exitCode ?? "?"})${e.output ? `: ${oneLine(e.output, 160)}` : ""}`,
+  AgentReleased: () => "released",
+  ConnectionAdded: (e) => `can message ${e.to}`,
+  ToolAdded: (e) => `tool ${e.tool.name} added`,
+  ToolRemoved: (e) => `tool ${e.name} removed`,
+  ToolCalled: (e) => `→ ${e.tool} ${json(e.args)}`,
+  ToolReturned: (e) => `← ${e.tool} ${e.isError ? "error" : "ok"}: ${oneLine(e.text, 120)} (${e.durationMs} ms)`,
+  MessageDelivered: (e) => `message${e.from ? ` from ${e.from}` : e.via ? ` via ${e.via}` : ""}: ${oneLine(e.text)}`,
+  ShutdownRequested: (e) => `asked to shut down: ${oneLine(e.reason, 120)}`,
+  PoolMemberReady: (e) => `pool member ${e.member} ready (${e.model || "default model"})`,
+  PoolMemberAssigned: (e) => `took pool member ${e.member}`,
+  PoolMemberDied: (e) => `pool member ${e.member} died`,
+  PoolStartFailed: (e) => `a pool member failed to start: ${oneLine(e.error, 160)}`,
+  WorkStarted: () => "working",
+  WorkEnded: () => "idle",
+  TurnStarted: () => "turn started",
+  TurnEnded: () => "turn ended",
+  MessageEnded: (e) =>
+    `${e.role}: ${oneLine(e.text)}${e.toolCalls?.length ? ` [calls ${e.toolCalls.join(", ")}]` : ""}${e.usage ? tokens(e.usage) : ""}`,
+  ToolExecutionStarted: (e) => `running ${e.tool}`,
+  ToolExecutionEnded: (e) => `${e.tool} ${e.isError ? "failed" : "finished"}: ${oneLine(e.result, 120)}`,
+  ModelError: (e) => `model error: ${oneLine(e.message)}`
 }
 
 /** What a log entry says, without its time and subject. */
-export const describe = (entry: LogEntry): string => {
-  const data = (typeof entry.data === "object" && entry.data !== null ? entry.data : {}) as Record<string, any>
-  switch (entry.type) {
-    case "run_started":
-      return `run started: ${data.program} (pid ${data.pid})`
-    case "run_ended":
-      return `run ended: ${data.outcome}`
-    case "process_started":
-      return `process ${entry.process} started`
-    case "process_ended":
-      return `process ${entry.process} ${data.outcome}${data.error ? `: ${oneLine(String(data.error), 160)}` : ""}`
-    case "process_event":
-      return `event ${data.type}${data.data === undefined ? "" : ` ${json(data.data)}`}`
-    case "endpoint_exposed":
-      return `endpoint ${data.name} exposed`
-    case "endpoint_called":
-      return `endpoint ${data.name} called ${json(data.args)}`
-    case "endpoint_returned":
-      return `endpoint ${data.name} ${data.ok ? "returned" : `failed: ${oneLine(String(data.error ?? ""), 120)}`} in ${data.durationMs} ms`
-    case "agent_created":
-      return `created on ${data.machine?.kind ?? "?"} machine ${data.machine?.id ?? "?"}${data.machine?.host ? ` on host ${data.machine.host}` : ""}${data.session ? ` (tmux ${data.session})` : ""}`
-    case "agent_connected":
-      return data.first ? "connected" : `reconnected (after ${data.after})`
-    case "agent_disconnected":
-      return `disconnected (code ${data.code})`
-    case "agent_crashed":
-      return `crashed (exit code ${data.exitCode ?? "?"})${data.output ? `: ${oneLine(String(data.output), 160)}` : ""}`
-    case "agent_start_failed":
-      return `failed to start: ${oneLine(String(data.reason ?? ""))}`
-    case "agent_released":
-      return "released"
-    case "message":
-      return `message${data.from ? ` from ${data.from}` : data.via ? ` via ${data.via}` : ""}: ${oneLine(String(data.text ?? ""))}`
-    case "tool_added":
-      return `tool ${data.name} added`
-    case "tool_removed":
-      return `tool ${data.name} removed`
-    case "tool_call":
-      return `→ ${data.tool} ${json(data.args)}`
-    case "tool_result":
-      return `← ${data.tool} ${data.isError ? "error" : "ok"}: ${oneLine(String(data.text ?? ""), 120)} (${data.durationMs} ms)`
-    case "connection_added":
-      return `can message ${data.to}`
-    case "event":
-      return agentEvent((data.event ?? {}) as Record<string, any>)
-    default:
-      return `${entry.type}${entry.data === undefined ? "" : ` ${json(entry.data)}`}`
-  }
-}
+export const describe = (entry: LogEntry): string =>
+  (lines[entry.event._tag] as Describe<RunEvent.Tag>)(entry.event, entry)
 
 /** `HH:MM:SS subject  what happened`: the subject is the agent, else the process, else `run`. */
 export const entryLine = (entry: LogEntry): string =>

@@ -3,7 +3,9 @@
  * reported), finished ones from their logs in `<home>/logs/<execution_id>/`;
  * resolving an id prefix; reading a run's log; its status; picking an agent.
  */
-import { type LogEntry, RUNTIME_FILE } from "@ramure/core/LogSink"
+import { readDirectory, readFile } from "@ramure/core/JsonlLogSink"
+import { RUNTIME_FILE } from "@ramure/core/LogSink"
+import type { LogEntry } from "@ramure/core/RunEvent"
 import * as Registry from "@ramure/core/Registry"
 import * as RunInfo from "@ramure/core/RunInfo"
 import * as RunStatus from "@ramure/core/RunStatus"
@@ -85,42 +87,11 @@ export const resolve = Effect.fn("Runs.resolve")(function* (home: string, prefix
   return { id: matches[0]!, live: liveById.get(matches[0]!) } satisfies Run
 })
 
-const isEntry = (value: unknown): value is LogEntry =>
-  typeof value === "object" && value !== null && typeof (value as LogEntry).n === "number" &&
-  typeof (value as LogEntry).type === "string"
-
-/** Entries of one log file (unreadable or partial lines are skipped). */
-export const readLogFile = (file: string): Array<LogEntry> => {
-  let text: string
-  try {
-    text = fs.readFileSync(file, "utf8")
-  } catch {
-    return []
-  }
-  const entries: Array<LogEntry> = []
-  for (const line of text.split("\n")) {
-    if (line.length === 0) continue
-    try {
-      const value: unknown = JSON.parse(line)
-      if (isEntry(value)) entries.push(value)
-    } catch {
-      // A line still being written.
-    }
-  }
-  return entries
-}
+/** Entries of one log file (lines that are torn or not entries are skipped). */
+export const readLogFile = readFile
 
 /** Every entry of a run's log (all its files), in order (`n`). */
-export const readLog = (home: string, id: string): Array<LogEntry> => {
-  const directory = RunInfo.logsDirectory(home, id)
-  let files: Array<string>
-  try {
-    files = fs.readdirSync(directory).filter((name) => name.endsWith(".jsonl"))
-  } catch {
-    return []
-  }
-  return files.flatMap((name) => readLogFile(path.join(directory, name))).sort((a, b) => a.n - b.n)
-}
+export const readLog = (home: string, id: string): Array<LogEntry> => readDirectory(RunInfo.logsDirectory(home, id))
 
 /** The agents that have a log file in the run's log directory. */
 export const agentCount = (home: string, id: string): number => {
@@ -132,11 +103,13 @@ export const agentCount = (home: string, id: string): number => {
   }
 }
 
-/** How a finished run ended, from its `run_ended` entry ("crashed?" without one). */
+/** How a finished run ended, from its `RunEnded` entry ("crashed?" without one). */
 export const outcomeOf = (entries: ReadonlyArray<LogEntry>): string => {
-  const ended = [...entries].reverse().find((entry) => entry.type === "run_ended")
-  const outcome = (ended?.data as { outcome?: unknown } | undefined)?.outcome
-  return ended === undefined ? "crashed?" : String(outcome ?? "ended")
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const event = entries[i]!.event
+    if (event._tag === "RunEnded") return event.error === undefined ? event.outcome : `${event.outcome}: ${event.error}`
+  }
+  return "crashed?"
 }
 
 /** The outcome of a run that is no longer live, from `_runtime.jsonl`. */
@@ -160,7 +133,7 @@ export const requireLive = (home: string, run: Run) =>
 export const status = Effect.fn("Runs.status")(function* (home: string, run: Run) {
   if (run.live === undefined) return RunStatus.fromEntries(readLog(home, run.id))
   const client = yield* ControlClient.connect(run.live)
-  return (yield* client.request({ _tag: "Status" })) as RunStatus.RunStatus
+  return yield* client.status
 }, Effect.scoped)
 
 /**

@@ -23,12 +23,18 @@ const writeLog = (home: string, id: string, ended: string | undefined) => {
   fs.mkdirSync(directory, { recursive: true })
   const ts = new Date().toISOString()
   const entries = [
-    { ts, n: 1, type: "run_started", process: "", data: { executionId: id, program: "old", pid: 1 } },
-    { ts, n: 2, type: "process_started", process: "main", data: { name: "main" } },
-    ...(ended === undefined ? [] : [{ ts, n: 4, type: "run_ended", process: "", data: { outcome: ended } }])
+    { ts, n: 1, process: "", event: { _tag: "RunStarted", executionId: id, program: "old", pid: 1, url: "ws://127.0.0.1:1" } },
+    { ts, n: 2, process: "main", event: { _tag: "ProcessStarted", name: "main" } },
+    ...(ended === undefined ? [] : [{ ts, n: 4, process: "", event: { _tag: "RunEnded", outcome: ended } }])
   ]
   fs.writeFileSync(path.join(directory, "_runtime.jsonl"), entries.map((e) => JSON.stringify(e)).join("\n") + "\n")
-  const agent = { ts, n: 3, type: "agent_created", process: "main", agent: "worker", data: { machine: { id: "worker", kind: "local", cwd: "/tmp" } } }
+  const agent = {
+    ts,
+    n: 3,
+    process: "main",
+    agent: "worker",
+    event: { _tag: "AgentCreated", name: "worker", machine: { id: "worker", kind: "local", cwd: "/tmp" } }
+  }
   fs.writeFileSync(path.join(directory, "worker.jsonl"), JSON.stringify(agent) + "\n")
 }
 

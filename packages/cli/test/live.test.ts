@@ -40,8 +40,8 @@ const agentLog = (home: string, run: FixtureRun, agent: string) => path.join(hom
 /** The assistant messages an agent logged (the fixture's agents answer "<agent> got: <text>"). */
 const replies = (home: string, run: FixtureRun, agent: string): Array<string> =>
   readJsonl(agentLog(home, run, agent))
-    .filter((entry) => entry.type === "event" && entry.data.event._tag === "message_end")
-    .map((entry) => entry.data.event.text)
+    .filter((entry) => entry.event._tag === "MessageEnded")
+    .map((entry) => entry.event.text)
 
 layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure against live runs", (it) => {
   it.effect("ls lists live runs with program, pid and agent count", () =>
@@ -116,8 +116,8 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(sent.stdout).toBe("sent to bob\n")
       yield* eventually("bob's answer", Effect.sync(() => replies(home, duo, "bob").includes("bob got: ping") || undefined))
       expect(replies(home, duo, "alice")).toEqual([])
-      const logged = readJsonl(agentLog(home, duo, "bob")).find((entry) => entry.type === "message")
-      expect(logged.data).toEqual({ text: "ping", via: "control" })
+      const logged = readJsonl(agentLog(home, duo, "bob")).find((entry) => entry.event._tag === "MessageDelivered")
+      expect(logged.event).toEqual({ _tag: "MessageDelivered", text: "ping", via: "control" })
     }))
 
   it.effect("call prints the endpoint's value; values are JSON when they parse; failures are one line", () =>
@@ -141,7 +141,7 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(bob.every((line) => / bob /.test(line))).toBe(true)
       expect(bob.some((line) => line.endsWith("assistant: bob got: ping"))).toBe(true)
       const json = (yield* ramure(home, ["tail", duo.id.slice(0, 8), "--json", "-n", "100"])).stdout.trimEnd().split("\n").map((line) => JSON.parse(line))
-      expect(json[0]).toMatchObject({ n: 1, type: "run_started" })
+      expect(json[0]).toMatchObject({ n: 1, event: { _tag: "RunStarted" } })
       expect(json.map((entry) => entry.n)).toEqual(json.map((_, i) => i + 1))
       const unknown = yield* ramure(home, ["tail", duo.id.slice(0, 8), "--agent", "zed"])
       expect(unknown.stderr).toBe(`ramure: run ${duo.id.slice(0, 8)} has no agent "zed" (agents: alice, bob)\n`)

@@ -2,18 +2,28 @@
  * Agents: a coding agent (pi, or a scripted driver in tests) started on a
  * machine, connected to the run, owned by the process that created it.
  */
-import { Deferred, Duration, Effect, identity, ExecutionStrategy, Exit, JSONSchema, ParseResult, Schema, Scope, type Stream } from "effect"
-import type { AgentEventRecord } from "./AgentEvent.js"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, identity, Option, Schema, Scope, type Stream } from "effect"
 import { AgentLauncher } from "./AgentLauncher.js"
-import { AgentCrashed, AgentStartError, describe, InvalidToolName } from "./Errors.js"
+import { AgentSessions } from "./AgentSessions.js"
+import { ChildProcesses } from "./ChildProcesses.js"
+import {
+  AgentCrashed,
+  type AgentNotLive,
+  AgentStartError,
+  InvalidArgument,
+  InvalidToolName,
+  type MessageTooLarge
+} from "./Errors.js"
+import { makeAgent, sessionOf } from "./internal/agent.js"
 import type * as AgentSession from "./internal/agentSession.js"
 import { CurrentProcess } from "./internal/processState.js"
+import { toJsonSchema, toolRunner } from "./internal/tools.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
-import { holdLiveSlot, Runtime } from "./Runtime.js"
-import { shortId } from "./RunInfo.js"
-
-export type { AgentEventRecord } from "./AgentEvent.js"
+import { Run } from "./Run.js"
+import type { RunEvent } from "./RunEvent.js"
+import { RunInfo, shortId } from "./RunInfo.js"
+import { RunLimits } from "./RunLimits.js"
 
 export interface AgentOptions {
   readonly systemPrompt?: string
@@ -36,8 +46,10 @@ export interface ToolOptions<A, I> {
 }
 
 export interface Agent {
-  /** Unique within the run (the name, suffixed `-2`, `-3`… on collisions). */
+  /** Unique within the run: the name made safe for files and tmux, suffixed `-2`, `-3`… on collisions. */
   readonly id: string
+  /** The name it was created with. */
+  readonly name: string
   readonly machine: Machine
   /** The tmux session a person can attach to, when the agent runs in tmux. */
   readonly session: string | undefined
@@ -49,135 +61,111 @@ export interface Agent {
   ) => Effect.Effect<void, InvalidToolName, R>
   readonly removeTool: (tool: string) => Effect.Effect<void>
   /** Deliver a user message. */
-  readonly send: (text: string) => Effect.Effect<void>
+  readonly send: (text: string) => Effect.Effect<void, AgentNotLive | MessageTooLarge>
   /** Run a shell command on the agent's machine, in its working directory. */
   readonly exec: (command: string, options?: ExecOptions) => Effect.Effect<ExecResult, MachineError>
-  /** Everything the agent did, from its start (replayed to late subscribers). */
-  readonly events: Stream.Stream<AgentEventRecord>
-  /** @internal */
-  readonly sessionState: AgentSession.AgentSession
-  /** @internal */
-  readonly addTool: (handler: AgentSession.ToolHandler) => Effect.Effect<void, InvalidToolName>
+  /** Everything recorded about the agent, from its start (replayed to late subscribers) until it is released. */
+  readonly events: Stream.Stream<RunEvent>
 }
 
-const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
+/** The tools ramure gives agents itself (along `connect` edges): a process cannot use these names. */
+export const builtInTools: ReadonlySet<string> = new Set(["message", "send_file", "download_file"])
 
-/** The JSON Schema the model sees for a Schema of tool arguments. */
-export const toJsonSchema = (schema: Schema.Schema<any, any, never>): unknown => {
-  const { $schema: _ignored, ...rest } = JSONSchema.make(schema) as unknown as Record<string, unknown>
-  return rest
-}
-
-/** Turn a handler's success value into the text of a tool result. */
-export const resultText = (value: unknown): string =>
-  typeof value === "string" ? value : value === undefined || value === null ? "ok" : JSON.stringify(value)
-
-/** Decode the arguments with `schema`, run `handler`, and render the outcome as tool result text. */
-export const toolRunner = <A, I, E, R>(
-  tool: string,
-  schema: Schema.Schema<A, I, never>,
-  handler: (args: A) => Effect.Effect<unknown, E, R>
-): ((args: unknown) => Effect.Effect<string, string, R>) => {
-  const decode = Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "ignore" })
-  return (args) =>
-    decode(args).pipe(
-      Effect.mapError((error) => `invalid arguments for ${tool}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`),
-      Effect.flatMap((decoded) => Effect.mapError(handler(decoded), (error) => describe(error))),
-      Effect.map(resultText)
-    )
-}
-
-const attachTool = (session: AgentSession.AgentSession, handler: AgentSession.ToolHandler) =>
-  Effect.gen(function* () {
-    const name = handler.definition.name
-    if (!TOOL_NAME.test(name)) return yield* new InvalidToolName({ tool: name })
-    session.tools.set(name, handler)
-    yield* session.entries.append({ _tag: "ToolAdded", tool: handler.definition })
-    yield* session.log("tool_added", { name })
-  })
+/** What a program printed, without the blank lines and tmux's "Pane is dead" notice around it. */
+const trimOutput = (output: string): string =>
+  output.split("\n").filter((line) => !/^Pane is dead/.test(line.trim())).join("\n").replace(/\n{3,}/g, "\n\n").trim()
 
 /**
  * Start an agent owned by the current process. It is released — asked to
  * shut down, then killed, then its machine stopped — when that process ends.
  */
 export const make = Effect.fn("Agent.make")(function* (name: string, options: AgentOptions = {}) {
-  const runtime = yield* Runtime
+  const sessions = yield* AgentSessions
+  const limits = yield* RunLimits
+  const run = yield* Run
+  const { executionId } = yield* RunInfo
   const owner = yield* CurrentProcess
   const provider = yield* MachineProvider
   const launcher = yield* AgentLauncher
+  const children = yield* ChildProcesses
+  if (options.machine !== undefined && options.host !== undefined) {
+    return yield* new InvalidArgument({
+      operation: "Agent.make",
+      message: `agent ${name}: give either a machine or a host, not both (the machine ${options.machine.id} decides its host)`
+    })
+  }
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
 
   // A pre-started agent from a warm pool already holds its places under the run's limits.
   const pooled = launcher.pooled?.({ model: options.model, machine: options.machine }) ?? false
 
   const start = Effect.gen(function* () {
-    if (!pooled) yield* holdLiveSlot(runtime, launcher.evictIdle)
+    if (!pooled) yield* limits.holdLiveSlot(launcher.evictIdle)
     // Starting pi is heavy: only so many agents start at once.
-    const { launched, machine, session } = yield* (pooled ? identity : runtime.startPermits.withPermits(1))(
+    const { launched, machine, session } = yield* (pooled ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
-        const session = yield* runtime.createSession(name, owner.path)
+        const session = yield* sessions.create(name, owner.path)
         // Runs last: after the shutdown request, the kill and the machine's release.
         yield* Effect.addFinalizer(() =>
-          Effect.gen(function* () {
-            owner.agents.delete(session.id)
-            yield* session.log("agent_released")
-            yield* session.events.append({ _tag: "released" })
-            yield* session.events.end
-            yield* session.entries.end
-          })
+          Effect.zipRight(Effect.sync(() => owner.agents.delete(session.id)), session.release)
         )
         const machine = options.machine ??
           (yield* provider.make(options.host === undefined ? { name: session.id } : { name: session.id, host: options.host }))
-        const sessionName = `ramure-${shortId(runtime.executionId)}-${session.id}`
+        const sessionName = `ramure-${shortId(executionId)}-${session.id}`
         const launched = yield* launcher.launch({
           agentId: session.id,
-          executionId: runtime.executionId,
-          url: runtime.url,
-          token: runtime.token,
+          executionId,
+          url: run.url,
+          secret: session.secret,
           machine,
           systemPrompt: options.systemPrompt,
           model: options.model,
           sessionName
         })
-        const pid = launched.pid
-        if (pid !== undefined) {
-          yield* Effect.acquireRelease(Effect.sync(() => runtime.pids.add(pid)), () => Effect.sync(() => runtime.pids.delete(pid)))
-        }
-        yield* session.log("agent_created", {
+        if (launched.pid !== undefined) yield* children.track(launched.pid)
+        yield* session.record({
+          _tag: "AgentCreated",
           name,
           machine: machine.describe,
-          session: launched.session,
-          pid: launched.pid,
-          model: options.model
+          ...(launched.session === undefined ? {} : { session: launched.session }),
+          ...(launched.pid === undefined ? {} : { pid: launched.pid }),
+          ...(options.model === undefined ? {} : { model: options.model })
         })
 
         yield* Effect.addFinalizer(() =>
           Effect.gen(function* () {
-            session.shuttingDown = true
-            yield* session.entries.append({ _tag: "Shutdown", reason: "the process that owns this agent ended" })
-            if (session.current !== undefined) {
-              yield* Deferred.await(session.gone).pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))
+            const connected = yield* session.shutdown("the process that owns this agent ended")
+            if (connected) {
+              yield* session.gone.pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))
             }
           })
         )
 
-        const exitedEarly = launched.exited.pipe(
-          Effect.flatMap(({ exitCode }) =>
-            Effect.flatMap(launched.outputTail, (output) =>
-              new AgentStartError({ agent: session.id, reason: `its program exited with code ${exitCode ?? "unknown"}`, output })
+        const where = launched.session === undefined ? "" : ` (tmux session ${launched.session})`
+        const startError = (reason: string) =>
+          Effect.flatMap(launched.outputTail, (output) => {
+            const said = trimOutput(output)
+            return Effect.fail(
+              new AgentStartError({ agent: session.id, reason: `${reason}${where}`, ...(said === "" ? {} : { output: said }) })
             )
-          )
-        )
+          })
+        const exitedEarly = Effect.flatMap(launched.exited, ({ exitCode }) =>
+          startError(`its program exited with code ${exitCode ?? "unknown"}`))
         const startTimeout = options.startTimeout ?? "60 seconds"
-        yield* Deferred.await(session.connected).pipe(
-          Effect.timeoutFail({
+        yield* session.connected.pipe(
+          Effect.timeoutTo({
             duration: startTimeout,
-            onTimeout: () =>
-              new AgentStartError({ agent: session.id, reason: `it did not connect within ${Duration.format(startTimeout)}` })
+            onSuccess: () => Effect.void,
+            onTimeout: () => startError(`it did not connect within ${Duration.format(startTimeout)}`)
           }),
+          Effect.flatten,
           Effect.raceFirst(exitedEarly),
           Effect.tapError((error) =>
-            Effect.flatMap(launched.outputTail, (output) => session.log("agent_start_failed", { reason: error.reason, output }))
+            session.record({
+              _tag: "AgentStartFailed",
+              reason: error.reason,
+              ...(error.output === undefined ? {} : { output: error.output })
+            })
           )
         )
 
@@ -185,10 +173,10 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
         yield* launched.exited.pipe(
           Effect.flatMap(({ exitCode }) =>
             Effect.gen(function* () {
-              if (session.shuttingDown) return
-              const output = yield* launched.outputTail
-              yield* session.log("agent_crashed", { exitCode, output })
-              yield* session.events.append({ _tag: "crashed", exitCode, output })
+              const state = yield* session.lifecycle
+              if (state._tag === "ShuttingDown" || state._tag === "Released") return
+              const output = trimOutput(yield* launched.outputTail)
+              yield* session.record({ _tag: "AgentCrashed", ...(exitCode === undefined ? {} : { exitCode }), output })
               yield* Deferred.fail(owner.completion, new AgentCrashed({ agent: session.id, exitCode, output }))
             })
           ),
@@ -197,30 +185,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
         return { session, machine, launched }
       })
     )
-
-    const agent: Agent = {
-      id: session.id,
-      machine,
-      session: launched.session,
-      sessionState: session,
-      addTool: (handler) => attachTool(session, handler),
-      on: (tool, toolOptions, handler) =>
-        Effect.flatMap(Effect.context<any>(), (context) =>
-          attachTool(session, {
-            definition: { name: tool, description: toolOptions.description, parameters: toJsonSchema(toolOptions.parameters) },
-            run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
-          })
-        ),
-      removeTool: (tool) =>
-        Effect.gen(function* () {
-          if (!session.tools.delete(tool)) return
-          yield* session.entries.append({ _tag: "ToolRemoved", name: tool })
-          yield* session.log("tool_removed", { name: tool })
-        }),
-      send: (text) => deliver(session, text, undefined),
-      exec: (command, execOptions) => machine.exec(command, execOptions),
-      events: session.events.stream(0)
-    }
+    const agent = make_(session, machine, launched.session, name)
     owner.agents.set(session.id, agent)
     yield* owner.events.append({ _tag: "agent", agent: session.id })
     return agent
@@ -232,21 +197,38 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   )
 })
 
-/** Deliver a user message to an agent, optionally naming the agent it comes from. */
-export const deliver = (session: AgentSession.AgentSession, text: string, from: string | undefined) =>
-  Effect.gen(function* () {
-    const body = from === undefined ? text : `[From: ${from}] ${text}`
-    yield* session.entries.append(from === undefined ? { _tag: "UserMessage", text: body } : { _tag: "UserMessage", text: body, from })
-    yield* session.log("message", from === undefined ? { text } : { text, from })
-    yield* session.events.append({ _tag: "message", text: body, from })
+/** Add a tool under a name the process may use (not one of ramure's built-ins). */
+const addUserTool = (session: AgentSession.AgentSession, handler: AgentSession.ToolHandler) =>
+  builtInTools.has(handler.definition.name)
+    ? Effect.fail(new InvalidToolName({ tool: handler.definition.name, reason: "the name of one of ramure's built-in tools" }))
+    : session.addTool(handler)
+
+const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession: string | undefined, name: string): Agent =>
+  makeAgent(session, {
+    id: session.id,
+    name,
+    machine,
+    session: tmuxSession,
+    on: (tool, toolOptions, handler) =>
+      Effect.flatMap(Effect.context<any>(), (context) =>
+        addUserTool(session, {
+          definition: { name: tool, description: toolOptions.description, parameters: toJsonSchema(toolOptions.parameters) },
+          run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
+        })),
+    removeTool: (tool) => session.removeTool(tool),
+    send: (text) => session.deliver(text),
+    exec: (command, execOptions) => machine.exec(command, execOptions),
+    events: session.events
   })
+
+/** Add a tool to `agent` that is not bound to one of the process's handlers (attached endpoints, built-ins). */
+export const addTool = (agent: Agent, handler: AgentSession.ToolHandler) => addUserTool(sessionOf(agent), handler)
 
 // ---------------------------------------------------------------------------
 // Connections between agents
 
-export type Direction = "both" | "a->b" | "b->a"
-
-const peersOf = new WeakMap<AgentSession.AgentSession, Map<string, Agent>>()
+export const Direction = Schema.Literal("both", "a->b", "b->a")
+export type Direction = typeof Direction.Type
 
 const MessageArgs = Schema.Struct({
   to: Schema.String.annotations({ description: "id of the agent to message" }),
@@ -260,34 +242,32 @@ const SendFileArgs = Schema.Struct({
   })
 })
 
-const peerOf = (sender: Agent, to: string) =>
-  Effect.suspend(() => {
-    const peers = peersOf.get(sender.sessionState) ?? new Map<string, Agent>()
-    const peer = peers.get(to)
-    if (peer !== undefined) return Effect.succeed(peer)
-    const known = [...peers.keys()].join(", ") || "nobody"
-    return Effect.fail(`you are not connected to "${to}"; you can reach: ${known}`)
-  })
+const peerOf = (sender: AgentSession.AgentSession, to: string) =>
+  Effect.flatMap(sender.peer(to), (peer) =>
+    Option.match(peer, {
+      onSome: Effect.succeed,
+      onNone: () =>
+        Effect.flatMap(sender.peerIds, (ids) =>
+          Effect.fail(`you are not connected to "${to}"; you can reach: ${ids.join(", ") || "nobody"}`))
+    }))
 
 const addEdge = (from: Agent, to: Agent) =>
   Effect.gen(function* () {
-    let peers = peersOf.get(from.sessionState)
-    if (peers === undefined) peersOf.set(from.sessionState, (peers = new Map()))
-    if (peers.has(to.id)) return
-    peers.set(to.id, to)
-    yield* from.sessionState.log("connection_added", { from: from.id, to: to.id })
-    const reach = [...peers.keys()].join(", ")
-    yield* from.addTool({
+    const sender = sessionOf(from)
+    if (!(yield* sender.addPeer({ session: sessionOf(to), machine: to.machine }))) return
+    yield* sender.record({ _tag: "ConnectionAdded", to: to.id })
+    const reach = (yield* sender.peerIds).join(", ")
+    yield* sender.addTool({
       definition: {
         name: "message",
         description: `Send a message to another agent (you can reach: ${reach}).`,
         parameters: toJsonSchema(MessageArgs)
       },
       run: toolRunner("message", MessageArgs, ({ text, to }) =>
-        Effect.flatMap(peerOf(from, to), (peer) => deliver(peer.sessionState, text, from.id))
-      )
+        Effect.flatMap(peerOf(sender, to), (peer) =>
+          Effect.mapError(peer.session.deliver(text, { from: sender.id }), (error) => error.message)))
     })
-    yield* from.addTool({
+    yield* sender.addTool({
       definition: {
         name: "send_file",
         description: `Copy a file from your machine to another agent's (you can reach: ${reach}).`,
@@ -295,14 +275,13 @@ const addEdge = (from: Agent, to: Agent) =>
       },
       run: toolRunner("send_file", SendFileArgs, ({ dest, path, to }) =>
         Effect.gen(function* () {
-          const peer = yield* peerOf(from, to)
+          const peer = yield* peerOf(sender, to)
           const target = dest ?? path
           const data = yield* Effect.mapError(from.machine.readFile(path), (error) => error.message)
           yield* Effect.mapError(peer.machine.writeFile(target, data), (error) => error.message)
-          yield* deliver(peer.sessionState, `sent you a file: ${target}`, from.id)
+          yield* Effect.mapError(peer.session.deliver(`sent you a file: ${target}`, { from: sender.id }), (error) => error.message)
           return `sent ${path} to ${to} as ${target} (${data.byteLength} bytes)`
-        })
-      )
+        }))
     })
   })
 
@@ -310,9 +289,18 @@ const addEdge = (from: Agent, to: Agent) =>
  * Let agents talk: the sender gets `message` and `send_file` tools for each
  * allowed direction; the receiver gets messages as `[From: <sender>] …`.
  */
-export const connect = (a: Agent, b: Agent, options: { readonly direction?: Direction } = {}) =>
-  Effect.gen(function* () {
-    const direction = options.direction ?? "both"
-    if (direction !== "b->a") yield* addEdge(a, b)
-    if (direction !== "a->b") yield* addEdge(b, a)
-  })
+export const connect = Effect.fn("Agent.connect")(function* (
+  a: Agent,
+  b: Agent,
+  options: { readonly direction?: Direction } = {}
+) {
+  const direction = options.direction ?? "both"
+  if (!Schema.is(Direction)(direction)) {
+    return yield* new InvalidArgument({
+      operation: "Agent.connect",
+      message: `unknown direction ${JSON.stringify(direction)} (use "both", "a->b" or "b->a")`
+    })
+  }
+  if (direction !== "b->a") yield* addEdge(a, b)
+  if (direction !== "a->b") yield* addEdge(b, a)
+})

@@ -11,7 +11,8 @@ export interface LaunchSpec {
   readonly executionId: string
   /** The run's WebSocket server, `ws://127.0.0.1:<port>`. */
   readonly url: string
-  readonly token: string
+  /** The agent's own credential: it opens `/agents/<agentId>` and nothing else. */
+  readonly secret: string
   readonly machine: Machine
   readonly systemPrompt: string | undefined
   readonly model: string | undefined
@@ -33,7 +34,7 @@ export interface LaunchedAgent {
   readonly outputTail: Effect.Effect<string>
 }
 
-export class AgentLauncher extends Context.Tag("ramure/AgentLauncher")<
+export class AgentLauncher extends Context.Tag("@ramure/core/AgentLauncher")<
   AgentLauncher,
   {
     /** Start the agent; closing the scope stops it. */

@@ -57,12 +57,19 @@ export class AgentStartError extends Schema.TaggedError<AgentStartError>()("Agen
 }
 
 export class InvalidToolName extends Schema.TaggedError<InvalidToolName>()("InvalidToolName", {
-  tool: Schema.String
+  tool: Schema.String,
+  reason: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `invalid tool name "${this.tool}": use 1-64 letters, digits, "_" or "-"`
+    return `invalid tool name "${this.tool}": ${this.reason ?? `use 1-64 letters, digits, "_" or "-"`}`
   }
 }
+
+/** An option or argument that makes no sense (a typo, two options that exclude each other, …). */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
 
 /** A handler can fail with this to give the model a precise message. */
 export class ToolError extends Schema.TaggedError<ToolError>()("ToolError", {
@@ -89,11 +96,54 @@ export class EndpointFailed extends Schema.TaggedError<EndpointFailed>()("Endpoi
   }
 }
 
-export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed
+/** The agent has been released (or is being): nothing more can be delivered to it. */
+export class AgentNotLive extends Schema.TaggedError<AgentNotLive>()("AgentNotLive", {
+  agent: Schema.String,
+  state: Schema.String
+}) {
+  override get message() {
+    return `agent ${this.agent} is no longer live (${this.state})`
+  }
+}
+
+/** A message too large for the agent's connection. */
+export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", {
+  agent: Schema.String,
+  bytes: Schema.Number,
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `a message of ${this.bytes} bytes is too large for agent ${this.agent} (limit ${this.limit})`
+  }
+}
+
+/** No live process has this path (it ended, or never existed). */
+export class ProcessNotFound extends Schema.TaggedError<ProcessNotFound>()("ProcessNotFound", {
+  process: Schema.String,
+  available: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `no live process "${this.process}" (live: ${this.available.join(", ") || "none"})`
+  }
+}
+
+/** The log could not be written: the run fails with this error. */
+export class LogWriteFailed extends Schema.TaggedError<LogWriteFailed>()("LogWriteFailed", {
+  file: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `cannot write the run's log ${this.file}: ${this.reason}`
+  }
+}
+
+export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed | LogWriteFailed
 export type EndpointError = EndpointNotFound | EndpointFailed
 
 /** A short, human text for any error value. */
 export const describe = (error: unknown): string => {
+  // A handler's own words for the model.
+  if (error instanceof ToolError) return error.message
   if (typeof error === "object" && error !== null) {
     const tag = "_tag" in error ? String((error as { _tag: unknown })._tag) : undefined
     const message = "message" in error ? String((error as { message: unknown }).message) : undefined

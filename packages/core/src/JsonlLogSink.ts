@@ -1,24 +1,57 @@
 /**
  * The default `LogSink`: the log tree `<home>/logs/<execution_id>/`, one
  * `_runtime.jsonl` for the run and its processes and one `<agent>.jsonl` per
- * agent. Lines written during one turn of the event loop are appended
- * together right after it (`setImmediate`): one `write` per file per turn,
- * and no fiber wake-up per line. Closing the layer, or the process exiting,
- * writes every pending line, so nothing is lost on exit, failure or interrupt.
+ * agent (agent ids are safe file names).
+ *
+ * A batch is appended to each file with one `write`; a write that fails part
+ * way is cut back to the file's previous end, so a line is never torn. The
+ * directory keeps a small reserve file: when the disk fills up, the reserve is
+ * given back so that the run can still record why it failed.
  */
 import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { LogSink, fileOf, type LogEntry } from "./LogSink.js"
-import { RunInfo, logsDirectory } from "./RunInfo.js"
+import { LogWriteFailed } from "./Errors.js"
+import { fileOf, LogSink, RUNTIME_FILE } from "./LogSink.js"
+import { decodeLine, encodeLine, type LogEntry } from "./RunEvent.js"
+import { logsDirectory, RunInfo } from "./RunInfo.js"
 
-/** One JSON line; data that cannot be serialized (cycles, BigInt) is replaced by a note, never dropped with the line. */
-const serialize = (entry: LogEntry): string => {
+/** Bytes kept free for the record of a failure (see the module's comment). */
+const reserveBytes = 64 * 1024
+const RESERVE_FILE = ".reserve"
+
+interface OpenFile {
+  readonly fd: number
+  /** Where the next line goes: the file's size as this sink wrote it. */
+  size: number
+}
+
+/** Every entry of a log file (lines that do not decode — torn or foreign — are skipped). */
+export const readFile = (file: string): Array<LogEntry> => {
+  let text: string
   try {
-    return JSON.stringify(entry)
-  } catch (error) {
-    return JSON.stringify({ ...entry, data: { unserializable: String(error) } })
+    text = fs.readFileSync(file, "utf8")
+  } catch {
+    return []
   }
+  const entries: Array<LogEntry> = []
+  for (const line of text.split("\n")) {
+    if (line.length === 0) continue
+    const entry = decodeLine(line)
+    if (entry !== undefined) entries.push(entry)
+  }
+  return entries
+}
+
+/** Every entry of a run's log directory, in order. */
+export const readDirectory = (directory: string): Array<LogEntry> => {
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(directory).filter((name) => name.endsWith(".jsonl"))
+  } catch {
+    return []
+  }
+  return names.flatMap((name) => readFile(path.join(directory, name))).sort((a, b) => a.n - b.n)
 }
 
 export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
@@ -28,63 +61,86 @@ export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
     const directory = logsDirectory(info.home, info.executionId)
     fs.mkdirSync(path.dirname(directory), { recursive: true, mode: 0o700 })
     fs.mkdirSync(directory, { recursive: true, mode: 0o700 })
-
-    const files = new Map<string, number>()
-    const fdOf = (file: string): number => {
-      let fd = files.get(file)
-      if (fd === undefined) {
-        fd = fs.openSync(path.join(directory, file), "a", 0o600)
-        files.set(file, fd)
-      }
-      return fd
+    const reserve = path.join(directory, RESERVE_FILE)
+    try {
+      fs.writeFileSync(reserve, Buffer.alloc(reserveBytes), { mode: 0o600 })
+    } catch {
+      // No room even for the reserve: the first write will say so.
     }
 
-    /** Lines not written yet, by file, in order. */
-    let pending = new Map<string, Array<string>>()
-    let scheduled: NodeJS.Immediate | undefined
-    let closed = false
+    const files = new Map<string, OpenFile>()
+    const open = (name: string): OpenFile => {
+      let file = files.get(name)
+      if (file === undefined) {
+        const fd = fs.openSync(path.join(directory, name), "a", 0o600)
+        file = { fd, size: fs.fstatSync(fd).size }
+        files.set(name, file)
+      }
+      return file
+    }
 
-    /** Append every pending line; a file that cannot be written keeps its lines for the next flush. */
-    const flush = () => {
-      scheduled = undefined
-      const batch = pending
-      pending = new Map()
-      for (const [file, lines] of batch) {
+    /** Append `text` whole, or leave the file as it was and throw. */
+    const append = (file: OpenFile, text: string) => {
+      const bytes = Buffer.from(text)
+      let done = 0
+      try {
+        while (done < bytes.length) done += fs.writeSync(file.fd, bytes, done, bytes.length - done, file.size + done)
+        file.size += bytes.length
+      } catch (error) {
         try {
-          fs.writeSync(fdOf(file), lines.join("\n") + "\n")
+          fs.ftruncateSync(file.fd, file.size)
         } catch {
-          const later = pending.get(file)
-          pending.set(file, later === undefined ? lines : [...lines, ...later])
+          // The file keeps a partial last line, which readers skip.
+        }
+        throw error
+      }
+    }
+
+    const writeBatch = (batch: ReadonlyArray<LogEntry>): LogWriteFailed | undefined => {
+      const byFile = new Map<string, Array<string>>()
+      for (const entry of batch) {
+        const name = fileOf(entry)
+        const lines = byFile.get(name)
+        if (lines === undefined) byFile.set(name, [encodeLine(entry)])
+        else lines.push(encodeLine(entry))
+      }
+      let failure: LogWriteFailed | undefined
+      for (const [name, lines] of byFile) {
+        try {
+          append(open(name), lines.join("\n") + "\n")
+        } catch (error) {
+          failure ??= new LogWriteFailed({ file: path.join(directory, name), reason: error instanceof Error ? error.message : String(error) })
         }
       }
+      return failure
     }
 
-    // A process that exits without closing the layer (`process.exit` in a signal handler) still writes what is pending.
-    const onExit = () => flush()
-    process.on("exit", onExit)
+    let closed = false
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         closed = true
-        process.removeListener("exit", onExit)
-        if (scheduled !== undefined) clearImmediate(scheduled)
-        flush()
-        for (const fd of files.values()) fs.closeSync(fd)
+        for (const file of files.values()) fs.closeSync(file.fd)
         files.clear()
+        fs.rmSync(reserve, { force: true })
       })
     )
 
     return {
-      // Lines written after the layer closed are dropped, as before it closed nothing can write them.
-      write: (entry) =>
-        Effect.sync(() => {
-          if (closed) return
-          const file = fileOf(entry)
-          const lines = pending.get(file)
-          const line = serialize(entry)
-          if (lines === undefined) pending.set(file, [line])
-          else lines.push(line)
-          if (scheduled === undefined) scheduled = setImmediate(flush)
-        })
+      write: (batch) =>
+        Effect.suspend(() => {
+          if (closed || batch.length === 0) return Effect.void
+          const failure = writeBatch(batch)
+          if (failure === undefined) return Effect.void
+          // Give the reserve back, so that what follows (the reason the run fails) can be written.
+          fs.rmSync(reserve, { force: true })
+          return Effect.fail(failure)
+        }),
+      read: ({ agent }) =>
+        Effect.sync(() =>
+          agent === undefined ? readDirectory(directory) : readFile(path.join(directory, fileOf({ agent })))
+        )
     }
   })
 )
+
+export { RUNTIME_FILE }

@@ -6,7 +6,10 @@
  */
 import { Context, type Duration, Effect, Schema, Scope } from "effect"
 import { CurrentProcess } from "./internal/processState.js"
-import { Runtime } from "./Runtime.js"
+import type { MachineInfo } from "./MachineInfo.js"
+import { RunLog } from "./RunLog.js"
+
+export { MachineInfo, SshAccess } from "./MachineInfo.js"
 
 /** The result of running a shell command on a machine. */
 export interface ExecResult {
@@ -21,33 +24,6 @@ export interface ExecOptions {
   /** Extra environment variables for the command. */
   readonly env?: Readonly<Record<string, string>>
 }
-
-/** How to reach a machine's host with OpenSSH (through the run's master connection while it lives). */
-export const SshAccess = Schema.Struct({
-  /** Host name or `~/.ssh/config` alias. */
-  destination: Schema.String,
-  port: Schema.optional(Schema.Number),
-  user: Schema.optional(Schema.String),
-  identityFile: Schema.optional(Schema.String),
-  configFile: Schema.optional(Schema.String),
-  /** Extra `-o` options. */
-  options: Schema.optional(Schema.Array(Schema.String)),
-  /** The master connection's control socket (`ssh -S`). */
-  controlPath: Schema.String,
-  /** The tmux socket name on that host (`tmux -L`). */
-  tmuxSocket: Schema.String
-})
-export type SshAccess = typeof SshAccess.Type
-
-/** What a person (or the CLI) needs to find a machine. */
-export const MachineInfo = Schema.Struct({
-  id: Schema.String,
-  kind: Schema.String,
-  cwd: Schema.String,
-  host: Schema.optional(Schema.String),
-  ssh: Schema.optional(SshAccess)
-})
-export type MachineInfo = typeof MachineInfo.Type
 
 /** A long-running program started on a machine (a pi agent, a scripted driver, …). */
 export interface SpawnSpec {
@@ -145,7 +121,7 @@ export interface MachineOptions {
 }
 
 /** Creates machines; the machine lives until the scope closes. */
-export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
+export class MachineProvider extends Context.Tag("@ramure/core/MachineProvider")<
   MachineProvider,
   {
     readonly kind: string
@@ -160,12 +136,12 @@ export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
  */
 export const make = (
   options: MachineOptions
-): Effect.Effect<Machine, MachineError | HostUnreachable, MachineProvider | CurrentProcess | Runtime> =>
+): Effect.Effect<Machine, MachineError | HostUnreachable, MachineProvider | CurrentProcess | RunLog> =>
   Effect.gen(function* () {
     const provider = yield* MachineProvider
     const owner = yield* CurrentProcess
-    const runtime = yield* Runtime
+    const runLog = yield* RunLog
     const machine = yield* provider.make(options).pipe(Scope.extend(owner.scope))
-    yield* runtime.log({ type: "machine_created", process: owner.path, data: { machine: machine.describe } })
+    yield* runLog.log({ process: owner.path }, { _tag: "MachineCreated", machine: machine.describe })
     return machine
   })

@@ -15,7 +15,11 @@ import { AgentStartError } from "./Errors.js"
 import * as PiPool from "./internal/piPool.js"
 import { type Machine, MachineProvider } from "./Machine.js"
 import { RunInfo, workDirectory } from "./RunInfo.js"
-import { Runtime } from "./Runtime.js"
+import type { ChildProcesses } from "./ChildProcesses.js"
+import { Run } from "./Run.js"
+import type { RunLimits } from "./RunLimits.js"
+import type { RunLog } from "./RunLog.js"
+import type { RunRoutes } from "./RunRoutes.js"
 
 export interface Options {
   /** `provider/id` for agents that name none (default: `RAMURE_MODEL`). */
@@ -42,6 +46,17 @@ export interface Options {
 }
 
 export type PoolOptions = PiPool.PoolOptions
+
+/** What the pi launchers need from the run. */
+export type Requirements =
+  | RunInfo
+  | FileSystem.FileSystem
+  | Run
+  | RunLog
+  | RunLimits
+  | RunRoutes
+  | ChildProcesses
+  | MachineProvider
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -106,7 +121,7 @@ export const piEnvironment = (
   options: Options,
   model: string | undefined,
   agentDir: string,
-  run: { readonly url: string; readonly token: string; readonly executionId: string },
+  run: { readonly url: string; readonly secret: string; readonly executionId: string },
   identity: { readonly agentId: string } | { readonly poolMember: string }
 ): Record<string, string> => {
   const credentials = providerCredentials()
@@ -118,7 +133,7 @@ export const piEnvironment = (
     PI_CODING_AGENT_DIR: agentDir,
     RAMURE_URL: run.url,
     ...("agentId" in identity ? { RAMURE_AGENT_ID: identity.agentId } : { RAMURE_POOL_MEMBER: identity.poolMember }),
-    RAMURE_TOKEN: run.token,
+    RAMURE_TOKEN: run.secret,
     RAMURE_EXECUTION_ID: run.executionId,
     ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
     ...options.env
@@ -147,7 +162,7 @@ const hostKinds = new Set(["local", "tmux"])
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<AgentLauncher, never, RunInfo | FileSystem.FileSystem | Runtime | MachineProvider> =>
+): Layer.Layer<AgentLauncher, never, Requirements> =>
   Layer.scoped(
     AgentLauncher,
     Effect.gen(function* () {
@@ -182,7 +197,7 @@ export const layer = (
         identity: string,
         model: string | undefined,
         machine: Machine,
-        role: { readonly agent: { readonly url: string; readonly token: string; readonly executionId: string }; readonly pooled: boolean; readonly systemPrompt?: string | undefined }
+        role: { readonly agent: { readonly url: string; readonly secret: string; readonly executionId: string }; readonly pooled: boolean; readonly systemPrompt?: string | undefined }
       ) {
         const cli = piCli()
         if (cli === undefined) {
@@ -229,15 +244,14 @@ export const layer = (
           "PiAgents: a warm pool needs a modelsJson that is the same for every agent (an object, not a function)"
         )
       }
-      const runtime = yield* Runtime
+      const { url } = yield* Run
       const provider = yield* MachineProvider
       const warmModels = options.pool.models ?? [defaultModel ?? ""]
       const keyOf = (model: string | undefined) => model ?? defaultModel ?? ""
       const pool = yield* PiPool.make(options.pool, warmModels, {
-        runtime,
         provider,
-        program: (memberId, model, machine) =>
-          piProgram(memberId, model === "" ? undefined : model, machine, { agent: runtime, pooled: true }),
+        program: (memberId, model, machine, secret) =>
+          piProgram(memberId, model === "" ? undefined : model, machine, { agent: { url, secret, executionId }, pooled: true }),
         linkAgentDir: (member, agentId) =>
           fs.symlink(member.agentDir, path.join(agentsDirectory, agentId)).pipe(Effect.ignore)
       })

@@ -7,6 +7,7 @@
 import {
   Cause,
   Deferred,
+  Either,
   Duration,
   Effect,
   ExecutionStrategy,
@@ -14,16 +15,16 @@ import {
   Fiber,
   Option,
   ParseResult,
-  Schema,
   Scope,
   Stream
 } from "effect"
 import type { Agent, ToolOptions } from "./Agent.js"
-import { resultText, toJsonSchema } from "./Agent.js"
+import { addTool } from "./Agent.js"
 import {
   describe,
   EndpointFailed,
   EndpointNotFound,
+  InvalidToolName,
   ProcessCancelled,
   ProcessFailed,
   ProcessTimeout,
@@ -32,7 +33,10 @@ import {
 } from "./Errors.js"
 import * as EventLog from "./internal/eventLog.js"
 import { CurrentProcess, type Endpoint, type ProcessEvent, type ProcessState } from "./internal/processState.js"
-import { Runtime } from "./Runtime.js"
+import { decoder, invoke, renderResult, toJsonSchema } from "./internal/tools.js"
+import type { ProcessOutcome } from "./RunEvent.js"
+import { RunControl } from "./RunControl.js"
+import { RunLog } from "./RunLog.js"
 
 export { CurrentProcess, type ProcessEvent } from "./internal/processState.js"
 
@@ -41,13 +45,22 @@ export interface ProcessOptions {
   readonly timeout?: Duration.DurationInput
 }
 
+/** What running a process needs from the run. */
+export type Requirements = RunLog | RunControl
+
 /** A named, runnable process definition. Call it to run it as a nested child. */
 export interface Process<Args extends ReadonlyArray<any>, A, E, R> {
-  (...args: Args): Effect.Effect<A, E | ProcessError, R | Runtime>
+  (...args: Args): Effect.Effect<A, E | ProcessError, R | Requirements>
   readonly processName: string
-  /** @internal */
-  readonly run: (args: Args, onStart: (state: ProcessState) => void) => Effect.Effect<A, E | ProcessError, R | Runtime>
 }
+
+interface Definition {
+  readonly body: (...args: ReadonlyArray<any>) => Effect.Effect<unknown, unknown, unknown>
+  readonly options: ProcessOptions
+}
+
+/** How each process definition runs; `spawn` runs one with a state it made itself. */
+const definitions = new WeakMap<Process<any, any, any, any>, Definition>()
 
 /**
  * Define a process. Inside the body `Agent.make`, `Process.done`, `wait`,
@@ -58,24 +71,41 @@ export const make = <Args extends ReadonlyArray<any>, A, E, R>(
   body: (...args: Args) => Effect.Effect<A, E, R>,
   options: ProcessOptions = {}
 ): Process<Args, A, E, Exclude<R, CurrentProcess>> => {
-  const run = (args: Args, onStart: (state: ProcessState) => void) =>
-    Effect.gen(function* () {
-      const runtime = yield* Runtime
-      const parent = Option.getOrUndefined(yield* Effect.serviceOption(CurrentProcess))
-      const state = yield* makeState(name, parent)
-      onStart(state)
-      return yield* Effect.acquireUseRelease(
-        Effect.gen(function* () {
-          yield* runtime.log({ type: "process_started", process: state.path, data: { name, parent: parent?.path } })
-          yield* state.events.append({ _tag: "started", process: state.path })
-          if (parent === undefined && runtime.root === undefined) runtime.root = { call: (endpoint, args) => callEndpoint(state, endpoint, args) }
-        }),
-        () => supervise(state, body(...args), options, parent === undefined ? runtime : undefined),
-        (_, exit) => finish(state, exit)
-      )
-    }) as Effect.Effect<A, E | ProcessError, Exclude<R, CurrentProcess> | Runtime>
-  return Object.assign((...args: Args) => run(args, () => {}), { processName: name, run })
+  const process = Object.assign(
+    (...args: Args) =>
+      Effect.flatMap(Effect.serviceOption(CurrentProcess), (parent) =>
+        Effect.flatMap(makeState(name, Option.getOrUndefined(parent)), (state) => runIn(state, body(...args), options))),
+    { processName: name }
+  )
+  definitions.set(process, { body, options } as Definition)
+  return process
 }
+
+/** Run `body` as the process `state`: logged, registered for the control channel, supervised, then finished. */
+const runIn = <A, E, R>(state: ProcessState, body: Effect.Effect<A, E, R>, options: ProcessOptions) =>
+  Effect.gen(function* () {
+    const runLog = yield* RunLog
+    const control = yield* RunControl
+    return yield* Effect.acquireUseRelease(
+      Effect.gen(function* () {
+        yield* runLog.log(
+          { process: state.path },
+          { _tag: "ProcessStarted", name: state.name, ...(state.parent === undefined ? {} : { parent: state.parent.path }) }
+        )
+        yield* state.events.append({ _tag: "started", process: state.path })
+        yield* control.register(state.path, {
+          names: Effect.sync(() => [...state.endpoints.keys()]),
+          call: (endpoint, args, caller) => callEndpoint(state, endpoint, args, caller)
+        }).pipe(Scope.extend(state.scope))
+      }),
+      () => supervise(state, body, options),
+      (_, exit) => finish(state, exit)
+    )
+  }).pipe(Effect.withSpan("Process.run", { attributes: { process: state.path } })) as Effect.Effect<
+    A,
+    E | ProcessError,
+    Exclude<R, CurrentProcess> | Requirements
+  >
 
 const makeState = (name: string, parent: ProcessState | undefined) =>
   Effect.gen(function* () {
@@ -99,60 +129,65 @@ const makeState = (name: string, parent: ProcessState | undefined) =>
     return state
   })
 
-/** Run the body until it returns, `done`/`fail` is called, the timeout fires or the run is stopped. */
-const supervise = <A, E, R>(
-  state: ProcessState,
-  body: Effect.Effect<A, E, R>,
-  options: ProcessOptions,
-  root: Runtime["Type"] | undefined
-) => {
-  let effect: Effect.Effect<A, E | ProcessError, Exclude<R, CurrentProcess>> = Effect.raceFirst(
-    body.pipe(
-      // The first completion wins: a body that returns after `done`/`fail` does not override it.
-      Effect.flatMap((value) => Effect.zipRight(Deferred.succeed(state.completion, value), Deferred.await(state.completion))),
-      Effect.provideService(CurrentProcess, state)
-    ),
-    Deferred.await(state.completion) as Effect.Effect<A, ProcessError>
-  ) as any
-  if (root !== undefined) {
-    effect = Effect.raceFirst(
-      effect,
-      Effect.flatMap(Deferred.await(root.stopRequested), (reason) => new ProcessCancelled({ process: state.path, reason }))
+/**
+ * Run the body until it returns, `done`/`fail` is called, or the timeout
+ * fires; a root process also ends when the run is asked to stop or its log
+ * can no longer be written.
+ */
+const supervise = <A, E, R>(state: ProcessState, body: Effect.Effect<A, E, R>, options: ProcessOptions) =>
+  Effect.gen(function* () {
+    const completion = Deferred.await(state.completion) as Effect.Effect<A, ProcessError>
+    let effect: Effect.Effect<A, E | ProcessError, Exclude<R, CurrentProcess>> = Effect.raceFirst(
+      body.pipe(
+        // The first completion wins: a body that returns after `done`/`fail` does not override it.
+        Effect.flatMap((value) => Effect.zipRight(Deferred.succeed(state.completion, value), completion)),
+        Effect.provideService(CurrentProcess, state)
+      ) as Effect.Effect<A, E | ProcessError, Exclude<R, CurrentProcess>>,
+      completion
     )
-  }
-  if (options.timeout !== undefined) {
-    const timeout = options.timeout
-    effect = Effect.timeoutFail(effect, {
-      duration: timeout,
-      onTimeout: () => new ProcessTimeout({ process: state.path, timeout: Duration.format(timeout) })
-    })
-  }
-  return effect
-}
+    if (state.parent === undefined) {
+      const control = yield* RunControl
+      const runLog = yield* RunLog
+      effect = Effect.raceFirst(
+        effect,
+        Effect.raceFirst(
+          Effect.flatMap(control.stopRequested, (reason) => new ProcessCancelled({ process: state.path, reason })),
+          runLog.failed
+        )
+      )
+    }
+    if (options.timeout !== undefined) {
+      const timeout = options.timeout
+      effect = Effect.timeoutFail(effect, {
+        duration: timeout,
+        onTimeout: () => new ProcessTimeout({ process: state.path, timeout: Duration.format(timeout) })
+      })
+    }
+    return yield* effect
+  })
 
 const finish = (state: ProcessState, exit: Exit.Exit<unknown, unknown>) =>
   Effect.gen(function* () {
-    const runtime = yield* Runtime
+    const runLog = yield* RunLog
     yield* Scope.close(state.scope, exit)
     let event: ProcessEvent
-    let data: Record<string, unknown>
+    let outcome: ProcessOutcome
+    let error: string | undefined
     if (Exit.isSuccess(exit)) {
       event = { _tag: "done", value: exit.value }
-      data = { outcome: "done" }
+      outcome = "done"
     } else if (Cause.isInterruptedOnly(exit.cause)) {
       event = { _tag: "cancelled", reason: "interrupted" }
-      data = { outcome: "cancelled" }
+      outcome = "cancelled"
     } else {
       const failure = Cause.failureOption(exit.cause)
-      const error = Option.isSome(failure) ? failure.value : Cause.squash(exit.cause)
-      const cancelled = error instanceof ProcessCancelled
-      event = cancelled ? { _tag: "cancelled", reason: error.reason } : { _tag: "failed", error }
-      data = {
-        outcome: cancelled ? "cancelled" : error instanceof ProcessTimeout ? "timeout" : "failed",
-        error: describe(error)
-      }
+      const value = Option.isSome(failure) ? failure.value : Cause.squash(exit.cause)
+      const cancelled = value instanceof ProcessCancelled
+      event = cancelled ? { _tag: "cancelled", reason: value.reason } : { _tag: "failed", error: value }
+      outcome = cancelled ? "cancelled" : value instanceof ProcessTimeout ? "timeout" : "failed"
+      error = describe(value)
     }
-    yield* runtime.log({ type: "process_ended", process: state.path, data })
+    yield* runLog.log({ process: state.path }, { _tag: "ProcessEnded", outcome, ...(error === undefined ? {} : { error }) })
     yield* state.events.append(event)
     yield* state.events.end
   })
@@ -175,11 +210,11 @@ export const wait = <A = unknown>(): Effect.Effect<A, ProcessError, CurrentProce
   Effect.flatMap(CurrentProcess, (state) => Deferred.await(state.completion) as Effect.Effect<A, ProcessError>)
 
 /** Record a custom event of the current process (seen by `handle.events` and the log). */
-export const emit = (type: string, data?: unknown): Effect.Effect<void, never, CurrentProcess | Runtime> =>
+export const emit = (type: string, data?: unknown): Effect.Effect<void, never, CurrentProcess | RunLog> =>
   Effect.gen(function* () {
     const state = yield* CurrentProcess
-    const runtime = yield* Runtime
-    yield* runtime.log({ type: "process_event", process: state.path, data: { type, data } })
+    const runLog = yield* RunLog
+    yield* runLog.log({ process: state.path }, { _tag: "ProcessEmitted", type, ...(data === undefined ? {} : { data }) })
     yield* state.events.append({ _tag: "event", type, data })
   })
 
@@ -188,60 +223,61 @@ export const path: Effect.Effect<string, never, CurrentProcess> = Effect.map(Cur
 
 /**
  * Offer an endpoint of the current process. The handler runs as part of this
- * process: `emit`, `done` and `fail` inside it act on this process.
+ * process: `emit`, `done` and `fail` inside it act on this process. Exposing
+ * a name again replaces its handler (for tools attached already, too).
  */
 export const expose = <A, I, E, R>(
   name: string,
   options: ToolOptions<A, I>,
   handler: (args: A) => Effect.Effect<unknown, E, R>
-): Effect.Effect<void, never, CurrentProcess | Runtime | Exclude<R, CurrentProcess>> =>
+): Effect.Effect<void, never, CurrentProcess | RunLog | Exclude<R, CurrentProcess>> =>
   Effect.gen(function* () {
     const state = yield* CurrentProcess
-    const runtime = yield* Runtime
+    const runLog = yield* RunLog
     const context = yield* Effect.context<any>()
-    const decode = Schema.decodeUnknown(options.parameters, { errors: "all", onExcessProperty: "ignore" })
+    const decode = decoder(options.parameters)
     const failed = (reason: string) => new EndpointFailed({ process: state.path, endpoint: name, reason })
+    const parameters = toJsonSchema(options.parameters)
+    const subject = { process: state.path }
     state.endpoints.set(name, {
       name,
       description: options.description,
-      parameters: toJsonSchema(options.parameters),
-      call: (args) =>
+      parameters,
+      call: (args, caller) =>
         Effect.gen(function* () {
           const started = Date.now()
-          yield* runtime.log({ type: "endpoint_called", process: state.path, data: { name, args } })
+          yield* runLog.log(subject, { _tag: "EndpointCalled", name, args, caller })
           const result = yield* decode(args).pipe(
             Effect.mapError((error) => failed(`invalid arguments: ${ParseResult.TreeFormatter.formatErrorSync(error)}`)),
             Effect.flatMap((decoded) =>
-              handler(decoded).pipe(
+              invoke(name, handler, decoded).pipe(
                 Effect.catchAllCause((cause) => Effect.fail(failed(describe(Cause.squash(cause)))))
               )
             ),
             Effect.provide(context),
             Effect.exit
           )
-          yield* runtime.log({
-            type: "endpoint_returned",
-            process: state.path,
-            data: {
-              name,
-              ok: Exit.isSuccess(result),
-              durationMs: Date.now() - started,
-              ...(Exit.isFailure(result) ? { error: describe(Cause.squash(result.cause)) } : {})
-            }
+          yield* runLog.log(subject, {
+            _tag: "EndpointReturned",
+            name,
+            ok: Exit.isSuccess(result),
+            durationMs: Date.now() - started,
+            caller,
+            ...(Exit.isFailure(result) ? { error: describe(Cause.squash(result.cause)) } : {})
           })
           return yield* result
-        })
+        }).pipe(Effect.withSpan("Process.endpoint", { attributes: { process: state.path, endpoint: name, caller } }))
     })
-    yield* runtime.log({ type: "endpoint_exposed", process: state.path, data: { name, description: options.description } })
+    yield* runLog.log(subject, { _tag: "EndpointExposed", name, description: options.description, parameters })
     yield* state.events.append({ _tag: "endpoint", name })
   })
 
-const callEndpoint = (state: ProcessState, endpoint: string, args: unknown): Effect.Effect<unknown, EndpointError> =>
+const callEndpoint = (state: ProcessState, endpoint: string, args: unknown, caller: string): Effect.Effect<unknown, EndpointError> =>
   Effect.suspend(() => {
     const found = state.endpoints.get(endpoint)
     return found === undefined
       ? new EndpointNotFound({ process: state.path, endpoint, available: [...state.endpoints.keys()] })
-      : found.call(args)
+      : found.call(args, caller)
   })
 
 // ---------------------------------------------------------------------------
@@ -283,15 +319,26 @@ export interface ProcessHandle<A, E> {
 export const spawn = <Args extends ReadonlyArray<any>, A, E, R>(
   process: Process<Args, A, E, R>,
   ...args: Args
-): Effect.Effect<ProcessHandle<A, E>, never, R | Runtime | CurrentProcess> =>
+): Effect.Effect<ProcessHandle<A, E>, never, R | Requirements | CurrentProcess> =>
   Effect.gen(function* () {
     const parent = yield* CurrentProcess
-    const started = yield* Deferred.make<ProcessState>()
-    const fiber = yield* process.run(args, (state) => Deferred.unsafeDone(started, Effect.succeed(state))).pipe(
-      Effect.forkIn(parent.scope)
-    )
-    return handle(yield* Deferred.await(started), fiber)
+    const definition = definitions.get(process)
+    if (definition === undefined) return yield* Effect.dieMessage(`Process.spawn: not a process made by Process.make`)
+    const state = yield* makeState(process.processName, parent)
+    const body = definition.body(...args) as Effect.Effect<A, E, R>
+    const fiber = yield* runIn(state, body, definition.options).pipe(Effect.forkIn(parent.scope))
+    return handle(state, fiber)
   })
+
+/** An attached endpoint: the tool calls whatever the child exposes under that name at the time of the call. */
+const endpointTool = (state: ProcessState, endpoint: Endpoint, toolName: string, caller: string) => ({
+  definition: { name: toolName, description: endpoint.description, parameters: endpoint.parameters },
+  run: (args: unknown) =>
+    callEndpoint(state, endpoint.name, args, caller).pipe(
+      Effect.mapError((error) => error.message),
+      Effect.flatMap((value) => Either.match(renderResult(value), { onLeft: Effect.fail, onRight: Effect.succeed }))
+    )
+})
 
 const handle = <A, E>(state: ProcessState, fiber: Fiber.RuntimeFiber<A, E | ProcessError>): ProcessHandle<A, E> => ({
   name: state.name,
@@ -299,7 +346,9 @@ const handle = <A, E>(state: ProcessState, fiber: Fiber.RuntimeFiber<A, E | Proc
   events: state.events.stream(0),
   agents: Effect.sync(() => new Map(state.agents)),
   endpoints: Effect.sync(() => [...state.endpoints.keys()]),
-  call: (endpoint, args) => callEndpoint(state, endpoint, args ?? {}),
+  call: (endpoint, args) =>
+    Effect.flatMap(Effect.serviceOption(CurrentProcess), (caller) =>
+      callEndpoint(state, endpoint, args ?? {}, Option.match(caller, { onNone: () => "", onSome: (p) => p.path }))),
   attach: (agent, options = {}) =>
     Effect.gen(function* () {
       const caller = yield* CurrentProcess
@@ -307,16 +356,9 @@ const handle = <A, E>(state: ProcessState, fiber: Fiber.RuntimeFiber<A, E | Proc
       const attachOne = (endpoint: Endpoint) =>
         options.only !== undefined && !options.only.includes(endpoint.name) || done.has(endpoint.name)
           ? Effect.void
-          : agent.addTool({
-            definition: {
-              name: `${options.prefix ?? ""}${endpoint.name}`,
-              description: endpoint.description,
-              parameters: endpoint.parameters
-            },
-            run: (args) => endpoint.call(args).pipe(Effect.map(resultText), Effect.mapError((error) => error.message))
-          }).pipe(
+          : addTool(agent, endpointTool(state, endpoint, `${options.prefix ?? ""}${endpoint.name}`, `agent:${agent.id}`)).pipe(
             Effect.tap(() => done.add(endpoint.name)),
-            Effect.catchAll((error) => Effect.logWarning(`attach: ${error.message}`))
+            Effect.catchAll((error: InvalidToolName) => Effect.logWarning(`attach: ${error.message}`))
           )
       // Endpoints that exist now are tools when attach returns; later ones follow.
       const seen = yield* state.events.size

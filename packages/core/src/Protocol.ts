@@ -15,7 +15,7 @@
  */
 import { Either, Predicate, Schema } from "effect"
 
-export const version = 1
+export const version = 2
 
 export const TOKEN_HEADER = "x-ramure-token"
 
@@ -60,11 +60,14 @@ export const Usage = Schema.Struct({
 })
 export type Usage = typeof Usage.Type
 
-export const AgentStart = Schema.TaggedStruct("agent_start", {})
-export const AgentEnd = Schema.TaggedStruct("agent_end", {})
-export const TurnStart = Schema.TaggedStruct("turn_start", {})
-export const TurnEnd = Schema.TaggedStruct("turn_end", {})
-export const MessageEnd = Schema.TaggedStruct("message_end", {
+/** pi started working on a prompt (it is busy until `WorkEnded`). */
+export const WorkStarted = Schema.TaggedStruct("WorkStarted", {})
+/** pi finished a prompt and is idle. */
+export const WorkEnded = Schema.TaggedStruct("WorkEnded", {})
+/** One model turn (a request to the model and the tool calls it asked for). */
+export const TurnStarted = Schema.TaggedStruct("TurnStarted", {})
+export const TurnEnded = Schema.TaggedStruct("TurnEnded", {})
+export const MessageEnded = Schema.TaggedStruct("MessageEnded", {
   role: Schema.Literal("assistant", "user"),
   /** Text, truncated to the extension's cap; thinking is never forwarded. */
   text: Schema.String,
@@ -72,31 +75,32 @@ export const MessageEnd = Schema.TaggedStruct("message_end", {
   toolCalls: Schema.optional(Schema.Array(Schema.String)),
   usage: Schema.optional(Usage)
 })
-export const ToolExecutionStart = Schema.TaggedStruct("tool_execution_start", {
+export const ToolExecutionStarted = Schema.TaggedStruct("ToolExecutionStarted", {
   toolCallId: Schema.String,
   tool: Schema.String
 })
-export const ToolExecutionEnd = Schema.TaggedStruct("tool_execution_end", {
+export const ToolExecutionEnded = Schema.TaggedStruct("ToolExecutionEnded", {
   toolCallId: Schema.String,
   tool: Schema.String,
   isError: Schema.Boolean,
   /** Result text, truncated to the extension's cap. */
   result: Schema.String
 })
-export const AgentError = Schema.TaggedStruct("agent_error", {
+/** A model request failed (pi's assistant message ended with an error). */
+export const ModelError = Schema.TaggedStruct("ModelError", {
   message: Schema.String
 })
 
 /** What an agent reports about its own work. */
 export const AgentEvent = Schema.Union(
-  AgentStart,
-  AgentEnd,
-  TurnStart,
-  TurnEnd,
-  MessageEnd,
-  ToolExecutionStart,
-  ToolExecutionEnd,
-  AgentError
+  WorkStarted,
+  WorkEnded,
+  TurnStarted,
+  TurnEnded,
+  MessageEnded,
+  ToolExecutionStarted,
+  ToolExecutionEnded,
+  ModelError
 )
 export type AgentEvent = typeof AgentEvent.Type
 
@@ -149,6 +153,8 @@ export const PoolHello = Schema.TaggedStruct("PoolHello", {
  */
 export const Assign = Schema.TaggedStruct("Assign", {
   agentId: Schema.String,
+  /** The agent's credential, which the pi connects with from now on. */
+  secret: Schema.String,
   cwd: Schema.String,
   systemPrompt: Schema.optional(Schema.String)
 })

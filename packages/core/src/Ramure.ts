@@ -5,32 +5,52 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Layer } from "effect"
 import type { AgentLauncher } from "./AgentLauncher.js"
+import * as AgentSessions from "./AgentSessions.js"
+import * as ChildProcesses from "./ChildProcesses.js"
+import * as NodeRun from "./internal/nodeRun.js"
+import * as Server from "./internal/server.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
 import type { LogSink } from "./LogSink.js"
 import type { MachineProvider } from "./Machine.js"
 import type * as PiAgents from "./PiAgents.js"
 import * as RemotePiAgents from "./RemotePiAgents.js"
+import type { Run } from "./Run.js"
+import * as RunControl from "./RunControl.js"
 import * as RunInfo from "./RunInfo.js"
-import * as Runtime from "./Runtime.js"
+import * as RunLimits from "./RunLimits.js"
+import * as RunLog from "./RunLog.js"
+import * as RunRoutes from "./RunRoutes.js"
 import * as ScriptedAgents from "./ScriptedAgents.js"
 import * as SshMachineProvider from "./SshMachineProvider.js"
 import * as TmuxMachineProvider from "./TmuxMachineProvider.js"
 
-export interface LayerOptions extends Runtime.RuntimeOptions {
+export { RunStartError } from "./internal/nodeRun.js"
+
+export interface LayerOptions extends NodeRun.Options, RunLimits.Options, Server.Options {
   /** `RAMURE_HOME` (default: the environment variable, else `~/.ramure`). */
   readonly home?: string
   /** Name shown by `ramure ls` (default: the script's file name). */
   readonly program?: string
 }
 
+/** What a run provides to the processes it runs. */
 export type Services =
-  | Runtime.Runtime
   | RunInfo.RunInfo
+  | RunLog.RunLog
   | LogSink
+  | RunRoutes.RunRoutes
+  | RunControl.RunControl
+  | RunLimits.RunLimits
+  | AgentSessions.AgentSessions
+  | ChildProcesses.ChildProcesses
+  | Run
   | MachineProvider
   | AgentLauncher
   | NodeContext.NodeContext
+
+/** The services a launcher or machine provider may use. */
+export type RunServices = Exclude<Services, MachineProvider | AgentLauncher>
 
 /**
  * Wire a run from its parts: how agents are started (`launcher`) and where
@@ -38,16 +58,12 @@ export type Services =
  */
 export const make = (
   options: LayerOptions & {
-    readonly launcher: Layer.Layer<
-      AgentLauncher,
-      never,
-      RunInfo.RunInfo | NodeContext.NodeContext | Runtime.Runtime | MachineProvider
-    >
-    /** Built after the run's `Runtime` (an ssh provider forwards its port), released before it. */
-    readonly machines?: Layer.Layer<MachineProvider, never, Runtime.Runtime | RunInfo.RunInfo | NodeContext.NodeContext>
+    readonly launcher: Layer.Layer<AgentLauncher, never, RunServices | MachineProvider>
+    /** Built after the run's server (an ssh provider forwards its port), released before it. */
+    readonly machines?: Layer.Layer<MachineProvider, never, RunServices>
     readonly logs?: Layer.Layer<LogSink, never, RunInfo.RunInfo>
   }
-): Layer.Layer<Services, Runtime.RuntimeError> => {
+): Layer.Layer<Services, NodeRun.RunStartError> => {
   const base = Layer.merge(
     RunInfo.layer({
       ...(options.home === undefined ? {} : { home: options.home }),
@@ -55,9 +71,14 @@ export const make = (
     }),
     NodeContext.layer
   )
-  const logs = options.logs ?? JsonlLogSink.layer
-  const runtime = Runtime.layer(options).pipe(Layer.provideMerge(logs))
-  const services = (options.machines ?? LocalMachineProvider.layer).pipe(Layer.provideMerge(runtime))
+  const run = NodeRun.layer(options).pipe(
+    Layer.provideMerge(Server.layer(options)),
+    Layer.provideMerge(AgentSessions.layer(options)),
+    Layer.provideMerge(RunLog.layer),
+    Layer.provideMerge(Layer.mergeAll(RunRoutes.layer, RunControl.layer, RunLimits.layer(options), ChildProcesses.layer)),
+    Layer.provideMerge(options.logs ?? JsonlLogSink.layer)
+  )
+  const services = (options.machines ?? LocalMachineProvider.layer).pipe(Layer.provideMerge(run))
   // The launcher needs the run (a warm pool serves its pis' connections) and is released before it.
   return options.launcher.pipe(Layer.provideMerge(services), Layer.provideMerge(base))
 }
@@ -77,7 +98,7 @@ export const layer = (
     readonly provider?: "tmux" | "local"
     readonly ssh?: SshMachineProvider.Options
   } = {}
-): Layer.Layer<Services, Runtime.RuntimeError> => {
+): Layer.Layer<Services, NodeRun.RunStartError> => {
   const provider = options.provider ?? process.env.RAMURE_PROVIDER
   const machines = options.ssh !== undefined
     ? SshMachineProvider.layer(options.ssh)

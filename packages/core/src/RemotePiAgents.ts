@@ -10,17 +10,14 @@
  * reaches the run through the connection's reverse tunnel, on the same
  * `ws://127.0.0.1:<port>` as a local agent.
  */
-import type * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Layer } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { AgentLauncher, type LaunchedAgent, type LaunchSpec } from "./AgentLauncher.js"
 import { AgentStartError } from "./Errors.js"
-import type { MachineProvider, RemoteHost } from "./Machine.js"
+import type { RemoteHost } from "./Machine.js"
 import * as PiAgents from "./PiAgents.js"
-import type { RunInfo } from "./RunInfo.js"
-import type { Runtime } from "./Runtime.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -73,7 +70,7 @@ const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Op
  */
 export const layer = (
   options: PiAgents.Options = {}
-): Layer.Layer<AgentLauncher, never, RunInfo | FileSystem.FileSystem | Runtime | MachineProvider> =>
+): Layer.Layer<AgentLauncher, never, PiAgents.Requirements> =>
   Layer.effect(
     AgentLauncher,
     Effect.map(AgentLauncher, (local) =>

@@ -15,7 +15,7 @@ export interface RunInfo {
   readonly program: string
 }
 
-export const RunInfo = Context.GenericTag<RunInfo>("ramure/RunInfo")
+export const RunInfo = Context.GenericTag<RunInfo>("@ramure/core/RunInfo")
 
 /** The first 8 characters of an execution id, as shown by the CLI. */
 export const shortId = (executionId: string): string => executionId.slice(0, 8)

@@ -36,7 +36,7 @@ const makeDriver = (client: AgentClient.AgentClient, spec: LaunchSpec): Driver =
     Effect.gen(function* () {
       while (!client.tools().has(tool)) yield* Effect.sleep("5 millis")
     }),
-  say: (text) => client.emit({ _tag: "message_end", role: "assistant", text })
+  say: (text) => client.emit({ _tag: "MessageEnded", role: "assistant", text })
 })
 
 export const layer = (scripts: Scripts): Layer.Layer<AgentLauncher> =>
@@ -47,7 +47,7 @@ export const layer = (scripts: Scripts): Layer.Layer<AgentLauncher> =>
         let output = ""
         const script = scriptFor(scripts, spec.agentId)
         const run = Effect.gen(function* () {
-          const client = yield* AgentClient.make({ url: spec.url, agentId: spec.agentId, token: spec.token })
+          const client = yield* AgentClient.make({ url: spec.url, agentId: spec.agentId, token: spec.secret })
           yield* client.synced
           const driver = makeDriver(client, spec)
           if (script) yield* Effect.raceFirst(script(driver), Effect.asVoid(client.shutdown))

@@ -22,7 +22,7 @@ import * as SshHost from "./internal/sshHost.js"
 import * as SshOrphans from "./internal/sshOrphans.js"
 import type { ExecOptions, Machine, MachineOptions, SshAccess } from "./Machine.js"
 import { HostUnreachable, MachineError, MachineProvider } from "./Machine.js"
-import { Runtime } from "./Runtime.js"
+import { Run } from "./Run.js"
 import { RunInfo, shortId } from "./RunInfo.js"
 
 export { HostUnreachable } from "./Machine.js"
@@ -215,15 +215,15 @@ const place = (hosts: ReadonlyArray<SshHost.SshHost>, options: MachineOptions) =
 
 /**
  * A `MachineProvider` of machines on `options.hosts`. Needs the run's
- * `Runtime` (its port is forwarded to every host).
+ * `Run` (its port is forwarded to every host).
  */
 export const layer = (
   options: Options
-): Layer.Layer<MachineProvider, never, Runtime | RunInfo | CommandExecutor.CommandExecutor> =>
+): Layer.Layer<MachineProvider, never, Run | RunInfo | CommandExecutor.CommandExecutor> =>
   Layer.scoped(
     MachineProvider,
     Effect.gen(function* () {
-      const runtime = yield* Runtime
+      const run = yield* Run
       const { executionId, home } = yield* RunInfo
       const layerScope = yield* Effect.scope
       const names = options.hosts.map((host) => host.name ?? host.destination)
@@ -231,7 +231,7 @@ export const layer = (
       const duplicate = names.find((name, i) => names.indexOf(name) !== i)
       if (duplicate !== undefined) return yield* Effect.dieMessage(`SshMachineProvider: two hosts are named ${duplicate}`)
 
-      const forwardPorts = [Number(new URL(runtime.url).port), ...(options.forwardPorts ?? [])]
+      const forwardPorts = [Number(new URL(run.url).port), ...(options.forwardPorts ?? [])]
       // Unix socket paths are short (108 bytes): one short name per host.
       const controlDirectory = path.join(home, "ssh")
       yield* Effect.sync(() => nodeFs.mkdirSync(controlDirectory, { recursive: true, mode: 0o700 }))

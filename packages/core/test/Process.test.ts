@@ -4,7 +4,8 @@ import * as Agent from "../src/Agent.js"
 import * as Machine from "../src/Machine.js"
 import { AgentCrashed, ProcessCancelled, ProcessFailed, ProcessTimeout } from "../src/Errors.js"
 import * as Process from "../src/Process.js"
-import { Runtime } from "../src/Runtime.js"
+import { AgentSessions } from "../src/AgentSessions.js"
+import { RunLog } from "../src/RunLog.js"
 import type { Script } from "../src/ScriptedAgents.js"
 import { scripted } from "./helpers.js"
 
@@ -17,13 +18,13 @@ const callOnce = (tool: string, args: unknown): Script => (driver) =>
 /** Released agents leave no session behind and say so in their events. */
 const expectReleased = (agents: ReadonlyArray<Agent.Agent>) =>
   Effect.gen(function* () {
-    const runtime = yield* Runtime
+    const live = yield* (yield* AgentSessions).ids
     for (const agent of agents) {
-      expect(runtime.sessions.has(agent.id)).toBe(false)
+      expect(live).not.toContain(agent.id)
       const events = yield* Stream.runCollect(agent.events)
-      expect(Chunk.toArray(events).at(-1)).toEqual({ _tag: "released" })
+      expect(Chunk.toArray(events).at(-1)).toEqual({ _tag: "AgentReleased" })
     }
-    const status = yield* runtime.status
+    const status = yield* (yield* RunLog).status
     for (const agent of agents) expect(status.agents.find((a) => a.id === agent.id)?.state).toBe("done")
   })
 
@@ -82,7 +83,7 @@ describe("Process completion", () => {
       expect(error).toBeInstanceOf(ProcessTimeout)
       expect(created).toHaveLength(2)
       yield* expectReleased(created)
-      const status = yield* (yield* Runtime).status
+      const status = yield* (yield* RunLog).status
       expect(status.processes[0]).toMatchObject({ path: "slow", state: "timeout" })
     }).pipe(Effect.provide(scripted({})))
   })
@@ -110,7 +111,7 @@ describe("Process completion", () => {
       while (created.length < 2) yield* Effect.sleep("10 millis")
       yield* Fiber.interrupt(fiber)
       yield* expectReleased(created)
-      const status = yield* (yield* Runtime).status
+      const status = yield* (yield* RunLog).status
       expect(status.processes[0]!.state).toBe("cancelled")
     }).pipe(Effect.provide(scripted({})))
   })
@@ -142,8 +143,9 @@ describe("Nested processes", () => {
     return Effect.gen(function* () {
       const [first, second] = yield* main()
       expect(first).toEqual({ n: 42, agent: "helper", path: "main/child" })
-      expect(second).toEqual({ n: 2, agent: "helper", path: "main/child-2" })
-      const status = yield* (yield* Runtime).status
+      // Agent ids are never reused within a run (the log and the journal tell agents apart by id).
+      expect(second).toEqual({ n: 2, agent: "helper-2", path: "main/child-2" })
+      const status = yield* (yield* RunLog).status
       expect(status.processes.map((p) => p.path)).toEqual(["main", "main/child", "main/child-2"])
       expect(status.processes.every((p) => p.state === "done")).toBe(true)
     }).pipe(Effect.provide(scripted({})))
@@ -232,7 +234,7 @@ describe("spawn", () => {
       const kept = yield* main()
       const last = Chunk.toArray(yield* Stream.runCollect(kept.events)).at(-1)
       expect(last?._tag).toBe("cancelled")
-      expect((yield* Runtime).sessions.size).toBe(0)
+      expect(yield* (yield* AgentSessions).ids).toHaveLength(0)
     }).pipe(Effect.provide(scripted({})))
   })
 })
@@ -429,10 +431,13 @@ describe("Concurrency limits", () => {
       }))
     const main = Process.make("main", () =>
       Effect.gen(function* () {
-        const runtime = yield* Runtime
+        const sessions = yield* AgentSessions
         let peak = 0
         const sampler = yield* Effect.fork(
-          Effect.forever(Effect.zipRight(Effect.sync(() => (peak = Math.max(peak, runtime.sessions.size))), Effect.sleep("2 millis")))
+          Effect.forever(Effect.zipRight(
+            Effect.map(sessions.ids, (ids) => void (peak = Math.max(peak, ids.length))),
+            Effect.sleep("2 millis")
+          ))
         )
         const results = yield* Effect.all(Array.from({ length: 6 }, (_, i) => worker(i)), { concurrency: "unbounded" })
         yield* Fiber.interrupt(sampler)

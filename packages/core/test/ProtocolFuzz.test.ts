@@ -8,13 +8,18 @@ import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, Effect, Either, Schema } from "effect"
 import * as fc from "fast-check"
 import * as net from "node:net"
+import * as path from "node:path"
 import WebSocket from "ws"
 import * as Agent from "../src/Agent.js"
 import * as Process from "../src/Process.js"
 import * as Protocol from "../src/Protocol.js"
-import { Runtime } from "../src/Runtime.js"
+import { sessionOf } from "../src/internal/agent.js"
+import { readDirectory } from "../src/JsonlLogSink.js"
+import * as Registry from "../src/Registry.js"
+import { Run } from "../src/Run.js"
+import { RunInfo } from "../src/RunInfo.js"
 import type { Driver } from "../src/ScriptedAgents.js"
-import { scripted } from "./helpers.js"
+import { scripted, tempHome } from "./helpers.js"
 
 const cases = (n: number) => `(${n.toLocaleString("en-US")} cases)`
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
@@ -364,7 +369,7 @@ const expectationsOf = (fuzz: FuzzCase) => {
       }
       if (message.agentId === "a") claims = true
       else errors++
-    } else if (message._tag !== "ToolCall" && message._tag !== "Event") errors++
+    } else if (!claims || (message._tag !== "ToolCall" && message._tag !== "Event")) errors++ // nothing counts before a Hello
   }
   // A connection that took the agent's place is itself replaced when the real agent reconnects.
   if (claims) closeCodes.add(Protocol.CloseCode.replaced)
@@ -514,7 +519,9 @@ describe("Runtime server fuzzing", () => {
 
       const main = Process.make("main", () =>
         Effect.gen(function* () {
-          const runtime = yield* Runtime
+          const { url } = yield* Run
+          const { executionId, home } = yield* RunInfo
+          const controlToken = (yield* Registry.list(home)).find((item) => item.entry.execution_id === executionId)!.entry.token
           const [a, b] = yield* Effect.all([Agent.make("a"), Agent.make("b")], { concurrency: "unbounded" })
           const finished = new Map<string, number>()
           for (const agent of [a!, b!]) {
@@ -526,9 +533,13 @@ describe("Runtime server fuzzing", () => {
             yield* agent.on("finish", { description: "", parameters: Finished }, ({ agent: id, calls }) =>
               Effect.sync(() => finished.set(id, calls)))
           }
-          const session = a!.sessionState
-          const agentUrl = `${runtime.url}${Protocol.agentPath("a")}`
-          const controlUrl = `${runtime.url}${Protocol.controlPath}`
+          const session = sessionOf(a!)
+          const agentToken = session.secret
+          /** The agent's current connection, if it is connected. */
+          const current = () =>
+            Effect.runSync(Effect.map(session.lifecycle, (state) => (state._tag === "Connected" ? state.connection : undefined)))
+          const agentUrl = `${url}${Protocol.agentPath("a")}`
+          const controlUrl = `${url}${Protocol.controlPath}`
           yield* waitUntil(() => served.a > 0 && served.b > 0, "both agents are calling tools")
           const servedBefore = { ...served }
           const counts = { claims: 0, oversizeAgent: 0, oversizeControl: 0 }
@@ -543,9 +554,9 @@ describe("Runtime server fuzzing", () => {
             }
             // The real agent is connected (it reconnects after a case that took its place).
             if (fuzz.target === "agent") {
-              await Effect.runPromise(waitUntil(() => session.current?.isOpen() === true && drivers.get("a")!.connected(), "a is back"))
+              await Effect.runPromise(waitUntil(() => current()?.isOpen() === true && drivers.get("a")!.connected(), "a is back"))
             }
-            const before = session.current
+            const before = current()
             const probeTag = `Probe-${++probes}`
             const probeAnswered = (received: ReadonlyArray<string>) =>
               received.some((frame) => frame.includes(probeTag) && frame.includes("ProtocolError"))
@@ -553,7 +564,7 @@ describe("Runtime server fuzzing", () => {
               received.map(Protocol.decode).flatMap((d) => (Either.isRight(d) && d.right._tag === "ControlReply" ? [d.right.id] : []))
             const outcome = await play(
               fuzz.target === "agent" ? agentUrl : controlUrl,
-              runtime.token,
+              fuzz.target === "agent" ? agentToken : controlToken,
               fuzz.frames,
               expected.closes ? undefined : `{"_tag":"${probeTag}"}`,
               (received) => probeAnswered(received) && repliesIn(received).length >= expected.replies.length
@@ -566,7 +577,7 @@ describe("Runtime server fuzzing", () => {
               return (decoded as Either.Right<never, Protocol.Message>).right
             })
             // Every entry it replicated is the agent's log entry with that seq, whatever `after` was asked for.
-            const log = await Effect.runPromise(session.entries.items)
+            const log = await Effect.runPromise(session.entries)
             for (const message of messages) {
               if (message._tag !== "Entry") continue
               expect(Number.isInteger(message.seq) && message.seq >= 1).toBe(true)
@@ -583,36 +594,44 @@ describe("Runtime server fuzzing", () => {
               expect(repliesIn(outcome.received).sort()).toEqual([...expected.replies].sort())
             }
             // Garbage never displaces the live agent; only a valid Hello for it takes its place.
-            if (fuzz.target === "agent" && !expected.claims) expect(session.current).toBe(before)
+            if (fuzz.target === "agent" && !expected.claims) expect(current()).toBe(before)
           })
           yield* Effect.promise(() => fc.assert(property, { numRuns: WS_CASES, endOnFailure: true }))
 
-          // Bad or missing tokens, any path: refused before the upgrade.
+          // Bad or missing secrets on the paths that exist: refused before the upgrade.
+          const near = (secret: string) =>
+            fc.oneof(
+              fc.constant<string | undefined>(undefined),
+              fc.constant(""),
+              fc.string({ unit: fc.char(), minLength: 1, maxLength: 80 }).map((t) => t.trim()).filter((t) => t !== secret),
+              fc.nat({ max: secret.length - 1 }).map((i) => secret.slice(0, i) + (secret[i] === "A" ? "B" : "A") + secret.slice(i + 1)),
+              fc.constant(secret + "x"),
+              fc.constant(secret.slice(1))
+            )
           const badToken = fc.oneof(
-            fc.constant<string | undefined>(undefined),
-            fc.constant(""),
-            fc.string({ unit: fc.char(), minLength: 1, maxLength: 80 }).map((t) => t.trim()).filter((t) => t !== runtime.token),
-            fc.nat({ max: runtime.token.length - 1 }).map((i) =>
-              runtime.token.slice(0, i) + (runtime.token[i] === "A" ? "B" : "A") + runtime.token.slice(i + 1)),
-            fc.constant(runtime.token + "x"),
-            fc.constant(runtime.token.slice(1))
+            fc.tuple(fc.constant(Protocol.agentPath("a")), near(agentToken)),
+            fc.tuple(fc.constant(Protocol.controlPath), near(controlToken)),
+            // Another path's secret.
+            fc.tuple(fc.constant(Protocol.agentPath("b")), fc.constantFrom<string | undefined>(agentToken, controlToken)),
+            fc.tuple(fc.constant(Protocol.controlPath), fc.constant<string | undefined>(agentToken))
           )
-          let unauthorized = 0
+          let refusedHere = 0
           yield* Effect.promise(() =>
             fc.assert(
-              fc.asyncProperty(anyPath, badToken, async (path, token) => {
-                const status = await upgradeStatus(runtime.url, path, token === undefined ? [] : [[Protocol.TOKEN_HEADER, token]])
-                if (status === 401) unauthorized++
-                expect([400, 401]).toContain(status)
+              fc.asyncProperty(badToken, async ([path, token]) => {
+                const status = await upgradeStatus(url, path, token === undefined ? [] : [[Protocol.TOKEN_HEADER, token]])
+                if (status === 401) refusedHere++
+                expect(status).toBe(401)
               }),
               { numRuns: BAD_TOKEN, endOnFailure: true }
             ))
-          // The right token and an odd path: 404 (or 400 from the HTTP parser), never a crash.
+          // Any odd path: 404 (or 400 from the HTTP parser, 401 for a real path without its secret), never a crash.
           yield* Effect.promise(() =>
             fc.assert(
               fc.asyncProperty(anyPath, async (path) => {
-                const status = await upgradeStatus(runtime.url, path, [[Protocol.TOKEN_HEADER, runtime.token]])
-                expect([101, 400, 404]).toContain(status)
+                const status = await upgradeStatus(url, path, [[Protocol.TOKEN_HEADER, agentToken]])
+                if (status === 401 || status === 404) refusedHere++
+                expect([101, 400, 401, 404]).toContain(status)
               }),
               { numRuns: GOOD_TOKEN, endOnFailure: true }
             ))
@@ -620,12 +639,14 @@ describe("Runtime server fuzzing", () => {
           const servedDuring = { a: served.a - servedBefore.a, b: served.b - servedBefore.b }
           stop = true
           yield* waitUntil(() => finished.size === 2, "both agents have finished")
-          const entries = yield* runtime.entries.items
-          return { counts, servedDuring, finished, entries, unauthorized }
+          return { counts, servedDuring, finished, refusedHere, executionId }
         }))
 
+      const home = tempHome()
       return main().pipe(
-        Effect.map(({ counts, entries, finished, servedDuring, unauthorized }) => {
+        Effect.provide(scripted({ a: caller, b: caller }, { maxMessageBytes: MAX_BYTES, home })),
+        Effect.map(({ counts, executionId, finished, servedDuring, refusedHere }) => {
+          const entries = readDirectory(path.join(home, "logs", executionId))
           // Both agents kept being served during the fuzzing, and every call got exactly its own result, once.
           expect(servedDuring.b).toBeGreaterThan(20)
           expect(servedDuring.a).toBeGreaterThan(5)
@@ -636,14 +657,18 @@ describe("Runtime server fuzzing", () => {
             for (let i = 1; i <= calls; i++) expect(invocations.get(`${agent}:${i}`), `${agent}:${i}`).toBe(1)
           }
           // Oversize frames were refused and logged, on agent connections and on /control alike.
-          const tooLarge = entries.filter((e) => e.type === "protocol_error" && (e.data as any)?.code === "too_large")
-          expect(tooLarge.filter((e) => e.agent === "a").length).toBe(counts.oversizeAgent)
-          expect(tooLarge.filter((e) => e.agent === undefined).length).toBe(counts.oversizeControl)
-          expect(entries.filter((e) => e.type === "unauthorized").length).toBe(unauthorized)
+          const tooLarge = entries.flatMap((e) => (e.event._tag === "ProtocolViolation" && e.event.code === "too_large" ? [e.event] : []))
+          expect(tooLarge.filter((e) => e.path === Protocol.agentPath("a")).length).toBe(counts.oversizeAgent)
+          expect(tooLarge.filter((e) => e.path === Protocol.controlPath).length).toBe(counts.oversizeControl)
+          // Refusals are logged at most once a second, each entry counting the ones it stands for.
+          const refused = entries.reduce(
+            (sum, e) => (e.event._tag === "ConnectionRefused" ? sum + 1 + (e.event.suppressed ?? 0) : sum),
+            0
+          )
+          expect(refused).toBe(refusedHere)
           expect(counts.oversizeAgent + counts.oversizeControl).toBeGreaterThan(0)
           expect(counts.claims).toBeGreaterThan(0)
-        }),
-        Effect.provide(scripted({ a: caller, b: caller }, { maxMessageBytes: MAX_BYTES, followBacklog: 1_000_000 }))
+        })
       )
     },
     60_000

@@ -47,11 +47,11 @@ const start = (home: string): Promise<Started> =>
 
 const logOf = (home: string, executionId: string) => {
   const directory = path.join(home, "logs", executionId)
-  return fs.readdirSync(directory).flatMap((file) => readJsonl(path.join(directory, file)))
+  return fs.readdirSync(directory).filter((file) => file.endsWith(".jsonl")).flatMap((file) => readJsonl(path.join(directory, file)))
 }
 
 const agentPids = (home: string, executionId: string): Array<number> =>
-  logOf(home, executionId).filter((e) => e.type === "agent_created").map((e) => e.data.pid as number)
+  logOf(home, executionId).filter((e) => e.event._tag === "AgentCreated").map((e) => e.event.pid as number)
 
 const expectNothingLeft = (home: string, executionId: string) => {
   expect(sessionsOf(executionId)).toEqual([])
@@ -73,9 +73,9 @@ describe("signals to a program with real agents", () => {
       await run.exited
       expectNothingLeft(home, run.executionId)
       const log = logOf(home, run.executionId)
-      expect(log.filter((e) => e.type === "agent_released").map((e) => e.agent).sort()).toEqual(["one", "two"])
-      expect(log.find((e) => e.type === "process_ended")?.data.outcome).toBe("cancelled")
-      expect(log.some((e) => e.type === "run_ended")).toBe(true)
+      expect(log.filter((e) => e.event._tag === "AgentReleased").map((e) => e.agent).sort()).toEqual(["one", "two"])
+      expect(log.find((e) => e.event._tag === "ProcessEnded")?.event.outcome).toBe("cancelled")
+      expect(log.some((e) => e.event._tag === "RunEnded")).toBe(true)
       const numbers = log.map((e) => e.n).sort((a, b) => a - b)
       expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, i) => i + 1))
     }, 120_000)
@@ -104,8 +104,8 @@ describe("signals to a program with real agents", () => {
     expect(sessionsOf(first.executionId)).toEqual([])
     expect(fs.readdirSync(path.join(home, "runtimes"))).toEqual([`${second.executionId}.json`])
     expect(second.output()).toContain(`run ${first.executionId.slice(0, 8)}`)
-    const gc = logOf(home, second.executionId).find((e) => e.type === "gc")
-    expect(gc?.data.sessions.sort()).toEqual([`ramure-${first.executionId.slice(0, 8)}-one`, `ramure-${first.executionId.slice(0, 8)}-two`])
+    const gc = logOf(home, second.executionId).find((e) => e.event._tag === "OrphansCollected")
+    expect(gc?.event.sessions.sort()).toEqual([`ramure-${first.executionId.slice(0, 8)}-one`, `ramure-${first.executionId.slice(0, 8)}-two`])
     for (const pid of agentPids(home, first.executionId)) expect(alive(pid)).toBe(false)
     second.child.kill("SIGTERM")
     await second.exited

@@ -14,7 +14,7 @@ import type { Machine } from "../src/Machine.js"
 import { MachineProvider } from "../src/Machine.js"
 import * as Ramure from "../src/Ramure.js"
 import { RunInfo } from "../src/RunInfo.js"
-import { Runtime } from "../src/Runtime.js"
+import { Run } from "../src/Run.js"
 import * as ScriptedAgents from "../src/ScriptedAgents.js"
 import * as SshMachineProvider from "../src/SshMachineProvider.js"
 import { tempHome } from "./helpers.js"
@@ -195,7 +195,7 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
           const after = yield* pollUntil(() => masterPid(machine), (pid) => pid > 0 && pid !== before)
           expect(after).not.toBe(before)
           // The new master forwards the run's port again.
-          const port = new URL((yield* Runtime).url).port
+          const port = new URL((yield* Run).url).port
           const probe = yield* machine.exec(`exec 3<>/dev/tcp/127.0.0.1/${port} && echo open`)
           expect(probe.stdout).toBe("open\n")
         })

@@ -2,7 +2,11 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Effect } from "effect"
+import type * as Agent from "../src/Agent.js"
+import { sessionOf } from "../src/internal/agent.js"
 import * as Ramure from "../src/Ramure.js"
+import { currentSocket } from "../src/TmuxMachineProvider.js"
 import type * as ScriptedAgents from "../src/ScriptedAgents.js"
 
 /** A fresh, private RAMURE_HOME. */
@@ -18,7 +22,7 @@ export const readJsonl = (file: string): Array<any> =>
 /** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself. */
 export const tmuxSessionsOf = (executionId: string): Array<string> => {
   try {
-    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
+    return execFileSync("tmux", ["-L", currentSocket(), "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
       .split("\n")
       .filter((name) => name.startsWith(`ramure-${executionId.slice(0, 8)}-`))
   } catch {
@@ -35,3 +39,10 @@ export const alive = (pid: number): boolean => {
     return false
   }
 }
+
+/** Close an agent's connection from the run's side (the agent reconnects); false if it was not connected. */
+export const dropFromServer = (agent: Agent.Agent, reason = "dropped by the test") =>
+  Effect.flatMap(sessionOf(agent).lifecycle, (state) =>
+    state._tag === "Connected" && state.connection.isOpen()
+      ? Effect.as(state.connection.close(4002, reason), true)
+      : Effect.succeed(false))

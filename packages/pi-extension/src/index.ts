@@ -80,7 +80,7 @@ export const messageEvent = (message: any, cap: number): Protocol.AgentEvent | u
     : []
   const usage = message.role === "assistant" && message.usage ? message.usage : undefined
   return {
-    _tag: "message_end",
+    _tag: "MessageEnded",
     role: message.role,
     text,
     ...(truncated ? { truncated } : {}),
@@ -314,9 +314,9 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
       AgentClient.awaitAssignment({ url: pool.url, memberId: pool.memberId, token: pool.token })
     )
     if (Exit.isFailure(exit)) return leave(`pool member ${pool.memberId} was not assigned an agent`, exit.cause)
-    const { agentId, cwd, systemPrompt } = exit.value
+    const { agentId, cwd, secret, systemPrompt } = exit.value
     Identity.adopt(pi, { agentId, cwd, startCwd: process.cwd(), systemPrompt })
-    config = { url: pool.url, token: pool.token, executionId: pool.executionId, textCap: pool.textCap, agentId }
+    config = { url: pool.url, token: secret, executionId: pool.executionId, textCap: pool.textCap, agentId }
     slot = slotFor(config)
     await start(config)
   }
@@ -333,12 +333,12 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   })
   pi.on("session_shutdown", () => stopNow())
   pi.on("agent_start", () => {
-    emit({ _tag: "agent_start" })
+    emit({ _tag: "WorkStarted" })
     starting = undefined
     pump()
   })
   pi.on("agent_end", (event) => {
-    emit({ _tag: "agent_end" })
+    emit({ _tag: "WorkEnded" })
     const endedForTools = restart && (event.messages.at(-1) as any)?.role === "toolResult"
     toolsChanged = restart = false
     pump()
@@ -347,26 +347,30 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   pi.on("context", (event) => ({
     messages: event.messages.filter((message: any) => !(message.role === "custom" && message.customType === continueType))
   }))
-  pi.on("turn_start", () => emit({ _tag: "turn_start" }))
-  pi.on("turn_end", () => emit({ _tag: "turn_end" }))
+  pi.on("turn_start", () => emit({ _tag: "TurnStarted" }))
+  pi.on("turn_end", () => emit({ _tag: "TurnEnded" }))
   pi.on("message_end", (event) => {
     const message: any = event.message
     const forwarded = messageEvent(message, initial.textCap)
     if (forwarded !== undefined) emit(forwarded)
     if (message.role === "assistant" && message.stopReason === "error" && message.errorMessage) {
-      emit({ _tag: "agent_error", message: truncate(String(message.errorMessage), initial.textCap).text })
+      emit({ _tag: "ModelError", message: truncate(String(message.errorMessage), initial.textCap).text })
     }
   })
-  pi.on("tool_execution_start", (event) =>
-    emit({ _tag: "tool_execution_start", toolCallId: event.toolCallId, tool: event.toolName }))
-  pi.on("tool_execution_end", (event) =>
+  // The run records calls of its own tools itself: only pi's own (bash, read, edit, …) are reported.
+  pi.on("tool_execution_start", (event) => {
+    if (!registered.has(event.toolName)) emit({ _tag: "ToolExecutionStarted", toolCallId: event.toolCallId, tool: event.toolName })
+  })
+  pi.on("tool_execution_end", (event) => {
+    if (registered.has(event.toolName)) return
     emit({
-      _tag: "tool_execution_end",
+      _tag: "ToolExecutionEnded",
       toolCallId: event.toolCallId,
       tool: event.toolName,
       isError: event.isError,
       result: truncate(textOf(event.result?.content), initial.textCap).text
-    }))
+    })
+  })
 }
 
 /**

@@ -65,7 +65,7 @@ describe("pi extension helpers", () => {
       usage: { input: 10, output: 5, cacheRead: 2, cacheWrite: 0, totalTokens: 17, cost: { total: 0.25 } }
     }
     expect(messageEvent(message, 100)).toEqual({
-      _tag: "message_end",
+      _tag: "MessageEnded",
       role: "assistant",
       text: "Let me look.",
       toolCalls: ["bash"],
@@ -75,7 +75,7 @@ describe("pi extension helpers", () => {
   })
 
   it("forwards user text (string or parts) and nothing for other roles", () => {
-    expect(messageEvent({ role: "user", content: "hi" }, 100)).toEqual({ _tag: "message_end", role: "user", text: "hi" })
+    expect(messageEvent({ role: "user", content: "hi" }, 100)).toEqual({ _tag: "MessageEnded", role: "user", text: "hi" })
     expect(messageEvent({ role: "user", content: [{ type: "text", text: "a" }, { type: "image" }] }, 100)).toMatchObject({
       text: "a"
     })

@@ -9,7 +9,8 @@ import * as Process from "@ramure/core/Process"
 import type * as PiAgents from "@ramure/core/PiAgents"
 import * as Ramure from "@ramure/core/Ramure"
 import * as RunInfo from "@ramure/core/RunInfo"
-import { Runtime } from "@ramure/core/Runtime"
+import type { LogEntry, RunEvent } from "@ramure/core/RunEvent"
+import { RunLog } from "@ramure/core/RunLog"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs"
@@ -29,13 +30,12 @@ const run = (server: ScriptedModel.ScriptedModelServer, provider: Provider, home
     ...(pool === undefined ? {} : { pool })
   })
 
-/** Wait until the run's log has `count` entries of `type`; their data. */
-const logged = (type: string, count = 1) =>
-  Effect.flatMap(Runtime, (runtime) =>
-    runtime.entries.stream(0).pipe(
-      Stream.filter((entry) => entry.type === type),
+/** Wait until the run's log has `count` entries of events tagged `tag`; those entries. */
+const logged = <T extends RunEvent["_tag"]>(tag: T, count = 1) =>
+  Effect.flatMap(RunLog, (runLog) =>
+    runLog.entries().pipe(
+      Stream.filter((entry): entry is LogEntry & { readonly event: Extract<RunEvent, { readonly _tag: T }> } => entry.event._tag === tag),
       Stream.take(count),
-      Stream.map((entry) => entry.data as Record<string, unknown>),
       Stream.runCollect,
       Effect.map((chunk) => [...chunk])
     ))
@@ -75,7 +75,7 @@ const observeWorker = (provider: Provider, pool?: PiAgents.PoolOptions) =>
     const home = yield* tempHome
     return yield* Effect.gen(function* () {
       const executionId = yield* RunInfo.executionId
-      if (pool !== undefined) yield* logged("pool_member_ready", pool.size)
+      if (pool !== undefined) yield* logged("PoolMemberReady", pool.size)
       let worker: Agent.Agent | undefined
       const bashCwd = yield* Process.make("main", () =>
         Effect.gen(function* () {
@@ -151,13 +151,13 @@ describe("warm pool lifecycle", () => {
       const home = yield* tempHome
       const executionId = yield* Effect.gen(function* () {
         const executionId = yield* RunInfo.executionId
-        const [first] = yield* logged("pool_member_ready")
-        const idlePid = first!.pid as number
+        const [first] = yield* logged("PoolMemberReady")
+        const idlePid = first!.event.pid!
         // Killed while idle: dropped, and a fresh pi takes its place.
         process.kill(idlePid, "SIGKILL")
-        const ready = yield* logged("pool_member_ready", 2)
-        expect(ready[1]!.pid).not.toBe(idlePid)
-        expect((yield* logged("pool_member_died"))[0]!.member).toBe(first!.member)
+        const ready = yield* logged("PoolMemberReady", 2)
+        expect(ready[1]!.event.pid).not.toBe(idlePid)
+        expect((yield* logged("PoolMemberDied"))[0]!.event.member).toBe(first!.event.member)
 
         const agentPids: Array<number | undefined> = []
         const runAgent = (name: string) =>
@@ -173,10 +173,10 @@ describe("warm pool lifecycle", () => {
           )()
         expect(yield* runAgent("a")).toBe("a done")
         expect(yield* runAgent("b")).toBe("b done")
-        const assigned = yield* logged("pool_member_assigned", 2)
+        const assigned = yield* logged("PoolMemberAssigned", 2)
         // Two agents, two different pis: a pi is never handed out twice.
-        expect(new Set(assigned.map((entry) => entry.member)).size).toBe(2)
-        expect(assigned.map((entry) => entry.member)).not.toContain(first!.member)
+        expect(new Set(assigned.map((entry) => entry.event.member)).size).toBe(2)
+        expect(assigned.map((entry) => entry.event.member)).not.toContain(first!.event.member)
         return executionId
       }).pipe(Effect.provide(run(server, "tmux", home, { size: 1 })))
       // The run is over: its idle pi went with it.
@@ -212,7 +212,7 @@ describe("warm pool lifecycle", () => {
           most = Math.max(most, pis.filter((pid) => !pis.includes(parentOf(pid))).length)
         })
         yield* sample.pipe(Effect.delay("25 millis"), Effect.forever, Effect.forkScoped)
-        yield* logged("pool_member_ready")
+        yield* logged("PoolMemberReady")
         const results = yield* Effect.forEach(["a", "b"], (name) =>
           Process.make(name, () =>
             Effect.gen(function* () {

@@ -41,12 +41,12 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
       for (const id of Runs.logged(home)) {
         if (liveIds.has(id)) continue
         const entries = Runs.readLogFile(path.join(logsDirectory(home, id), RUNTIME_FILE))
-        const started = entries.find((entry) => entry.type === "run_started")
-        const data = (started?.data ?? {}) as { program?: string; pid?: number }
+        const started = entries.find((entry) => entry.event._tag === "RunStarted")
+        const event = started?.event._tag === "RunStarted" ? started.event : undefined
         rows.push({
           id,
-          program: data.program ?? "?",
-          pid: data.pid,
+          program: event?.program ?? "?",
+          pid: event?.pid,
           startedAt: started?.ts,
           live: false,
           outcome: Runs.outcomeOf(entries),

@@ -1,6 +1,5 @@
 /** `ramure send` and `ramure call`: talk to a live run. */
 import { Args, Command } from "@effect/cli"
-import type { RunStatus } from "@ramure/core/RunStatus"
 import { Console, Effect, Option } from "effect"
 import * as ControlClient from "../ControlClient.js"
 import { UsageError } from "../Errors.js"
@@ -22,7 +21,7 @@ export const send = Command.make("send", { id: runId, message, agent }, (options
     const home = yield* Runs.home
     const run = yield* Runs.resolve(home, prefix)
     const client = yield* ControlClient.connect(yield* Runs.requireLive(home, run))
-    const status = (yield* client.request({ _tag: "Status" })) as RunStatus
+    const status = yield* client.status
     const target = yield* Runs.pickAgent(run, status, options.agent)
     yield* client.request({ _tag: "Send", agent: target.id, text })
     yield* Console.log(`sent to ${target.id}`)

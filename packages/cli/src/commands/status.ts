@@ -1,6 +1,6 @@
 /** `ramure status [id]`: processes, agents, connections and endpoints of a run. */
 import { Command } from "@effect/cli"
-import type { LogEntry } from "@ramure/core/LogSink"
+import type { LogEntry } from "@ramure/core/RunEvent"
 import { Console, Effect } from "effect"
 import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"

@@ -1,10 +1,16 @@
 /**
- * The runtime's side of one agent: its replication log, its tools, its
- * events, and the handling of whatever its connection sends.
+ * The run's side of one agent: what it has been told (its replication log,
+ * a projection of the run's log), its tools, its peers, its lifecycle, and the
+ * handling of whatever its connection sends.
+ *
+ * @internal
  */
-import { Cause, Deferred, Effect, FiberSet, Option } from "effect"
+import { Cause, Data, Deferred, Effect, FiberSet, Option, Ref, type Scope, Stream } from "effect"
+import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
+import type { Machine } from "../Machine.js"
 import * as Protocol from "../Protocol.js"
-import type { AgentEventRecord } from "../AgentEvent.js"
+import { toEntryBody, type RunEvent } from "../RunEvent.js"
+import type { RunLogService } from "../RunLog.js"
 import * as EventLog from "./eventLog.js"
 import type { Connection } from "./socket.js"
 
@@ -14,174 +20,328 @@ export interface ToolHandler {
   readonly run: (args: unknown) => Effect.Effect<string, string>
 }
 
-export interface Logger {
-  (type: string, data?: unknown, agent?: string): Effect.Effect<void>
+/** Another agent this one is connected to. */
+export interface Peer {
+  readonly session: AgentSession
+  readonly machine: Machine
 }
+
+/** Where the agent stands. Only this module moves it from one state to the next. */
+export type Lifecycle = Data.TaggedEnum<{
+  /** Started, not connected yet. */
+  Starting: {}
+  Connected: { readonly connection: Connection }
+  /** It was connected, and is not now (it may reconnect). */
+  Disconnected: {}
+  /** Asked to shut down; `gone` completes when it disconnects. */
+  ShuttingDown: { readonly connection: Connection | undefined }
+  /** Released: nothing is delivered to it any more. */
+  Released: {}
+}>
+const Lifecycle = Data.taggedEnum<Lifecycle>()
 
 export interface AgentSession {
+  /** Unique within the run; safe as a file and tmux session name. */
   readonly id: string
+  /** The name its process asked for. */
+  readonly name: string
   readonly process: string
-  /** Write an entry about this agent to the run's log. */
-  readonly log: (type: string, data?: unknown) => Effect.Effect<void>
-  readonly entries: EventLog.EventLog<Protocol.EntryBody>
-  readonly events: EventLog.EventLog<AgentEventRecord>
-  readonly tools: Map<string, ToolHandler>
-  readonly connected: Deferred.Deferred<void>
-  /** Completes when the agent disconnects after a shutdown was requested. */
-  readonly gone: Deferred.Deferred<void>
-  readonly calls: Set<string>
-  readonly handlers: FiberSet.FiberSet
-  current: Connection | undefined
-  shuttingDown: boolean
+  /** The credential that opens `/agents/<id>` (and nothing else). */
+  readonly secret: string
+  /** Record an event about this agent; an event the agent must be told becomes an entry of its replication log. */
+  readonly record: (event: RunEvent) => Effect.Effect<void>
+  readonly addTool: (handler: ToolHandler) => Effect.Effect<void, InvalidToolName>
+  readonly removeTool: (name: string) => Effect.Effect<void>
+  readonly hasTool: (name: string) => Effect.Effect<boolean>
+  readonly deliver: (
+    text: string,
+    options?: { readonly from?: string | undefined; readonly via?: string | undefined }
+  ) => Effect.Effect<void, AgentNotLive | MessageTooLarge>
+  readonly addPeer: (peer: Peer) => Effect.Effect<boolean>
+  readonly peer: (id: string) => Effect.Effect<Option.Option<Peer>>
+  readonly peerIds: Effect.Effect<ReadonlyArray<string>>
+  readonly lifecycle: Effect.Effect<Lifecycle>
+  /** What the agent has been told, in order (entry `seq` is at index `seq - 1`). */
+  readonly entries: Effect.Effect<ReadonlyArray<Protocol.EntryBody>>
+  /** Completes when the agent first says `Hello`. */
+  readonly connected: Effect.Effect<void>
+  /** Tell the agent to shut down; true if it was connected (then `gone` completes when it disconnects). */
+  readonly shutdown: (reason: string) => Effect.Effect<boolean>
+  readonly gone: Effect.Effect<void>
+  /** Everything recorded about this agent, from its start, until it is released. */
+  readonly events: Stream.Stream<RunEvent>
+  readonly serve: (connection: Connection) => Effect.Effect<void>
+  /** Released: handlers interrupted, nothing more delivered, `events` ends. */
+  readonly release: Effect.Effect<void>
 }
 
-export const make = (id: string, process: string, log: Logger) =>
-  Effect.gen(function* () {
-    const session: AgentSession = {
-      id,
-      process,
-      log: (type, data) => log(type, data, id),
-      entries: yield* EventLog.make<Protocol.EntryBody>(),
-      events: yield* EventLog.make<AgentEventRecord>(),
-      tools: new Map(),
-      connected: yield* Deferred.make<void>(),
-      gone: yield* Deferred.make<void>(),
-      calls: new Set(),
-      handlers: yield* FiberSet.make(),
-      current: undefined,
-      shuttingDown: false
-    }
-    return session
-  })
+/** An entry of the replication log: the agent's `seq` is its position, `n` its number in the run's log. */
+interface Replicated {
+  readonly n: number
+  readonly body: Protocol.EntryBody
+}
 
-export const append = (session: AgentSession, body: Protocol.EntryBody) => session.entries.append(body)
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
 
-export const describeTools = (session: AgentSession): string =>
-  session.tools.size === 0 ? "none" : [...session.tools.keys()].join(", ")
+export interface Options {
+  readonly id: string
+  readonly name: string
+  readonly process: string
+  readonly secret: string
+  readonly runLog: RunLogService
+  /** Largest frame the agent accepts: a tool result or message that would not fit is refused. */
+  readonly maxMessageBytes: number
+}
 
-const causeText = (cause: Cause.Cause<unknown>): string => {
+const causeText = (cause: Cause.Cause<string>): string => {
   const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) return String(failure.value)
+  if (Option.isSome(failure)) return failure.value
   const defect = Cause.dieOption(cause)
   if (Option.isSome(defect)) {
     const value = defect.value
-    return `tool handler crashed: ${value instanceof Error ? value.message : String(value)}`
+    if (value instanceof Error) return `tool handler crashed: ${value.message || value.name}`
+    return `tool handler crashed: ${String(value)}`
   }
-  return "tool call was interrupted"
+  return "the tool call was interrupted"
 }
 
-/** Run a tool call once per call id; its result becomes a log entry. */
-export const handleToolCall = (session: AgentSession, call: typeof Protocol.ToolCall.Type) =>
+export const make = (options: Options): Effect.Effect<AgentSession, never, Scope.Scope> =>
   Effect.gen(function* () {
-    if (session.calls.has(call.callId)) return
-    session.calls.add(call.callId)
-    yield* session.log("tool_call", { callId: call.callId, tool: call.tool, args: call.args })
-    yield* session.events.append({ _tag: "tool_call", callId: call.callId, tool: call.tool, args: call.args })
-    const tool = session.tools.get(call.tool)
-    const started = Date.now()
-    const run: Effect.Effect<string, string> = tool
-      ? tool.run(call.args)
-      : Effect.fail(`unknown tool "${call.tool}" (available: ${describeTools(session)})`)
-    const finish = (isError: boolean, text: string, cause?: string) =>
-      Effect.gen(function* () {
-        yield* append(session, { _tag: "ToolResult", callId: call.callId, isError, text })
-        yield* session.log("tool_result",
-          { callId: call.callId, tool: call.tool, isError, text, durationMs: Date.now() - started, cause }
-        )
-        yield* session.events.append({ _tag: "tool_result", callId: call.callId, tool: call.tool, isError, text })
-      })
-    yield* run.pipe(
-      Effect.matchCauseEffect({
-        onSuccess: (text) => finish(false, text),
-        onFailure: (cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.void
-            : finish(true, causeText(cause), Cause.isDie(cause) ? Cause.pretty(cause) : undefined)
-      }),
-      FiberSet.run(session.handlers)
-    )
-  })
+    const { id, runLog } = options
+    const subject = { process: options.process, agent: id }
+    const replication = yield* EventLog.make<Replicated>()
+    const tools = new Map<string, ToolHandler>()
+    const peers = new Map<string, Peer>()
+    const calls = new Set<string>()
+    const handlers = yield* FiberSet.make()
+    const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
+    const connected = yield* Deferred.make<void>()
+    const gone = yield* Deferred.make<void>()
 
-/**
- * Serve one agent connection: replay the log from the agent's `Hello`, then
- * stream new entries; dispatch tool calls and events.
- *
- * A connection takes the agent's place (closing the previous one) only when
- * it says a valid `Hello` for this agent: that is how a restarted or
- * reconnecting agent wins over a half-open socket, while garbage, a wrong
- * agent id or a wrong protocol version never knock the live agent off.
- */
-export const serve = (session: AgentSession, connection: Connection) =>
-  Effect.gen(function* () {
-    const claim = Effect.suspend(() => {
-      const previous = session.current
-      session.current = connection
-      return previous === undefined || previous === connection
-        ? Effect.void
-        : previous.close(Protocol.CloseCode.replaced, "replaced by a new connection")
-    })
-    const writer = yield* FiberSet.make()
-    const sendError = (code: typeof Protocol.ProtocolError.Type["code"], message: string) =>
-      Effect.zipRight(
-        session.log("protocol_error", { code, message }),
-        connection.send(Protocol.encode({ _tag: "ProtocolError", code, message }))
+    // Logging and replicating are one synchronous step, so the agent is told things in the log's order.
+    const record = (event: RunEvent) =>
+      Effect.sync(() => {
+        const entry = runLog.unsafeLog(subject, event)
+        const body = toEntryBody(event)
+        if (body !== undefined) replication.unsafeAppend({ n: entry.n, body })
+      })
+
+    const tooLarge = (text: string) => Buffer.byteLength(text) > options.maxMessageBytes - 1024
+
+    const live = Effect.map(Ref.get(lifecycle), (state) => state._tag !== "ShuttingDown" && state._tag !== "Released")
+
+    const handleToolCall = (call: typeof Protocol.ToolCall.Type) =>
+      Effect.gen(function* () {
+        if (calls.has(call.callId)) return
+        calls.add(call.callId)
+        yield* record({ _tag: "ToolCalled", callId: call.callId, tool: call.tool, args: call.args })
+        const tool = tools.get(call.tool)
+        const started = Date.now()
+        const run: Effect.Effect<string, string> = tool
+          ? tool.run(call.args)
+          : Effect.fail(`unknown tool "${call.tool}" (available: ${[...tools.keys()].join(", ") || "none"})`)
+        const finish = (isError: boolean, text: string, cause?: string) => {
+          const size = Buffer.byteLength(text)
+          const [error, shown] = tooLarge(text)
+            ? [true, `the result of ${call.tool} is too large to send (${size} bytes; the limit is ${options.maxMessageBytes})`]
+            : [isError, text]
+          return record({
+            _tag: "ToolReturned",
+            callId: call.callId,
+            tool: call.tool,
+            isError: error,
+            text: shown,
+            durationMs: Date.now() - started,
+            ...(cause === undefined ? {} : { cause })
+          })
+        }
+        yield* run.pipe(
+          Effect.matchCauseEffect({
+            onSuccess: (text) => finish(false, text),
+            onFailure: (cause) =>
+              // Every call is answered; only an agent being released no longer needs its answer.
+              Effect.flatMap(live, (isLive) =>
+                isLive || !Cause.isInterruptedOnly(cause)
+                  ? finish(true, causeText(cause), Cause.isDie(cause) ? Cause.pretty(cause) : undefined)
+                  : Effect.void)
+          }),
+          FiberSet.run(handlers)
+        )
+      })
+
+    /** Claim the agent's place for `connection`, closing the one it replaces. */
+    const claim = (connection: Connection) =>
+      Ref.modify(lifecycle, (state): [Connection | undefined, Lifecycle] => {
+        switch (state._tag) {
+          case "Connected":
+            return [state.connection, Lifecycle.Connected({ connection })]
+          case "ShuttingDown":
+            return [state.connection, Lifecycle.ShuttingDown({ connection })]
+          case "Released":
+            return [undefined, state]
+          default:
+            return [undefined, Lifecycle.Connected({ connection })]
+        }
+      }).pipe(
+        Effect.flatMap((previous) =>
+          previous === undefined || previous === connection
+            ? Effect.void
+            : previous.close(Protocol.CloseCode.replaced, "replaced by a new connection")
+        )
       )
 
-    const replay = (after: number) =>
-      Effect.gen(function* () {
-        yield* FiberSet.clear(writer)
-        const upTo = yield* session.entries.size
-        const send = (seq: number, body: Protocol.EntryBody) =>
-          Effect.zipRight(
-            connection.send(Protocol.encode({ _tag: "Entry", seq, body })),
-            seq === upTo ? connection.send(Protocol.encode({ _tag: "Synced", seq })) : Effect.void
-          )
-        if (after >= upTo) yield* connection.send(Protocol.encode({ _tag: "Synced", seq: upTo }))
-        let seq = after
-        yield* session.entries.forEach(after, (body) => send(++seq, body)).pipe(FiberSet.run(writer))
-      })
-
-    /** Set when the connection is refused: the frames it sent after that are not acted on. */
-    let refused = false
-    const dispatch = (frame: string) =>
-      Effect.gen(function* () {
-        if (refused) return
-        const decoded = Protocol.decode(frame)
-        if (decoded._tag === "Left") return yield* sendError(decoded.left.code, decoded.left.message)
-        const message = decoded.right
-        switch (message._tag) {
-          case "Hello": {
-            if (message.protocol !== Protocol.version) {
-              yield* sendError("version", `protocol ${message.protocol} is not supported (expected ${Protocol.version})`)
-              refused = true
-              return yield* connection.close(Protocol.CloseCode.protocolVersion, "protocol version")
-            }
-            if (message.agentId !== session.id) {
-              return yield* sendError("unknown_agent", `this connection is for agent ${session.id}`)
-            }
-            yield* claim
-            const first = yield* Deferred.succeed(session.connected, undefined)
-            yield* session.log("agent_connected", { after: message.after, first })
-            yield* session.events.append({ _tag: "connected", after: message.after })
-            return yield* replay(Math.max(0, Math.floor(message.after)))
-          }
-          case "ToolCall":
-            return yield* handleToolCall(session, message)
-          case "Event":
-            yield* session.log("event", { event: message.event })
-            return yield* session.events.append(message.event)
-          default:
-            return yield* sendError("unknown_message", `${message._tag} is not an agent message`)
+    /** `connection` closed: if it was the agent's, the agent is disconnected (gone, if it was shutting down). */
+    const disconnected = (connection: Connection) =>
+      Ref.modify(lifecycle, (state): [boolean, Lifecycle] => {
+        if (state._tag === "Connected" && state.connection === connection) return [true, Lifecycle.Disconnected()]
+        if (state._tag === "ShuttingDown" && state.connection === connection) {
+          return [true, Lifecycle.ShuttingDown({ connection: undefined })]
         }
+        return [false, state]
       })
 
-    yield* connection.forEach(dispatch)
-    yield* FiberSet.clear(writer)
-    if (session.current === connection) {
-      session.current = undefined
-      const info = yield* connection.closed
-      yield* session.log("agent_disconnected", { code: info.code, reason: info.reason })
-      yield* session.events.append({ _tag: "disconnected", code: info.code })
-      if (session.shuttingDown) yield* Deferred.succeed(session.gone, undefined)
+    const serve = (connection: Connection) =>
+      Effect.gen(function* () {
+        const writer = yield* FiberSet.make()
+        const send = (message: Protocol.Message) => connection.send(Protocol.encode(message))
+        const sendError = (code: typeof Protocol.ProtocolError.Type["code"], message: string) =>
+          Effect.zipRight(
+            runLog.log(subject, { _tag: "ProtocolViolation", code, message }),
+            send({ _tag: "ProtocolError", code, message })
+          )
+
+        /** Send the entries after `after`, each once it is in the log on disk, then everything new. */
+        const replay = (after: number) =>
+          Effect.gen(function* () {
+            yield* FiberSet.clear(writer)
+            const upTo = yield* replication.size
+            if (after >= upTo) yield* send({ _tag: "Synced", seq: upTo })
+            let seq = after
+            yield* replication.forEach(after, (item) =>
+              Effect.gen(function* () {
+                yield* runLog.durable(item.n)
+                yield* send({ _tag: "Entry", seq: ++seq, body: item.body })
+                if (seq === upTo) yield* send({ _tag: "Synced", seq })
+              })
+            ).pipe(
+              // The log can no longer be written: the run is failing, and tells the agent nothing more.
+              Effect.catchAll(() => Effect.void),
+              FiberSet.run(writer)
+            )
+          })
+
+        /** Frames are acted on only after this connection's `Hello`; until then, and after a refusal, none is. */
+        let state: "new" | "hello" | "refused" = "new"
+        const dispatch = (frame: string) =>
+          Effect.gen(function* () {
+            if (state === "refused") return
+            const decoded = Protocol.decode(frame)
+            if (decoded._tag === "Left") return yield* sendError(decoded.left.code, decoded.left.message)
+            const message = decoded.right
+            if (message._tag === "Hello") {
+              if (message.protocol !== Protocol.version) {
+                state = "refused"
+                yield* sendError("version", `protocol ${message.protocol} is not supported (expected ${Protocol.version})`)
+                return yield* connection.close(Protocol.CloseCode.protocolVersion, "protocol version")
+              }
+              if (message.agentId !== id) return yield* sendError("unknown_agent", `this connection is for agent ${id}`)
+              state = "hello"
+              yield* claim(connection)
+              const first = yield* Deferred.succeed(connected, undefined)
+              yield* record({ _tag: "AgentConnected", after: message.after, first })
+              return yield* replay(Math.max(0, Math.floor(message.after)))
+            }
+            if (state !== "hello") return yield* sendError("unknown_message", `${message._tag} before Hello: say Hello first`)
+            switch (message._tag) {
+              case "ToolCall":
+                return yield* handleToolCall(message)
+              case "Event":
+                return yield* record(message.event)
+              default:
+                return yield* sendError("unknown_message", `${message._tag} is not an agent message`)
+            }
+          })
+
+        yield* connection.forEach(dispatch)
+        yield* FiberSet.clear(writer)
+        if (yield* disconnected(connection)) {
+          const info = yield* connection.closed
+          yield* record({ _tag: "AgentDisconnected", code: info.code, reason: info.reason })
+          const state = yield* Ref.get(lifecycle)
+          if (state._tag === "ShuttingDown") yield* Deferred.succeed(gone, undefined)
+        }
+      }).pipe(Effect.scoped)
+
+    const session: AgentSession = {
+      id,
+      name: options.name,
+      process: options.process,
+      secret: options.secret,
+      record,
+      addTool: (handler) =>
+        Effect.suspend(() => {
+          const name = handler.definition.name
+          if (!TOOL_NAME.test(name)) return Effect.fail(new InvalidToolName({ tool: name }))
+          tools.set(name, handler)
+          return record({ _tag: "ToolAdded", tool: handler.definition })
+        }),
+      removeTool: (name) => Effect.suspend(() => (tools.delete(name) ? record({ _tag: "ToolRemoved", name }) : Effect.void)),
+      hasTool: (name) => Effect.sync(() => tools.has(name)),
+      deliver: (text, { from, via } = {}) =>
+        Effect.flatMap(Ref.get(lifecycle), (state): Effect.Effect<void, AgentNotLive | MessageTooLarge> => {
+          if (state._tag === "ShuttingDown" || state._tag === "Released") {
+            return Effect.fail(new AgentNotLive({ agent: id, state: state._tag === "Released" ? "released" : "shutting down" }))
+          }
+          if (tooLarge(text)) {
+            return Effect.fail(new MessageTooLarge({ agent: id, bytes: Buffer.byteLength(text), limit: options.maxMessageBytes }))
+          }
+          return record({
+            _tag: "MessageDelivered",
+            text,
+            ...(from === undefined ? {} : { from }),
+            ...(via === undefined ? {} : { via })
+          })
+        }),
+      addPeer: (peer) =>
+        Effect.sync(() => {
+          if (peers.has(peer.session.id)) return false
+          peers.set(peer.session.id, peer)
+          return true
+        }),
+      peer: (peerId) => Effect.sync(() => Option.fromNullable(peers.get(peerId))),
+      peerIds: Effect.sync(() => [...peers.keys()]),
+      lifecycle: Ref.get(lifecycle),
+      entries: Effect.map(replication.items, (items) => items.map((item) => item.body)),
+      connected: Deferred.await(connected),
+      shutdown: (reason) =>
+        Ref.modify(lifecycle, (state): [readonly [connected: boolean, asked: boolean], Lifecycle] => {
+          switch (state._tag) {
+            case "Connected":
+              return [[true, true], Lifecycle.ShuttingDown({ connection: state.connection })]
+            case "ShuttingDown":
+              return [[state.connection !== undefined, false], state]
+            case "Released":
+              return [[false, false], state]
+            default:
+              return [[false, true], Lifecycle.ShuttingDown({ connection: undefined })]
+          }
+        }).pipe(
+          Effect.flatMap(([connected, asked]) =>
+            asked ? Effect.as(record({ _tag: "ShutdownRequested", reason }), connected) : Effect.succeed(connected)
+          )
+        ),
+      gone: Deferred.await(gone),
+      events: runLog.entries({ agent: id }).pipe(
+        Stream.map((entry) => entry.event),
+        Stream.takeUntil((event) => event._tag === "AgentReleased")
+      ),
+      serve,
+      release: Effect.gen(function* () {
+        yield* Ref.set(lifecycle, Lifecycle.Released())
+        yield* FiberSet.clear(handlers)
+        yield* record({ _tag: "AgentReleased" })
+        yield* replication.end
+      })
     }
-  }).pipe(Effect.scoped)
+    return session
+  })

@@ -6,6 +6,8 @@ import { Effect, Option, PubSub, Queue, Stream } from "effect"
 
 export interface EventLog<A> {
   readonly append: (item: A) => Effect.Effect<number>
+  /** `append`, as a plain call, for callers that must append in the same synchronous step as something else. */
+  readonly unsafeAppend: (item: A) => number
   /** Number of items appended so far. */
   readonly size: Effect.Effect<number>
   readonly items: Effect.Effect<ReadonlyArray<A>>
@@ -30,18 +32,18 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
 
     // Appending and publishing are one synchronous step: a fiber that yielded in between would let a
     // concurrent append publish first, and live readers would see the items out of log order.
-    const append = (item: A) =>
-      Effect.sync(() => {
-        if (closed) return dropped + buffer.length
-        buffer.push(item)
-        const index = dropped + buffer.length - 1
-        if (capacity !== undefined && buffer.length > capacity) {
-          buffer.shift()
-          dropped++
-        }
-        hub.unsafeOffer({ index, item: Option.some(item) })
-        return index + 1
-      })
+    const unsafeAppend = (item: A): number => {
+      if (closed) return dropped + buffer.length
+      buffer.push(item)
+      const index = dropped + buffer.length - 1
+      if (capacity !== undefined && buffer.length > capacity) {
+        buffer.shift()
+        dropped++
+      }
+      hub.unsafeOffer({ index, item: Option.some(item) })
+      return index + 1
+    }
+    const append = (item: A) => Effect.sync(() => unsafeAppend(item))
 
     const end = Effect.sync(() => {
       if (closed) return
@@ -87,6 +89,7 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
 
     return {
       append,
+      unsafeAppend,
       size: Effect.sync(() => dropped + buffer.length),
       items: Effect.sync(() => buffer.slice()),
       stream,

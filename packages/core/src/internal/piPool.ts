@@ -4,13 +4,17 @@
  *
  * @internal
  */
-import { Deferred, Duration, Effect, Scope } from "effect"
+import { Deferred, Duration, Effect, type Scope } from "effect"
 import type { LaunchedAgent, LaunchSpec } from "../AgentLauncher.js"
 import { AgentStartError } from "../Errors.js"
 import type { Machine, MachineProvider, Spawned, SpawnSpec } from "../Machine.js"
 import * as Protocol from "../Protocol.js"
-import { holdLiveSlot, type RuntimeService } from "../Runtime.js"
-import { shortId } from "../RunInfo.js"
+import { ChildProcesses } from "../ChildProcesses.js"
+import type { RunEvent } from "../RunEvent.js"
+import { RunInfo, shortId } from "../RunInfo.js"
+import { RunLimits } from "../RunLimits.js"
+import { RunLog } from "../RunLog.js"
+import { makeSecret, RunRoutes } from "../RunRoutes.js"
 import * as WarmPool from "../WarmPool.js"
 import type { Connection } from "./socket.js"
 
@@ -51,10 +55,14 @@ export interface MemberProgram {
 }
 
 export interface Dependencies {
-  readonly runtime: RuntimeService
   readonly provider: MachineProvider["Type"]
-  /** The pi command line, environment and agent directory of a member. */
-  readonly program: (memberId: string, model: string, machine: Machine) => Effect.Effect<MemberProgram, AgentStartError>
+  /** The pi command line, environment and agent directory of a member, which connects with `secret`. */
+  readonly program: (
+    memberId: string,
+    model: string,
+    machine: Machine,
+    secret: string
+  ) => Effect.Effect<MemberProgram, AgentStartError>
   /** Point the agent's pi directory name at the member's (for people reading the run's files). */
   readonly linkAgentDir: (member: Member, agentId: string) => Effect.Effect<void>
 }
@@ -83,35 +91,34 @@ const serveMember = (ready: Deferred.Deferred<Connection>, gone: Deferred.Deferr
 
 export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, deps: Dependencies) =>
   Effect.gen(function* () {
-    const { runtime } = deps
+    const runLog = yield* RunLog
+    const limits = yield* RunLimits
+    const routes = yield* RunRoutes
+    const children = yield* ChildProcesses
+    const { executionId } = yield* RunInfo
     let counter = 0
     const startTimeout = options.startTimeout ?? "60 seconds"
-    const log = (type: string, data: unknown) => runtime.log({ type, process: "", data })
+    const log = (event: RunEvent) => runLog.log({ process: "" }, event)
 
     const start = (model: string): Effect.Effect<Member, AgentStartError, Scope.Scope> =>
       Effect.gen(function* () {
         // A pooled pi counts as a live agent from its start, and as a starting one until it is ready.
-        yield* holdLiveSlot(runtime, pool.evictIdle(model))
-        return yield* runtime.startPermits.withPermits(1)(Effect.gen(function* () {
+        yield* limits.holdLiveSlot(pool.evictIdle(model))
+        return yield* limits.withStartPermit(Effect.gen(function* () {
           const id = `_pool-${++counter}`
           const fail = (reason: string, output?: string) =>
             new AgentStartError({ agent: id, reason, ...(output === undefined ? {} : { output }) })
           const machine = yield* deps.provider.make({ name: ".pool" }).pipe(Effect.mapError((error) => fail(error.message)))
-          const program = yield* deps.program(id, model, machine)
+          const secret = makeSecret()
+          const program = yield* deps.program(id, model, machine, secret)
           const ready = yield* Deferred.make<Connection>()
           const gone = yield* Deferred.make<void>()
-          yield* Effect.acquireRelease(
-            Effect.sync(() => runtime.poolMembers.set(id, serveMember(ready, gone))),
-            () => Effect.sync(() => runtime.poolMembers.delete(id))
-          )
-          const spawned = yield* machine.spawn({ ...program.spec, name: `ramure-${shortId(runtime.executionId)}-${id}` }).pipe(
+          yield* routes.register(Protocol.poolPath(id), { secret, serve: serveMember(ready, gone) })
+          const spawned = yield* machine.spawn({ ...program.spec, name: `ramure-${shortId(executionId)}-${id}` }).pipe(
             Effect.mapError((error) => fail(error.message))
           )
           yield* spawned.exited.pipe(Effect.zipRight(Deferred.succeed(gone, undefined)), Effect.forkScoped)
-          const pid = spawned.pid
-          if (pid !== undefined) {
-            yield* Effect.acquireRelease(Effect.sync(() => runtime.pids.add(pid)), () => Effect.sync(() => runtime.pids.delete(pid)))
-          }
+          if (spawned.pid !== undefined) yield* children.track(spawned.pid)
           const exitedEarly = spawned.exited.pipe(
             Effect.flatMap(({ exitCode }) =>
               Effect.flatMap(spawned.outputTail, (output) => fail(`its program exited with code ${exitCode ?? "unknown"}`, output))
@@ -124,7 +131,7 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
             }),
             Effect.raceFirst(exitedEarly)
           )
-          yield* log("pool_member_ready", { member: id, model, pid })
+          yield* log({ _tag: "PoolMemberReady", member: id, model, ...(spawned.pid === undefined ? {} : { pid: spawned.pid }) })
           return {
             id,
             spawned,
@@ -143,9 +150,9 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
       backgroundDelay: options.refillDelay ?? "1 second",
       start,
       died: (member) => Deferred.await(member.gone),
-      onDied: (member) => log("pool_member_died", { member: member.id }),
+      onDied: (member) => log({ _tag: "PoolMemberDied", member: member.id }),
       isAlive: (member) => Effect.map(Deferred.isDone(member.gone), (gone) => !gone && member.connection.isOpen()),
-      onStartFailure: (model, cause) => log("pool_start_failed", { model, error: String(cause) })
+      onStartFailure: (model, cause) => log({ _tag: "PoolStartFailed", model, error: String(cause) })
     })
 
     /** Take a ready pi for `model` and make it the agent of `spec`. */
@@ -163,6 +170,7 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
         yield* member.connection.send(Protocol.encode({
           _tag: "Assign",
           agentId: spec.agentId,
+          secret: spec.secret,
           cwd: spec.machine.cwd,
           ...(spec.systemPrompt === undefined ? {} : { systemPrompt: spec.systemPrompt })
         }))
@@ -173,7 +181,7 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
           )
         }
         yield* deps.linkAgentDir(member, spec.agentId)
-        yield* log("pool_member_assigned", { member: member.id, agent: spec.agentId })
+        yield* runLog.log({ process: "", agent: spec.agentId }, { _tag: "PoolMemberAssigned", member: member.id })
         return member.spawned satisfies LaunchedAgent
       })
 

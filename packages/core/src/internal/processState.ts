@@ -18,8 +18,8 @@ export interface Endpoint {
   readonly description: string
   /** JSON Schema of the arguments. */
   readonly parameters: unknown
-  /** Decode the arguments and run the handler in the exposing process. */
-  readonly call: (args: unknown) => Effect.Effect<unknown, EndpointError>
+  /** Decode the arguments and run the handler in the exposing process; `caller` says who called (for the log). */
+  readonly call: (args: unknown, caller: string) => Effect.Effect<unknown, EndpointError>
 }
 
 export interface ProcessState {
@@ -34,4 +34,4 @@ export interface ProcessState {
   readonly children: Map<string, number>
 }
 
-export class CurrentProcess extends Context.Tag("ramure/CurrentProcess")<CurrentProcess, ProcessState>() {}
+export class CurrentProcess extends Context.Tag("@ramure/core/CurrentProcess")<CurrentProcess, ProcessState>() {}

@@ -1,17 +1,22 @@
 /**
- * The run's WebSocket server on 127.0.0.1: authenticates every upgrade with
- * the run's token (constant-time compare) before accepting it, then serves
- * agents on `/agents/<id>` and the CLI on `/control`.
+ * The run's WebSocket server on 127.0.0.1. It serves the run's routes: a
+ * connection is accepted only for a path that exists, with that path's own
+ * secret (constant-time compare), before the WebSocket opens. Refusals are
+ * logged, at most one entry a second (the others are counted in it).
+ *
+ * @internal
  */
-import { Deferred, Effect, Either, Fiber, FiberSet, Stream } from "effect"
+import { Effect, Either, FiberSet, Layer, Option } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer } from "ws"
 import * as Protocol from "../Protocol.js"
-import type { RuntimeService } from "../Runtime.js"
-import * as AgentSession from "./agentSession.js"
-import { fromWebSocket, type Connection } from "./socket.js"
+import { Run } from "../Run.js"
+import type { ConnectionRefused } from "../RunEvent.js"
+import { RunLog } from "../RunLog.js"
+import { RunRoutes } from "../RunRoutes.js"
+import { fromWebSocket } from "./socket.js"
 
 export const tokenMatches = (expected: string, given: string | undefined): boolean => {
   if (given === undefined) return false
@@ -20,193 +25,94 @@ export const tokenMatches = (expected: string, given: string | undefined): boole
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
-/** The id in a `/<kind>/<id>` path; `undefined` for any other path, or an id with a malformed escape. */
-const idOf = (kind: "agents" | "pool", path: string): string | undefined => {
-  const match = new RegExp(`^/${kind}/([^/]+)$`).exec(path)
-  return match === null ? undefined : Either.getOrUndefined(Either.try(() => decodeURIComponent(match[1]!)))
-}
-
 const reject = (socket: Duplex, status: number, text: string) => {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   socket.destroy()
 }
 
-export const start = (runtime: RuntimeService, options: { readonly maxMessageBytes: number }) =>
-  Effect.gen(function* () {
-    const fibers = yield* FiberSet.make()
-    const run = yield* FiberSet.runtime(fibers)<never>()
-    /** `Follow` streams; the server waits (briefly) for them to deliver the run's end before it closes. */
-    const followers = yield* FiberSet.make()
-    const logRuntime = (type: string, data: unknown, agent?: string) =>
-      runtime.log({ type, process: "", agent, data })
+export interface Options {
+  /** Largest accepted WebSocket frame, in bytes (default 16 MiB). */
+  readonly maxMessageBytes?: number
+}
 
-    const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes })
-    const server = http.createServer((_request, response) => {
-      response.writeHead(426, { "content-type": "text/plain" }).end("ramure: WebSocket only\n")
-    })
+export const layer = (options: Options = {}): Layer.Layer<Run, never, RunRoutes | RunLog> =>
+  Layer.scoped(
+    Run,
+    Effect.gen(function* () {
+      const routes = yield* RunRoutes
+      const runLog = yield* RunLog
+      const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024
+      const connections = yield* FiberSet.make()
+      const run = yield* FiberSet.runtime(connections)<never>()
 
-    server.on("upgrade", (request, socket, head) => {
-      // Any request target reaches here (`//x:99999`, `//[`…): one that is not a URL path is kept as is, and is a bad path.
-      const target = request.url ?? "/"
-      const path = Either.getOrElse(Either.try(() => new URL(target, "http://localhost").pathname), () => target)
-      const header = request.headers[Protocol.TOKEN_HEADER]
-      const given = Array.isArray(header) ? header[0] : header
-      if (!tokenMatches(runtime.token, given)) {
-        run(logRuntime("unauthorized", { path, remote: request.socket.remoteAddress, tokenGiven: given !== undefined }))
-        return reject(socket, 401, "Unauthorized")
-      }
-      const agentId = idOf("agents", path)
-      const memberId = idOf("pool", path)
-      if (agentId === undefined && memberId === undefined && path !== Protocol.controlPath) {
-        run(logRuntime("protocol_error", { code: "bad_path", path }))
-        return reject(socket, 404, "Not Found")
-      }
-      wss.handleUpgrade(request, socket, head, (ws) => {
-        // Listen now, not when the serving fiber starts: no frame or close can slip by unseen.
-        const connection = Effect.runSync(fromWebSocket(ws))
-        // `ws` has already closed the connection with 1009 (message too big).
-        ws.on("error", (error) => {
-          if ((error as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
-            const agent = agentId !== undefined && runtime.sessions.has(agentId) ? agentId : undefined
-            run(logRuntime("protocol_error", { code: "too_large", path, message: error.message }, agent))
-          }
-        })
-        run(
-          agentId !== undefined
-            ? serveAgent(agentId, connection)
-            : memberId !== undefined
-            ? servePoolMember(memberId, connection)
-            : serveControl(runtime, connection, followers)
-        )
-      })
-    })
-
-    const serveAgent = (agentId: string, connection: Connection) =>
-      Effect.gen(function* () {
-        const session = runtime.sessions.get(agentId)
-        if (session === undefined) {
-          yield* logRuntime("protocol_error", { code: "unknown_agent", agentId })
-          yield* connection.send(
-            Protocol.encode({ _tag: "ProtocolError", code: "unknown_agent", message: `no agent "${agentId}" in this run` })
-          )
-          return yield* connection.close(Protocol.CloseCode.unknownAgent, "unknown agent")
+      type Refusal = Omit<typeof ConnectionRefused.Type, "_tag" | "suppressed">
+      let lastLogged = Number.NEGATIVE_INFINITY
+      /** Refusals since the last entry, and the latest of them. */
+      let suppressed = 0
+      let latest: Refusal | undefined
+      const logRefusal = (refusal: Refusal, others: number) =>
+        runLog.unsafeLog({ process: "" }, { _tag: "ConnectionRefused", ...refusal, ...(others > 0 ? { suppressed: others } : {}) })
+      const refused = (refusal: Refusal) => {
+        const now = Date.now()
+        if (now - lastLogged < 1000) {
+          suppressed++
+          latest = refusal
+          return
         }
-        yield* AgentSession.serve(session, connection)
+        lastLogged = now
+        logRefusal(refusal, suppressed)
+        suppressed = 0
+      }
+
+      const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes })
+      const server = http.createServer((_request, response) => {
+        response.writeHead(426, { "content-type": "text/plain" }).end("ramure: WebSocket only\n")
       })
 
-    const servePoolMember = (memberId: string, connection: Connection) =>
-      Effect.suspend(() => {
-        const serve = runtime.poolMembers.get(memberId)
-        if (serve !== undefined) return serve(connection)
-        return Effect.zipRight(
-          logRuntime("protocol_error", { code: "unknown_agent", memberId }),
-          Effect.zipRight(
-            connection.send(
-              Protocol.encode({ _tag: "ProtocolError", code: "unknown_agent", message: `no pool member "${memberId}" in this run` })
-            ),
-            connection.close(Protocol.CloseCode.unknownAgent, "unknown pool member")
-          )
-        )
+      server.on("upgrade", (request, socket, head) => {
+        // Any request target reaches here (`//x:99999`, `//[`…): one that is not a URL path is kept as is, and is a bad path.
+        const target = request.url ?? "/"
+        const path = Either.getOrElse(Either.try(() => new URL(target, "http://localhost").pathname), () => target)
+        const remote = request.socket.remoteAddress
+        const route = Effect.runSync(routes.lookup(path))
+        if (Option.isNone(route)) {
+          refused({ path, reason: "not_found", ...(remote === undefined ? {} : { remote }) })
+          return reject(socket, 404, "Not Found")
+        }
+        const header = request.headers[Protocol.TOKEN_HEADER]
+        if (!tokenMatches(route.value.secret, Array.isArray(header) ? header[0] : header)) {
+          refused({ path, reason: "unauthorized", ...(remote === undefined ? {} : { remote }) })
+          return reject(socket, 401, "Unauthorized")
+        }
+        wss.handleUpgrade(request, socket, head, (ws) => {
+          // Listen now, not when the serving fiber starts: no frame or close can slip by unseen.
+          const connection = Effect.runSync(fromWebSocket(ws))
+          ws.on("error", (error) => {
+            // `ws` has already closed the connection with 1009 (message too big).
+            if ((error as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+              run(runLog.log({ process: "" }, { _tag: "ProtocolViolation", code: "too_large", message: error.message, path }))
+            }
+          })
+          run(route.value.serve(connection))
+        })
       })
 
-    yield* Effect.acquireRelease(
-      Effect.async<void, Error>((resume) => {
-        server.once("error", (error) => resume(Effect.fail(error)))
-        server.listen(0, "127.0.0.1", () => resume(Effect.void))
-      }).pipe(Effect.orDie),
-      () =>
-        Effect.zipRight(
-          FiberSet.awaitEmpty(followers).pipe(Effect.interruptible, Effect.timeout("2 seconds"), Effect.ignore),
+      yield* Effect.acquireRelease(
+        Effect.async<void, Error>((resume) => {
+          server.once("error", (error) => resume(Effect.fail(error)))
+          server.listen(0, "127.0.0.1", () => resume(Effect.void))
+        }).pipe(Effect.orDie),
+        () =>
           Effect.async<void>((resume) => {
+            if (latest !== undefined && suppressed > 0) logRefusal(latest, suppressed - 1)
             for (const client of wss.clients) client.terminate()
             wss.close()
             server.close(() => resume(Effect.void))
             server.closeAllConnections()
           })
-        )
-    )
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    return `ws://127.0.0.1:${port}`
-  })
-
-/** The CLI's control channel: request/reply, plus streaming for `Follow`. */
-const serveControl = (runtime: RuntimeService, connection: Connection, followers: FiberSet.FiberSet) =>
-  Effect.gen(function* () {
-    const requests = yield* FiberSet.make()
-    const reply = (id: number, result: { ok: true; value: unknown } | { ok: false; error: string }) =>
-      connection.send(Protocol.encode({ _tag: "ControlReply", id, ...result }))
-
-    const handle = (id: number, command: Protocol.ControlCommand): Effect.Effect<void> => {
-      switch (command._tag) {
-        case "Status":
-          return Effect.flatMap(runtime.status, (value) => reply(id, { ok: true, value }))
-        case "Send": {
-          const session = runtime.sessions.get(command.agent)
-          if (session === undefined) {
-            return reply(id, {
-              ok: false,
-              error: `no agent "${command.agent}" (agents: ${[...runtime.sessions.keys()].join(", ") || "none"})`
-            })
-          }
-          return Effect.gen(function* () {
-            yield* AgentSession.append(session, { _tag: "UserMessage", text: command.text })
-            yield* session.log("message", { text: command.text, via: "control" })
-            yield* session.events.append({ _tag: "message", text: command.text, from: undefined })
-            yield* reply(id, { ok: true, value: null })
-          })
-        }
-        case "Call": {
-          const root = runtime.root
-          if (root === undefined) return reply(id, { ok: false, error: "the run has no root process endpoints" })
-          return root.call(command.endpoint, command.args).pipe(
-            Effect.matchEffect({
-              onSuccess: (value) => reply(id, { ok: true, value: value === undefined ? null : value }),
-              onFailure: (error) => reply(id, { ok: false, error: error.message })
-            })
-          )
-        }
-        case "Stop":
-          return Effect.zipRight(
-            Deferred.succeed(runtime.stopRequested, command.reason ?? "stopped from the CLI"),
-            reply(id, { ok: true, value: null })
-          )
-        case "Follow": {
-          // Ends when the run does: then `RunEnded`, the reply, and a clean close once the CLI has read it all.
-          let outcome = "ended"
-          const follow = runtime.entries.stream(0).pipe(
-            Stream.filter((entry) => entry.n > (command.after ?? 0)),
-            Stream.runForEach((entry) => {
-              if (entry.type === "run_ended") outcome = String((entry.data as { outcome?: unknown })?.outcome ?? outcome)
-              return connection.send(Protocol.encode({ _tag: "ControlLog", id, entry }))
-            }),
-            Effect.zipRight(Effect.suspend(() => connection.send(Protocol.encode({ _tag: "RunEnded", outcome })))),
-            Effect.zipRight(reply(id, { ok: true, value: null })),
-            Effect.zipRight(connection.close(Protocol.CloseCode.normal, "run ended")),
-            Effect.zipRight(connection.closed.pipe(Effect.timeout("1 second"), Effect.ignore))
-          )
-          return Effect.acquireUseRelease(FiberSet.run(followers, Effect.interruptible(follow)), Fiber.join, Fiber.interrupt)
-        }
-      }
-    }
-
-    yield* connection.forEach((frame) => {
-        const decoded = Protocol.decode(frame)
-        if (decoded._tag === "Left") {
-          return connection.send(
-            Protocol.encode({ _tag: "ProtocolError", code: decoded.left.code, message: decoded.left.message })
-          )
-        }
-        const message = decoded.right
-        if (message._tag !== "ControlRequest") {
-          return connection.send(
-            Protocol.encode({
-              _tag: "ProtocolError",
-              code: "unknown_message",
-              message: `${message._tag} is not a control message`
-            })
-          )
-        }
-        return FiberSet.run(requests, handle(message.id, message.command))
-      })
-  }).pipe(Effect.scoped)
+      )
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      return { url: `ws://127.0.0.1:${port}`, maxMessageBytes }
+    })
+  )

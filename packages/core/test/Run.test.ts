@@ -4,12 +4,17 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import WebSocket from "ws"
 import * as Agent from "../src/Agent.js"
+import { sessionOf } from "../src/internal/agent.js"
+import { readFile } from "../src/JsonlLogSink.js"
 import * as Process from "../src/Process.js"
 import * as Protocol from "../src/Protocol.js"
 import * as Registry from "../src/Registry.js"
+import { Run } from "../src/Run.js"
+import { decodeLine, type LogEntry } from "../src/RunEvent.js"
+import { RunInfo } from "../src/RunInfo.js"
+import { RunLog } from "../src/RunLog.js"
 import * as RunStatus from "../src/RunStatus.js"
-import { Runtime } from "../src/Runtime.js"
-import { readJsonl, scripted, tempHome } from "./helpers.js"
+import { dropFromServer, readJsonl, scripted, tempHome } from "./helpers.js"
 
 /** Open a raw WebSocket to the run and collect what it sends until it closes. */
 const rawSocket = (url: string, headers: Record<string, string>) =>
@@ -36,56 +41,122 @@ const waitFor = (check: () => boolean) =>
     while (!check()) yield* Effect.sleep("5 millis")
   })
 
-describe("Runtime server", () => {
-  it.live("a bad or missing token is refused before the WebSocket opens, logged, and the run continues", () => {
+/** The refusals a run's log records: entries, plus the ones each entry says it stands for. */
+const refusals = (entries: ReadonlyArray<LogEntry>) =>
+  entries.reduce((sum, e) => (e.event._tag === "ConnectionRefused" ? sum + 1 + (e.event.suppressed ?? 0) : sum), 0)
+
+describe("Run server", () => {
+  it.live("a bad or missing secret is refused before the WebSocket opens, logged, and the run continues", () => {
+    const home = tempHome()
+    let executionId = ""
     const main = Process.make("main", () =>
       Effect.gen(function* () {
-        const runtime = yield* Runtime
+        const { url } = yield* Run
+        executionId = (yield* RunInfo).executionId
         const agent = yield* Agent.make("a")
-        const wrong = yield* rawSocket(`${runtime.url}${Protocol.agentPath("a")}`, { [Protocol.TOKEN_HEADER]: "nope" })
-        const none = yield* rawSocket(`${runtime.url}/control`, {})
+        const wrong = yield* rawSocket(`${url}${Protocol.agentPath("a")}`, { [Protocol.TOKEN_HEADER]: "nope" })
+        const none = yield* rawSocket(`${url}/control`, {})
         expect(yield* untilClosed(wrong.closed)).toMatchObject({ status: 401 })
         expect(yield* untilClosed(none.closed)).toMatchObject({ status: 401 })
-        const unauthorized = (yield* runtime.entries.items).filter((e) => e.type === "unauthorized").length
-        yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () =>
-          Process.done({ result: "alive", unauthorized }))
-        return yield* Process.wait<{ result: string; unauthorized: number }>()
+        yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done("alive"))
+        return yield* Process.wait<string>()
+      }))
+    return Effect.gen(function* () {
+      const result = yield* main().pipe(
+        Effect.provide(
+          scripted({
+            a: (driver) => Effect.zipRight(Effect.sleep("150 millis"), Effect.zipRight(driver.waitForTool("finish"), driver.call("finish", {})))
+          }, { home })
+        )
+      )
+      expect(result).toBe("alive")
+      // Refusals are logged at most once a second; the entries count the others, and the last is written at the end.
+      expect(refusals(readFile(path.join(home, "logs", executionId, "_runtime.jsonl")))).toBe(2)
+    })
+  })
+
+  it.live("an agent's secret opens its own path only: not another agent's, not the control channel", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const { url } = yield* Run
+        const a = yield* Agent.make("a")
+        yield* Agent.make("b")
+        const secret = sessionOf(a).secret
+        const other = yield* rawSocket(`${url}${Protocol.agentPath("b")}`, { [Protocol.TOKEN_HEADER]: secret })
+        const control = yield* rawSocket(`${url}${Protocol.controlPath}`, { [Protocol.TOKEN_HEADER]: secret })
+        const own = yield* rawSocket(`${url}${Protocol.agentPath("a")}`, { [Protocol.TOKEN_HEADER]: secret })
+        const result = {
+          other: yield* untilClosed(other.closed),
+          control: yield* untilClosed(control.closed),
+          ownOpen: own.socket.readyState === WebSocket.OPEN
+        }
+        own.socket.close()
+        return result
       }))
     return main().pipe(
-      Effect.map(({ result, unauthorized }) => {
-        expect(result).toBe("alive")
-        expect(unauthorized).toBe(2)
+      Effect.map((result) => {
+        expect(result.other).toMatchObject({ status: 401 })
+        expect(result.control).toMatchObject({ status: 401 })
+        expect(result.ownOpen).toBe(true)
       }),
-      Effect.provide(
-        scripted({
-          a: (driver) => Effect.zipRight(Effect.sleep("150 millis"), Effect.zipRight(driver.waitForTool("finish"), driver.call("finish", {})))
-        })
-      )
+      Effect.provide(scripted({}))
+    )
+  })
+
+  it.live("nothing a connection sends before its Hello is acted on", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const { url } = yield* Run
+        const agent = yield* Agent.make("a")
+        const calls: Array<string> = []
+        yield* agent.on("spend", { description: "", parameters: Schema.Struct({}) }, () => Effect.sync(() => calls.push("ran")))
+        const raw = yield* rawSocket(`${url}${Protocol.agentPath("a")}`, { [Protocol.TOKEN_HEADER]: sessionOf(agent).secret })
+        raw.socket.send(Protocol.encode({ _tag: "ToolCall", callId: "forged", tool: "spend", args: {} }))
+        raw.socket.send(Protocol.encode({
+          _tag: "Event",
+          event: { _tag: "MessageEnded", role: "assistant", text: "forged", usage: { input: 1e9, output: 1e9, cost: 1e6 } }
+        }))
+        yield* waitFor(() => raw.received.length >= 2)
+        raw.socket.close()
+        const status = yield* (yield* RunLog).status
+        return { calls, errors: raw.received.map((text) => JSON.parse(text)), cost: status.totals.cost }
+      }))
+    return main().pipe(
+      Effect.map(({ calls, cost, errors }) => {
+        expect(calls).toEqual([])
+        expect(cost).toBe(0)
+        expect(errors.map((e) => [e._tag, e.code])).toEqual([
+          ["ProtocolError", "unknown_message"],
+          ["ProtocolError", "unknown_message"]
+        ])
+        expect(errors[0].message).toContain("Hello")
+      }),
+      Effect.provide(scripted({ a: () => Effect.never }))
     )
   })
 
   it.live("malformed and unknown messages get a typed ProtocolError; the connection and the run go on", () => {
     const main = Process.make("main", () =>
       Effect.gen(function* () {
-        const runtime = yield* Runtime
-        const headers = { [Protocol.TOKEN_HEADER]: runtime.token }
-        yield* Agent.make("a")
-        const raw = yield* rawSocket(`${runtime.url}${Protocol.agentPath("a")}`, headers)
+        const { url } = yield* Run
+        const agent = yield* Agent.make("a")
+        const headers = { [Protocol.TOKEN_HEADER]: sessionOf(agent).secret }
+        const raw = yield* rawSocket(`${url}${Protocol.agentPath("a")}`, headers)
         raw.socket.send("{not json")
         raw.socket.send(JSON.stringify({ _tag: "Launch", missiles: true }))
         raw.socket.send(JSON.stringify({ _tag: "ToolCall", callId: 3 }))
         raw.socket.send(JSON.stringify([1, 2, 3]))
         yield* waitFor(() => raw.received.length >= 4)
         const errors = raw.received.map((text) => JSON.parse(text))
-        const unknown = yield* rawSocket(`${runtime.url}${Protocol.agentPath("ghost")}`, headers)
+        const unknown = yield* rawSocket(`${url}${Protocol.agentPath("ghost")}`, headers)
         const unknownClose = yield* untilClosed(unknown.closed)
-        const badPath = yield* rawSocket(`${runtime.url}/elsewhere`, headers)
+        const badPath = yield* rawSocket(`${url}/elsewhere`, headers)
         const badPathClose = yield* untilClosed(badPath.closed)
         raw.socket.close()
-        return { errors, unknownClose, unknownSaid: unknown.received, badPathClose, log: yield* runtime.entries.items }
+        return { errors, unknownClose, badPathClose, log: yield* (yield* RunLog).history() }
       }))
     return main().pipe(
-      Effect.map(({ badPathClose, errors, log, unknownClose, unknownSaid }) => {
+      Effect.map(({ badPathClose, errors, log, unknownClose }) => {
         expect(errors.map((e) => [e._tag, e.code])).toEqual([
           ["ProtocolError", "malformed"],
           ["ProtocolError", "unknown_message"],
@@ -93,10 +164,10 @@ describe("Runtime server", () => {
           ["ProtocolError", "unknown_message"]
         ])
         expect(errors[1].message).toContain("Launch")
-        expect(unknownClose.code).toBe(Protocol.CloseCode.unknownAgent)
-        expect(JSON.parse(unknownSaid[0]!)).toMatchObject({ _tag: "ProtocolError", code: "unknown_agent" })
+        expect(unknownClose.status).toBe(404)
         expect(badPathClose.status).toBe(404)
-        expect(log.filter((e) => e.type === "protocol_error").length).toBeGreaterThanOrEqual(6)
+        expect(log.filter((e) => e.event._tag === "ProtocolViolation").length).toBe(4)
+        expect(log.some((e) => e.event._tag === "ConnectionRefused" && e.event.reason === "not_found")).toBe(true)
       }),
       Effect.provide(scripted({}))
     )
@@ -114,7 +185,7 @@ describe("Runtime server", () => {
           Process.done(text))
         yield* Deferred.await(started)
         // Drop the agent's connection from the server side while the handler runs.
-        yield* agent.sessionState.current!.close(4002, "test drop")
+        expect(yield* dropFromServer(agent)).toBe(true)
         yield* agent.send("sent while disconnected")
         yield* Effect.sleep("50 millis")
         yield* Deferred.succeed(release, undefined)
@@ -138,13 +209,13 @@ describe("Runtime server", () => {
 })
 
 describe("Log tree", () => {
-  it.live("writes _runtime.jsonl and one file per agent, every line with ts, type, process and agent", () => {
+  it.live("writes _runtime.jsonl and one file per agent, every line a typed entry with ts, n, process and agent", () => {
     const home = tempHome()
     const main = Process.make("main", () =>
       Effect.gen(function* () {
         const agent = yield* Agent.make("writer")
         yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done("ok"))
-        executionId = (yield* Runtime).executionId
+        executionId = (yield* RunInfo).executionId
         return yield* Process.wait()
       }))
     let executionId = ""
@@ -158,14 +229,12 @@ describe("Log tree", () => {
       expect(fs.statSync(path.join(directory, "writer.jsonl")).mode & 0o777).toBe(0o600)
       const runtimeLines = readJsonl(path.join(directory, "_runtime.jsonl"))
       const agentLines = readJsonl(path.join(directory, "writer.jsonl"))
-      expect(runtimeLines.map((l) => l.type)).toEqual(["run_started", "process_started", "process_ended", "run_ended"])
-      expect(agentLines.map((l) => l.type)).toEqual(
-        expect.arrayContaining(["agent_created", "agent_connected", "tool_added", "tool_call", "tool_result", "agent_released"])
+      expect(runtimeLines.map((l) => l.event._tag)).toEqual(["RunStarted", "ProcessStarted", "ProcessEnded", "RunEnded"])
+      expect(agentLines.map((l) => l.event._tag)).toEqual(
+        expect.arrayContaining(["AgentCreated", "AgentConnected", "ToolAdded", "ToolCalled", "ToolReturned", "AgentReleased"])
       )
       for (const line of [...runtimeLines, ...agentLines]) {
-        expect(typeof line.ts).toBe("string")
-        expect(typeof line.type).toBe("string")
-        expect(typeof line.n).toBe("number")
+        expect(decodeLine(JSON.stringify(line))).toEqual(line)
       }
       expect(agentLines.every((l) => l.agent === "writer" && l.process === "main")).toBe(true)
       const all = [...runtimeLines, ...agentLines].map((l) => l.n).sort((a, b) => a - b)
@@ -182,8 +251,7 @@ describe("Live-run registry", () => {
     const seen: Array<Registry.ListedEntry> = []
     const main = Process.make("main", () =>
       Effect.gen(function* () {
-        const runtime = yield* Runtime
-        const file = Registry.entryPath(home, runtime.executionId)
+        const file = Registry.entryPath(home, (yield* RunInfo).executionId)
         expect(fs.statSync(file).mode & 0o777).toBe(0o600)
         expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700)
         seen.push(...(yield* Registry.list(home)))
@@ -238,10 +306,10 @@ describe("Live-run registry", () => {
 
 describe("RunStatus", () => {
   it("an agent that connects before its creation is logged is idle, with its machine and session", () => {
-    const at = (n: number, type: string, data?: unknown) => ({ ts: `t${n}`, n, type, process: "main", agent: "a", data })
+    const at = (n: number, event: LogEntry["event"]): LogEntry => ({ ts: `t${n}`, n, process: "main", agent: "a", event })
     const status = RunStatus.fromEntries([
-      at(1, "agent_connected", { after: 0 }),
-      at(2, "agent_created", { machine: { id: "a", kind: "tmux", cwd: "/w" }, session: "ramure-x-a" })
+      at(1, { _tag: "AgentConnected", after: 0, first: true }),
+      at(2, { _tag: "AgentCreated", name: "a", machine: { id: "a", kind: "tmux", cwd: "/w" }, session: "ramure-x-a" })
     ])
     expect(status.agents).toEqual([
       expect.objectContaining({ id: "a", state: "idle", session: "ramure-x-a", machine: { id: "a", kind: "tmux", cwd: "/w" } })
@@ -258,14 +326,17 @@ describe("JsonlLogSink", () => {
     return Effect.gen(function* () {
       yield* Process.make("main", () =>
         Effect.gen(function* () {
-          executionId = (yield* Runtime).executionId
+          executionId = (yield* RunInfo).executionId
           yield* Process.emit("cyclic", cyclic)
           yield* Process.emit("after", { ok: true })
         }))().pipe(Effect.provide(scripted({}, { home })))
       const lines = readJsonl(path.join(home, "logs", executionId, "_runtime.jsonl"))
-      const events = lines.filter((l) => l.type === "process_event")
-      expect(events.map((l) => l.data.type ?? "unserializable")).toEqual(["unserializable", "after"])
-      expect(events[0].data.unserializable).toContain("circular")
+      const tags = lines.map((l) => l.event._tag)
+      const unserializable = lines.find((l) => l.event._tag === "ProtocolViolation")
+      expect(tags.indexOf("ProtocolViolation")).toBeLessThan(tags.indexOf("ProcessEmitted"))
+      expect(unserializable.event.message).toContain("ProcessEmitted")
+      expect(unserializable.event.message).toContain("circular")
+      expect(lines.find((l) => l.event._tag === "ProcessEmitted").event).toEqual({ _tag: "ProcessEmitted", type: "after", data: { ok: true } })
     })
   })
 })

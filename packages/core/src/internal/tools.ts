@@ -1,0 +1,58 @@
+/**
+ * Tools and endpoints share one path from the model's (or a caller's)
+ * arguments to a result: decode with the Schema, run the handler, render the
+ * outcome as text. A handler's mistakes (not an Effect, a value that cannot
+ * be sent) become error results, never a crash of the caller.
+ *
+ * @internal
+ */
+import { Effect, Either, JSONSchema, ParseResult, Schema } from "effect"
+import { describe } from "../Errors.js"
+
+/** The JSON Schema the model sees for a Schema of tool arguments. */
+export const toJsonSchema = (schema: Schema.Schema<any, any, never>): unknown => {
+  const { $schema: _ignored, ...rest } = JSONSchema.make(schema) as unknown as Record<string, unknown>
+  return rest
+}
+
+/** A handler's success value as the text of a tool result; a value JSON cannot carry is an error. */
+export const renderResult = (value: unknown): Either.Either<string, string> => {
+  if (typeof value === "string") return Either.right(value)
+  if (value === undefined || value === null) return Either.right("ok")
+  if (typeof value === "function" || typeof value === "symbol") {
+    return Either.left(`the handler returned a ${typeof value}, which cannot be sent`)
+  }
+  try {
+    const text = JSON.stringify(value)
+    return text === undefined ? Either.left(`the handler returned a value that cannot be sent`) : Either.right(text)
+  } catch (error) {
+    return Either.left(`the handler returned a value that cannot be sent: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
+
+/** Call `handler`, turning a handler that does not return an Effect into a defect that names the mistake. */
+export const invoke = <A, B, E, R>(name: string, handler: (args: A) => Effect.Effect<B, E, R>, args: A): Effect.Effect<B, E, R> =>
+  Effect.suspend(() => {
+    const result: unknown = handler(args)
+    return Effect.isEffect(result)
+      ? (result as Effect.Effect<B, E, R>)
+      : Effect.die(new TypeError(`the handler of ${name} did not return an Effect (got ${typeof result})`))
+  })
+
+export const decoder = <A, I>(schema: Schema.Schema<A, I, never>) =>
+  Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "ignore" })
+
+/** Decode the arguments with `schema`, run `handler`, and render the outcome as tool result text. */
+export const toolRunner = <A, I, E, R>(
+  tool: string,
+  schema: Schema.Schema<A, I, never>,
+  handler: (args: A) => Effect.Effect<unknown, E, R>
+): ((args: unknown) => Effect.Effect<string, string, R>) => {
+  const decode = decoder(schema)
+  return (args) =>
+    decode(args).pipe(
+      Effect.mapError((error) => `invalid arguments for ${tool}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`),
+      Effect.flatMap((decoded) => Effect.mapError(invoke(tool, handler, decoded), (error) => describe(error))),
+      Effect.flatMap((value) => Either.match(renderResult(value), { onLeft: Effect.fail, onRight: Effect.succeed }))
+    )
+}
