@@ -5,6 +5,7 @@
  */
 import { Cause, Context, Deferred, Effect, Exit, FiberSet, Layer, Option, Predicate, Schema, type Scope } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as Orphans from "./internal/orphans.js"
 import { randomBytes } from "node:crypto"
 import * as AgentSession from "./internal/agentSession.js"
@@ -13,7 +14,7 @@ import * as Server from "./internal/server.js"
 import type { Connection } from "./internal/socket.js"
 import { LogSink, type LogEntry } from "./LogSink.js"
 import * as Registry from "./Registry.js"
-import { RunInfo, shortId } from "./RunInfo.js"
+import { RunInfo } from "./RunInfo.js"
 import * as RunStatus from "./RunStatus.js"
 
 /** What the root process offers the control channel (`ramure call`). */
@@ -28,7 +29,11 @@ export interface RuntimeOptions {
   readonly register?: boolean
   /** How many recent log entries `ramure tail -f` can replay (default 10 000). */
   readonly followBacklog?: number
-  /** How many agents may be starting at once (default 16); others wait their turn. */
+  /**
+   * How many agents may be starting at once (default: the number of CPU cores,
+   * at least 2); others wait their turn. Starting pi is CPU-bound: more at once
+   * only delays the first ones without bringing the last one sooner.
+   */
   readonly maxStartingAgents?: number
   /** How many agents may be live at once (default unlimited); `Agent.make` waits for a slot. */
   readonly maxLiveAgents?: number
@@ -103,6 +108,9 @@ const outcomeOf = (exit: Exit.Exit<unknown, unknown>): string => {
   return Option.isSome(failure) && Predicate.isTagged(failure.value, "ProcessCancelled") ? "cancelled" : "failed"
 }
 
+/** Starting agents at once: one per core (at least 2). */
+export const defaultMaxStartingAgents = (): number => Math.max(2, os.availableParallelism())
+
 const sanitizeId = (name: string): string => name.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^-+|-+$/g, "") || "agent"
 
 export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, RuntimeError, RunInfo | LogSink> =>
@@ -160,7 +168,7 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
           ),
         stopRequested,
         pids: new Set(),
-        startPermits: yield* Effect.makeSemaphore(options.maxStartingAgents ?? 16),
+        startPermits: yield* Effect.makeSemaphore(options.maxStartingAgents ?? defaultMaxStartingAgents()),
         livePermits: yield* Effect.makeSemaphore(options.maxLiveAgents ?? Number.MAX_SAFE_INTEGER),
         root: undefined
       }
@@ -180,10 +188,11 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
       })
 
       if (options.register !== false) {
-        yield* collectOrphans(info.home, log)
+        yield* Orphans.collectAtStart(info.home, log)
         const file = yield* Registry.register(info.home, {
           execution_id: info.executionId,
           pid: process.pid,
+          pid_started: Registry.currentStart(),
           server_url: url,
           token,
           program: info.program,
@@ -194,19 +203,6 @@ export const layer = (options: RuntimeOptions = {}): Layer.Layer<Runtime, Runtim
       return runtime
     })
   )
-
-/** Remove registry entries of runs whose process died, and kill their orphaned tmux sessions. */
-const collectOrphans = (home: string, log: RuntimeService["log"]) =>
-  Effect.gen(function* () {
-    for (const entry of yield* Registry.removeStale(home)) {
-      const sessions = Orphans.killSessionsSync(entry.execution_id)
-      yield* log({ type: "gc", process: "", data: { executionId: entry.execution_id, pid: entry.pid, sessions } })
-      yield* Effect.logWarning(
-        `ramure: run ${shortId(entry.execution_id)} (pid ${entry.pid}) died without cleaning up: ` +
-          `removed its registry entry${sessions.length > 0 ? ` and tmux sessions ${sessions.join(", ")}` : ""}`
-      )
-    }
-  })
 
 /**
  * First SIGINT/SIGTERM: stop the run gracefully (the root process is
@@ -224,7 +220,7 @@ const handleSignals = (runtime: RuntimeService, registryFile: string) =>
         return
       }
       for (const pid of runtime.pids) Orphans.killProcessSync(pid)
-      Orphans.killSessionsSync(runtime.executionId)
+      Orphans.killRunSync(runtime.executionId)
       fs.rmSync(registryFile, { force: true })
       process.exit(130)
     }
