@@ -130,7 +130,10 @@ const spawn = (base: LocalBase, shared: Shared) =>
     const removeEnvFile = fs.remove(envFile, { force: true }).pipe(Effect.ignore)
     const env = Tmux.envScript({ ...spec.env, [Owner.ownerVariable]: Owner.encode(shared.owner) })
     yield* fs.writeFileString(envFile, env, { mode: 0o600 }).pipe(
-      Effect.mapError((error) => base.fail("spawn", `${spec.name}: ${error.message}`))
+      Effect.mapError((error) => {
+        const advice = Tmux.resourceAdvice(error.message)
+        return base.fail("spawn", advice === undefined ? `${spec.name}: ${error.message}` : `cannot write the environment file of ${spec.name}: ${advice}`)
+      })
     )
     const { paneId, panePid, sessionId } = yield* Effect.acquireRelease(
       Tmux.runChecked(socket, [

@@ -217,6 +217,28 @@ layer(TestLayer, { excludeTestServices: true })("TmuxMachineProvider", (it) => {
       expect(isAlive(ours.pid!)).toBe(true)
     }))
 
+  it.effect("out of file descriptors: the programs that cannot start get a clear MachineError, none is taken for exited, nothing leaks", () =>
+    Effect.gen(function* () {
+      const fdSocket = `${socket}-fd`
+      const fixture = path.join(__dirname, "fixtures/fd-limit.ts")
+      const child = spawnSync(process.execPath, ["--import", "tsx", fixture, fdSocket, "30", "24"], {
+        cwd: path.resolve(__dirname, "../../.."),
+        encoding: "utf8",
+        timeout: 120_000
+      })
+      const left = spawnSync("tmux", ["-L", fdSocket, "list-sessions"], { encoding: "utf8" }).stdout
+      spawnSync("tmux", ["-L", fdSocket, "kill-server"])
+      expect(child.status, child.stderr).toBe(0)
+      const report = JSON.parse(child.stdout.trim().split("\n").pop()!)
+      expect(report.started + report.errors.length).toBe(30)
+      expect(report.errors.length).toBeGreaterThan(0)
+      for (const error of report.errors) {
+        expect(error).toMatch(/^MachineError: cannot (start tmux|write the environment file of ramure-\w+-p\d+): too many open files \(EMFILE\); raise the limit/)
+      }
+      expect(report.reportedExited).toBe(0)
+      expect(left).toBe("")
+    }))
+
   it.effect("making a machine without tmux is a MachineError", () =>
     Effect.gen(function* () {
       const saved = process.env.PATH

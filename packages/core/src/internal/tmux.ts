@@ -139,13 +139,17 @@ export class TmuxFailed extends Data.TaggedError("TmuxFailed")<{
   readonly message: string
 }> {}
 
-/** A readable sentence for a failure to start a process. */
-export const describeSpawnError = (message: string): string =>
-  /EMFILE|ENFILE/.test(message)
-    ? `cannot start tmux: too many open files (${/ENFILE/.test(message) ? "ENFILE" : "EMFILE"}); raise the limit (ulimit -n) or start fewer agents at once (maxStartingAgents)`
-    : /EAGAIN|ENOMEM/.test(message)
-    ? `cannot start tmux: the system refused a new process (${message}); start fewer agents at once (maxStartingAgents)`
-    : `cannot start tmux: ${message}`
+/** What to do when this process runs out of a resource, if `message` says so. */
+export const resourceAdvice = (message: string): string | undefined => {
+  const code = /\b(EMFILE|ENFILE|EAGAIN|ENOMEM)\b/.exec(message)?.[1]
+  if (code === undefined) return undefined
+  return code === "EMFILE" || code === "ENFILE"
+    ? `too many open files (${code}); raise the limit (ulimit -n) or start fewer agents at once (maxStartingAgents)`
+    : `the system refused a new process (${code}); start fewer agents at once (maxStartingAgents)`
+}
+
+/** A readable sentence for a failure to start a tmux client. */
+export const describeSpawnError = (message: string): string => `cannot start tmux: ${resourceAdvice(message) ?? message}`
 
 export interface TmuxResult {
   readonly exitCode: number
