@@ -18,7 +18,7 @@ export const readJsonl = (file: string): Array<any> =>
 /** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself. */
 export const tmuxSessionsOf = (executionId: string): Array<string> => {
   try {
-    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
+    return execFileSync("tmux", ["-L", process.env.RAMURE_TMUX_SOCKET || "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
       .split("\n")
       .filter((name) => name.startsWith(`ramure-${executionId.slice(0, 8)}-`))
   } catch {
