@@ -193,9 +193,13 @@ export const cleanup = (size: Size) =>
       notes: [
         "Where the time goes (rows from the run's log): SIGINT cancels the root process and every agent is sent `Shutdown`; " +
           "pi exits gracefully (drains terminal input for ≥ 50 ms, disposes its session, exits) and disconnects; then the " +
-          "agent's tmux session is released: `display-message` for the exit status, the pane's process group is signalled, " +
-          "`kill-session`. Each tmux command is a process spawn that blocks the orchestrator's event loop (~20 ms each here, " +
-          "measured with `child_process.spawn`), so releasing N sessions costs ~3·N spawns one after another.",
+          "agent's tmux session is released: its pane's state is read, the pane's process group is signalled and watched " +
+          "(its members' /proc entries every 10 ms), the session is killed. Agents are released in parallel and share their " +
+          "tmux clients: one `list-panes -a` answers every agent that asked while the previous one ran, one client kills every " +
+          "session released meanwhile (`kill-session -t a ; kill-session -t b …`), where each agent used to run ~3 tmux " +
+          "clients of its own (~20 ms of blocked event loop each).",
+        "An agent still starting has no pi session worth a graceful exit: its pane's group gets SIGTERM at once, and SIGKILL " +
+          "after the grace period; a pane whose program already exited needs no grace (only the 0.2 s wrapper is left).",
         "Fixed in core (`TmuxMachineProvider`): the exit watcher ran `tmux display-message` every 200 ms for every agent for " +
           "its whole life; 20 idle pi agents kept the orchestrator at ~90 % of a core, which slowed every start and stop. It " +
           "now checks the pane's process in /proc every 200 ms and asks tmux only once that process has stopped: ~2 % of a " +

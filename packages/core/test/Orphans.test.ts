@@ -5,18 +5,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { spawn, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
-import * as fs from "node:fs"
 import { collectSync } from "../src/internal/orphans.js"
 import { startTimeOf } from "../src/internal/owner.js"
+import { alive } from "./helpers.js"
 
-const running = (pid: number) => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
-  } catch {
-    return false
-  }
-}
+const running = alive
 
 /** A detached `sleep` (its own process group) marked as owned by `owner`. */
 const marked = (owner: string) => {

@@ -40,16 +40,7 @@ export const processRunning = (pid: number): boolean => {
     const stat = nodeFs.readFileSync(`/proc/${pid}/stat`, "utf8")
     return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? false : signalAlive(pid)
-  }
-}
-
-const signalAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? false : Owner.signalAlive(pid)
   }
 }
 

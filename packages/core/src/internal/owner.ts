@@ -49,7 +49,8 @@ export const groupOf = (pid: number): number | undefined => {
   return fields === undefined || fields[0] === "Z" ? undefined : Number(fields[2])
 }
 
-const signalAlive = (pid: number): boolean => {
+/** Does a process `pid` exist (EPERM: it does, but is not ours)? Zombies count. */
+export const signalAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
     return true
