@@ -96,6 +96,14 @@ const attachTool = (session: AgentSession.AgentSession, handler: AgentSession.To
     yield* session.log("tool_added", { name })
   })
 
+const killNow = (pid: number): void => {
+  try {
+    process.kill(pid, "SIGKILL")
+  } catch {
+    // gone already
+  }
+}
+
 /**
  * Start an agent owned by the current process. It is released — asked to
  * shut down, then killed, then its machine stopped — when that process ends.
@@ -154,6 +162,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
         yield* Effect.addFinalizer(() =>
           Effect.gen(function* () {
             session.shuttingDown = true
+            // A program that never connected has nothing to save, and may not heed SIGTERM while it loads.
+            if (pid !== undefined && !(yield* Deferred.isDone(session.connected))) killNow(pid)
             yield* session.entries.append({ _tag: "Shutdown", reason: "the process that owns this agent ended" })
             if (session.current !== undefined) {
               yield* Deferred.await(session.gone).pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))
