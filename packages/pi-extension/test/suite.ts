@@ -402,7 +402,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
             const ends = Effect.map(agent.sessionState.events.items, (events) => tags(events).filter((t) => t === "agent_end").length)
             yield* eventually(ends, (n) => n === 1)
             const sent = yield* Command.exitCode(
-              Command.make("tmux", "-L", "ramure", "send-keys", "-t", `=${agent.session}:`, "/new", "Enter")
+              Command.make("tmux", "-L", currentSocket(), "send-keys", "-t", `=${agent.session}:`, "/new", "Enter")
             )
             expect(sent).toBe(0)
             // The new extension instance connects after the entries the old one applied.
