@@ -8,6 +8,7 @@
 import * as Agent from "@ramure/core/Agent"
 import { MachineProvider } from "@ramure/core/Machine"
 import * as Process from "@ramure/core/Process"
+import { defaultMaxStartingAgents } from "@ramure/core/RunLimits"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
 import { Effect } from "effect"
 import * as path from "node:path"
@@ -64,6 +65,31 @@ export const agentStart = (size: Size) =>
       }))
     yield* main().pipe(Effect.provide(piRun(home)))
 
+    // Many agents at once: when is the first one ready, and the last? The default start concurrency
+    // against the former fixed default of 16, one after the other.
+    const burst = size === "full" ? 20 : 2
+    const burstOf = (maxStartingAgents: number | undefined, label: string) =>
+      Effect.gen(function* () {
+        const ms: Array<number> = []
+        const run = Process.make("burst", () =>
+          Effect.gen(function* () {
+            const started = now()
+            yield* Effect.forEach(
+              Array.from({ length: burst }, (_, i) => `burst${i}`),
+              (id) => Effect.tap(Agent.make(id), () => Effect.sync(() => ms.push(now() - started))),
+              { concurrency: "unbounded", discard: true }
+            )
+          }))
+        yield* run().pipe(
+          Effect.provide(piRun(path.join(home, label), maxStartingAgents === undefined ? {} : { maxStartingAgents }))
+        )
+        return ms.sort((a, b) => a - b)
+      })
+    const bursts = [
+      { label: `default maxStartingAgents = ${defaultMaxStartingAgents()}`, ms: yield* burstOf(undefined, "burst-default") },
+      { label: "maxStartingAgents = 16", ms: yield* burstOf(16, "burst-16") }
+    ]
+
     const ratios = ramureMs.map((ms, i) => ms / bareMs[i]!)
     const result: FigureResult = {
       id: 4,
@@ -77,9 +103,13 @@ export const agentStart = (size: Size) =>
         { name: "bare pi to session_start", unit: "ms", samples: bareMs, digits: 0 },
         { name: "ramure Agent.make until connected", unit: "ms", samples: connectMs, digits: 0 },
         { name: "ramure Agent.make + tool added", unit: "ms", samples: ramureMs, digits: 0 },
-        { name: "ramure / bare", unit: "×", samples: ratios, target: { op: "<=", value: 1.1 }, digits: 2 }
+        { name: "ramure / bare", unit: "×", samples: ratios, target: { op: "<=", value: 1.1 }, digits: 2 },
+        ...bursts.flatMap(({ label, ms }) => [
+          { name: `${burst} agents at once (${label}): first connected`, unit: "ms", samples: ms.slice(0, 1), digits: 0 },
+          { name: `${burst} agents at once (${label}): last connected`, unit: "ms", samples: ms.slice(-1), digits: 0 }
+        ])
       ],
-      counts: { agents: rounds * 2 },
+      counts: { agents: rounds * 2 + burst * 2 },
       notes: [
         "What costs ramure its extra time: loading the ramure extension inside pi. pi loads extensions with jiti " +
           "(`moduleCache: false`), which transforms and evaluates every module as CommonJS, and the extension imports the " +

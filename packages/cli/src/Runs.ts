@@ -1,6 +1,6 @@
 /**
- * Finding runs: live ones from the registry (stale entries are removed and
- * reported), finished ones from their logs in `<home>/logs/<execution_id>/`;
+ * Finding runs: live ones from the registry (stale and unreadable entries are
+ * reported, and left for `ramure gc`), finished ones from their logs in `<home>/logs/<execution_id>/`;
  * resolving an id prefix; reading a run's log; its status; picking an agent.
  */
 import { readDirectory, readFile } from "@ramure/core/JsonlLogSink"
@@ -24,17 +24,25 @@ export interface Run {
 /** `RAMURE_HOME`, or `~/.ramure`. */
 export const home: Effect.Effect<string> = Effect.sync(() => RunInfo.homeDirectory())
 
-/** Remove registry entries whose process is gone, saying so on stderr; the entries removed. */
-export const removeStale = (home: string) =>
-  Effect.tap(Registry.removeStale(home), (removed) =>
-    Effect.forEach(removed, (entry) =>
-      Console.error(`ramure: removed stale registry entry ${RunInfo.shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid} is gone)`), { discard: true }))
+/** Say on stderr which registry entries cannot be read (they are left alone). */
+export const reportUnreadable = (unreadable: ReadonlyArray<Registry.UnreadableEntry>) =>
+  Effect.forEach(unreadable, (entry) => Console.error(`ramure: cannot read registry entry ${entry.file}: ${entry.reason}`), {
+    discard: true
+  })
 
-/** Registry entries of live runs, oldest first (stale ones are removed). */
+/**
+ * Registry entries of live runs, oldest first. Nothing is removed here: stale
+ * entries are `ramure gc`'s (and the next run's) to clean up.
+ */
 export const live = Effect.fn("Runs.live")(function* (home: string) {
-  const listed = yield* Registry.list(home)
-  if (listed.some((item) => !item.alive)) yield* removeStale(home)
-  return listed
+  const { entries, unreadable } = yield* Registry.scan(home)
+  yield* reportUnreadable(unreadable)
+  for (const { entry } of entries.filter((item) => !item.alive)) {
+    yield* Console.error(
+      `ramure: run ${RunInfo.shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid}) is gone but left its registry entry; ramure gc cleans up after it`
+    )
+  }
+  return entries
     .filter((item) => item.alive)
     .map((item) => item.entry)
     .sort((a, b) => a.started_at.localeCompare(b.started_at))

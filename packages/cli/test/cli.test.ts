@@ -72,15 +72,41 @@ layer(built, { timeout: "120 seconds", excludeTestServices: true })("ramure with
       expect(JSON.parse((yield* ramure(home, ["ls", "--json"])).stdout)).toEqual([])
     }))
 
-  it.scoped("a registry entry whose process is gone is reported as stale and removed", () =>
+  it.scoped("ls reports a registry entry whose process is gone and keeps it for gc, which removes it", () =>
     Effect.gen(function* () {
       const home = yield* tempHome
       const file = writeEntry(home, { execution_id: "5ca1ab1e-0000-4000-8000-000000000000", pid: deadPid() })
       const result = yield* ramure(home, ["ls"])
       expect(result.code).toBe(0)
-      expect(result.stderr).toMatch(/^ramure: removed stale registry entry 5ca1ab1e \(ghost, pid \d+ is gone\)\n$/)
+      expect(result.stderr).toMatch(/^ramure: run 5ca1ab1e \(ghost, pid \d+\) is gone but left its registry entry; ramure gc cleans up after it\n$/)
       expect(result.stdout).toContain("no live runs")
+      expect(fs.existsSync(file)).toBe(true)
+      const gc = yield* ramure(home, ["gc"])
+      expect(gc.stdout).toMatch(/^removed stale registry entry 5ca1ab1e \(ghost, pid \d+ is gone\)\n/)
       expect(fs.existsSync(file)).toBe(false)
+    }))
+
+  it.scoped("a registry entry of a recycled pid (another start time) is stale", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      // This test's own pid, but a start time it never had: the run that wrote the entry is gone.
+      writeEntry(home, { execution_id: "5ca1ab1e-0000-4000-8000-000000000000", pid: process.pid, pid_started: "1" })
+      const result = yield* ramure(home, ["ls", "--json"])
+      expect(JSON.parse(result.stdout)).toEqual([])
+      expect(result.stderr).toContain("run 5ca1ab1e")
+    }))
+
+  it.scoped("an unreadable registry entry is reported with its path and why, never silently dropped", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const corrupt = writeEntry(home, { execution_id: "c0ffee00-0000-4000-8000-000000000000", pid: deadPid() })
+      fs.writeFileSync(corrupt, "{ not json")
+      const ls = yield* ramure(home, ["ls", "--all"])
+      expect(ls.code).toBe(0)
+      expect(ls.stderr).toContain(`ramure: cannot read registry entry ${corrupt}: `)
+      const gc = yield* ramure(home, ["gc"])
+      expect(gc.stdout).toContain(`left unreadable registry entry ${corrupt} alone: `)
+      expect(fs.existsSync(corrupt)).toBe(true)
     }))
 
   it.scoped("an unknown id, no live run and bad usage are one line on stderr and a non-zero exit", () =>

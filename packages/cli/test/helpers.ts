@@ -153,7 +153,10 @@ export const isAlive = (pid: number): boolean => {
 export const built = Layer.effectDiscard(build)
 
 /** Write a registry entry by hand (for stale and unreachable runs). */
-export const writeEntry = (home: string, entry: { readonly execution_id: string; readonly pid: number; readonly server_url?: string }) => {
+export const writeEntry = (
+  home: string,
+  entry: { readonly execution_id: string; readonly pid: number; readonly server_url?: string; readonly pid_started?: string }
+) => {
   const directory = path.join(home, "runtimes")
   fs.mkdirSync(directory, { recursive: true, mode: 0o700 })
   const file = path.join(directory, `${entry.execution_id}.json`)

@@ -75,6 +75,14 @@ export const builtInTools: ReadonlySet<string> = new Set(["message", "send_file"
 const trimOutput = (output: string): string =>
   output.split("\n").filter((line) => !/^Pane is dead/.test(line.trim())).join("\n").replace(/\n{3,}/g, "\n\n").trim()
 
+const killNow = (pid: number): void => {
+  try {
+    process.kill(pid, "SIGKILL")
+  } catch {
+    // gone already
+  }
+}
+
 /**
  * Start an agent owned by the current process. It is released — asked to
  * shut down, then killed, then its machine stopped — when that process ends.
@@ -134,6 +142,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
 
         yield* Effect.addFinalizer(() =>
           Effect.gen(function* () {
+            // A program that never connected has nothing to save, and may not heed SIGTERM while it loads.
+            if (launched.pid !== undefined && (yield* session.lifecycle)._tag === "Starting") killNow(launched.pid)
             const connected = yield* session.shutdown("the process that owns this agent ended")
             if (connected) {
               yield* session.gone.pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))

@@ -1,6 +1,7 @@
 /**
  * Machines that are working directories on this host; `spawn` starts a
- * headless child process in its own process group.
+ * headless child process in its own process group, marked with its owner
+ * (`RAMURE_OWNER` in its environment) so that cleanup can tell whose it is.
  */
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
@@ -18,7 +19,7 @@ const spawn = (base: LocalBase) =>
     const exited = yield* Deferred.make<SpawnExit>()
     const proc = yield* Command.make(spec.command, ...spec.args).pipe(
       Command.workingDirectory(cwd),
-      Command.env(spec.env),
+      Command.env({ ...spec.env, ...base.ownerEnv }),
       // "pipe": an open pipe nobody writes to (node closes it when the child exits).
       Command.stdin(spec.keepStdinOpen ? "pipe" : Stream.empty),
       Command.start,

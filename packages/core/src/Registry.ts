@@ -1,12 +1,14 @@
 /**
  * The live-run registry: `<home>/runtimes/<execution_id>.json` (mode 0600 in
  * a 0700 directory) tells the CLI how to reach a running run. It is written
- * when the root run starts and removed when it ends; entries whose process is
- * gone are stale and removed by the next run or the CLI.
+ * when the root run starts and removed when it ends; entries whose process
+ * (pid and start time) is gone are stale and removed by the next run or
+ * `ramure gc`. An entry that cannot be read is reported, never dropped.
  */
-import { Effect, Either, Schema } from "effect"
+import { Effect, Either, ParseResult, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { processAlive, startTimeOf } from "./internal/owner.js"
 import { runtimesDirectory } from "./RunInfo.js"
 
 export const RegistryEntry = Schema.Struct({
@@ -15,7 +17,9 @@ export const RegistryEntry = Schema.Struct({
   server_url: Schema.String,
   token: Schema.String,
   program: Schema.String,
-  started_at: Schema.String
+  started_at: Schema.String,
+  /** The process's start time (`/proc/<pid>/stat` field 22), so a recycled pid is not taken for the run. */
+  pid_started: Schema.optional(Schema.String)
 })
 export type RegistryEntry = typeof RegistryEntry.Type
 
@@ -28,14 +32,13 @@ export const entryPath = (home: string, executionId: string): string =>
   path.join(runtimesDirectory(home), `${executionId}.json`)
 
 /** Whether a process with this pid exists (EPERM means it exists but is not ours). */
-export const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
+export const isAlive = (pid: number): boolean => processAlive(pid, undefined)
+
+/** Whether the entry's run is still running: its pid, started when the entry says. */
+export const entryAlive = (entry: RegistryEntry): boolean => processAlive(entry.pid, entry.pid_started)
+
+/** The start time to record for this process. */
+export const currentStart = (): string | undefined => startTimeOf(process.pid)
 
 const ensureDirectory = (home: string) =>
   Effect.try({
@@ -57,33 +60,54 @@ export interface ListedEntry {
   readonly alive: boolean
 }
 
-/** Every readable registry entry, with whether its process is still alive. */
-export const list = (home: string): Effect.Effect<ReadonlyArray<ListedEntry>> =>
+/** An entry that cannot be read or decoded: reported, and left where it is. */
+export interface UnreadableEntry {
+  readonly file: string
+  readonly reason: string
+}
+
+export interface Scan {
+  readonly entries: ReadonlyArray<ListedEntry>
+  readonly unreadable: ReadonlyArray<UnreadableEntry>
+}
+
+/** Every entry, with whether its run is alive, and every entry that cannot be read (with why). */
+export const scan = (home: string): Effect.Effect<Scan> =>
   Effect.sync(() => {
     const directory = runtimesDirectory(home)
     let names: Array<string>
     try {
       names = fs.readdirSync(directory).filter((name) => name.endsWith(".json"))
-    } catch {
-      return []
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      return { entries: [], unreadable: code === "ENOENT" ? [] : [{ file: directory, reason: String(error) }] }
     }
-    const listed: Array<ListedEntry> = []
+    const entries: Array<ListedEntry> = []
+    const unreadable: Array<UnreadableEntry> = []
     for (const name of names) {
       const file = path.join(directory, name)
       let text: string
       try {
         text = fs.readFileSync(file, "utf8")
-      } catch {
+      } catch (error) {
+        // Removed by its run meanwhile: nothing to report.
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") unreadable.push({ file, reason: (error as Error).message })
         continue
       }
       const decoded = decodeEntry(text)
-      if (Either.isLeft(decoded)) continue
-      listed.push({ file, entry: decoded.right, alive: isAlive(decoded.right.pid) })
+      if (Either.isLeft(decoded)) {
+        unreadable.push({ file, reason: ParseResult.TreeFormatter.formatErrorSync(decoded.left).split("\n").slice(0, 3).join(" ") })
+        continue
+      }
+      entries.push({ file, entry: decoded.right, alive: entryAlive(decoded.right) })
     }
-    return listed
+    return { entries, unreadable }
   })
 
-/** Remove entries whose process is gone; returns what was removed. */
+/** Every readable registry entry, with whether its process is still alive. */
+export const list = (home: string): Effect.Effect<ReadonlyArray<ListedEntry>> => Effect.map(scan(home), (found) => found.entries)
+
+/** Remove entries whose process is gone (unreadable ones stay); returns what was removed. */
 export const removeStale = (home: string): Effect.Effect<ReadonlyArray<RegistryEntry>> =>
   Effect.map(list(home), (listed) =>
     listed.flatMap(({ alive, entry, file }) => {

@@ -29,11 +29,17 @@ export const RunEnded = Schema.TaggedStruct("RunEnded", {
   error: Schema.optional(Schema.String)
 })
 
-/** What was left of a dead run and has been cleaned up. */
+/** What was left of a dead run (of this home or another) and has been cleaned up. */
 export const OrphansCollected = Schema.TaggedStruct("OrphansCollected", {
   executionId: Schema.String,
+  /** The dead orchestrator's pid, and its `RAMURE_HOME`. */
   pid: Schema.Number,
-  sessions: Schema.Array(Schema.String)
+  home: Schema.String,
+  sessions: Schema.Array(Schema.String),
+  /** Process groups of its local machines. */
+  processes: Schema.Array(Schema.Number),
+  /** Whether its registry entry was removed. */
+  entry: Schema.Boolean
 })
 
 /** A connection attempt the server refused before it became a WebSocket. */

@@ -3,9 +3,14 @@
  * is heavy) and how many may be live.
  */
 import { Context, Effect, Layer, type Scope } from "effect"
+import * as os from "node:os"
 
 export interface Options {
-  /** How many agents may be starting at once (default 16); others wait their turn. */
+  /**
+   * How many agents may be starting at once (default: the number of CPU cores,
+   * at least 2); others wait their turn. Starting pi is CPU-bound: more at once
+   * only delays the first ones without bringing the last one sooner.
+   */
   readonly maxStartingAgents?: number
   /** How many agents may be live at once (default unlimited); `Agent.make` waits for a slot. */
   readonly maxLiveAgents?: number
@@ -25,11 +30,14 @@ export class RunLimits extends Context.Tag("@ramure/core/RunLimits")<
   }
 >() {}
 
+/** Starting agents at once: one per core (at least 2). */
+export const defaultMaxStartingAgents = (): number => Math.max(2, os.availableParallelism())
+
 export const layer = (options: Options = {}): Layer.Layer<RunLimits> =>
   Layer.effect(
     RunLimits,
     Effect.gen(function* () {
-      const starting = yield* Effect.makeSemaphore(options.maxStartingAgents ?? 16)
+      const starting = yield* Effect.makeSemaphore(options.maxStartingAgents ?? defaultMaxStartingAgents())
       const live = yield* Effect.makeSemaphore(options.maxLiveAgents ?? Number.MAX_SAFE_INTEGER)
       return {
         withStartPermit: starting.withPermits(1),

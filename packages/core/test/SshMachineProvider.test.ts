@@ -252,8 +252,8 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
         const { executionId, proc } = yield* startFixture(hosts, home, "signals")
         expect(sleepersOn(hosts)).toEqual(["running", "running"])
         process.kill(proc.pid, "SIGINT")
-        // Not at once: two pending SIGINTs would reach the program as one.
-        yield* Effect.sleep("150 millis")
+        // The second once the graceful stop is under way (the fixture's stop then takes a minute).
+        yield* pollUntil(() => fs.existsSync(path.join(home, "stopping")), (stopping) => stopping)
         process.kill(proc.pid, "SIGINT")
         expect(yield* proc.exitCode.pipe(Effect.timeout("20 seconds"))).toBe(130)
         yield* expectNothingLeft(hosts, home, executionId)

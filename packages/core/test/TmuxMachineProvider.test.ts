@@ -7,6 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { MachineProvider } from "../src/Machine.js"
+import { startTimeOf } from "../src/internal/owner.js"
 import { RunInfo, shortId } from "../src/RunInfo.js"
 import * as TmuxMachineProvider from "../src/TmuxMachineProvider.js"
 
@@ -166,24 +167,76 @@ layer(TestLayer, { excludeTestServices: true })("TmuxMachineProvider", (it) => {
       expect(error.message).toContain("duplicate session")
     }))
 
-  it.scoped("sessionsOf / killRunSessions find and kill a run's sessions; release afterwards is harmless", () =>
+  it.scoped("sessions carry their owner: the run, its home, the orchestrator's pid and start time", () =>
     Effect.gen(function* () {
-      const m = yield* machine("cleanup")
-      const other = tmux("new-session", "-d", "-s", "ramure-00000000-other", "sleep", "1000")
-      expect(other.status).toBe(0)
-      const a = yield* m.spawn({ name: `${prefix}a`, command: "sleep", args: ["1000"], env: {} })
-      const b = yield* m.spawn({ name: `${prefix}b`, command: "sleep", args: ["1000"], env: {} })
-      const options = { socket }
-      expect([...(yield* TmuxMachineProvider.sessionsOf(executionId, options))].sort()).toEqual([`${prefix}a`, `${prefix}b`])
-      const killed = yield* TmuxMachineProvider.killRunSessions(executionId.slice(0, 4), options)
-      expect([...killed].sort()).toEqual([`${prefix}a`, `${prefix}b`])
-      expect(yield* TmuxMachineProvider.sessionsOf(executionId, options)).toEqual([])
-      expect(hasSession("ramure-00000000-other")).toBe(true)
-      tmux("kill-session", "-t", "=ramure-00000000-other")
-      yield* Effect.sleep(Duration.millis(200))
-      expect(isAlive(a.pid!)).toBe(false)
-      expect(isAlive(b.pid!)).toBe(false)
-      yield* a.exited.pipe(Effect.timeout(Duration.seconds(2)))
+      const m = yield* machine("owned")
+      const spawned = yield* m.spawn({ name: `${prefix}owned`, command: "sleep", args: ["1000"], env: {} })
+      const label = tmux("show-options", "-t", `=${prefix}owned:`, "-v", "@ramure_owner").stdout.trim()
+      expect(label).toBe(`${process.pid}:${startTimeOf(process.pid)}:${executionId}:${home}`)
+      expect(fs.readFileSync(`/proc/${spawned.pid}/environ`, "utf8").split("\0")).toContain(`RAMURE_OWNER=${label}`)
+    }))
+
+  it.scoped("killing an agent's session while other sessions live is seen by exited at once", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("killed")
+      yield* m.spawn({ name: `${prefix}bystander`, command: "sleep", args: ["1000"], env: {} })
+      const victim = yield* m.spawn({ name: `${prefix}killed`, command: "sleep", args: ["1000"], env: {} })
+      expect(tmux("kill-session", "-t", `=${prefix}killed`).status).toBe(0)
+      // Bounded only so that a missed exit fails the test instead of hanging it.
+      const exit = yield* victim.exited.pipe(Effect.timeout(Duration.seconds(20)))
+      expect(exit.exitCode).toBeUndefined()
+      expect(hasSession(`${prefix}bystander`)).toBe(true)
+    }))
+
+  it.scoped("collectOrphans kills only what is provably orphaned, whatever the home", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("gc")
+      const ours = yield* m.spawn({ name: `${prefix}ours`, command: "sleep", args: ["1000"], env: {} })
+      const deadPid = spawnSync("true").pid!
+      const me = `${process.pid}:${startTimeOf(process.pid)}`
+      const labelled = (session: string, label: string | undefined) => {
+        const args = ["new-session", "-d", "-s", session, "sleep", "1000"]
+        expect(tmux(...args, ...(label === undefined ? [] : [";", "set-option", "-t", `=${session}:`, "@ramure_owner", label])).status).toBe(0)
+      }
+      labelled("ramure-aaaaaaaa-dead", `${deadPid}:123:aaaaaaaa-0000-4000-8000-000000000000:/other/home`)
+      labelled("ramure-bbbbbbbb-recycled", `${process.pid}:1:bbbbbbbb-0000-4000-8000-000000000000:/other/home`)
+      labelled("ramure-cccccccc-live-elsewhere", `${me}:cccccccc-0000-4000-8000-000000000000:/other/home`)
+      labelled("ramure-dddddddd-unlabelled", undefined)
+      labelled("ramure-eeeeeeee-corrupt", "not a label")
+      const verdicts = yield* TmuxMachineProvider.collectOrphans({ socket })
+      const byTag = (tag: string) => verdicts.filter((verdict) => verdict._tag === tag).map((verdict) => verdict.session).sort()
+      expect(byTag("Orphaned")).toEqual(["ramure-aaaaaaaa-dead", "ramure-bbbbbbbb-recycled"])
+      expect(byTag("Live")).toEqual(["ramure-cccccccc-live-elsewhere", `${prefix}ours`].sort())
+      expect(byTag("Unattributed")).toEqual(["ramure-dddddddd-unlabelled", "ramure-eeeeeeee-corrupt"])
+      expect(hasSession("ramure-aaaaaaaa-dead")).toBe(false)
+      expect(hasSession("ramure-bbbbbbbb-recycled")).toBe(false)
+      for (const kept of ["ramure-cccccccc-live-elsewhere", "ramure-dddddddd-unlabelled", "ramure-eeeeeeee-corrupt", `${prefix}ours`]) {
+        expect(hasSession(kept)).toBe(true)
+        if (!kept.startsWith(prefix)) tmux("kill-session", "-t", `=${kept}`)
+      }
+      expect(isAlive(ours.pid!)).toBe(true)
+    }))
+
+  it.effect("out of file descriptors: the programs that cannot start get a clear MachineError, none is taken for exited, nothing leaks", () =>
+    Effect.gen(function* () {
+      const fdSocket = `${socket}-fd`
+      const fixture = path.join(__dirname, "fixtures/fd-limit.ts")
+      const child = spawnSync(process.execPath, ["--import", "tsx", fixture, fdSocket, "30", "24"], {
+        cwd: path.resolve(__dirname, "../../.."),
+        encoding: "utf8",
+        timeout: 120_000
+      })
+      const left = spawnSync("tmux", ["-L", fdSocket, "list-sessions"], { encoding: "utf8" }).stdout
+      spawnSync("tmux", ["-L", fdSocket, "kill-server"])
+      expect(child.status, child.stderr).toBe(0)
+      const report = JSON.parse(child.stdout.trim().split("\n").pop()!)
+      expect(report.started + report.errors.length).toBe(30)
+      expect(report.errors.length).toBeGreaterThan(0)
+      for (const error of report.errors) {
+        expect(error).toMatch(/^MachineError: cannot (start tmux|write the environment file of ramure-\w+-p\d+): too many open files \(EMFILE\); raise the limit/)
+      }
+      expect(report.reportedExited).toBe(0)
+      expect(left).toBe("")
     }))
 
   it.effect("making a machine without tmux is a MachineError", () =>

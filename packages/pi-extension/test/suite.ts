@@ -8,10 +8,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Agent from "@ramure/core/Agent"
 import type { RunEvent } from "@ramure/core/RunEvent"
 import { RunLog } from "@ramure/core/RunLog"
-import { currentSocket } from "@ramure/core/TmuxMachineProvider"
 import * as Process from "@ramure/core/Process"
 import * as RunInfo from "@ramure/core/RunInfo"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import { currentSocket } from "@ramure/core/TmuxMachineProvider"
 import { Deferred, Effect, Exit, Fiber, Schema, Stream } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -333,6 +333,25 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
         }))
     })
+
+    if (provider === "tmux") {
+      it.live("killing an agent's tmux session while another agent's lives fails the process with AgentCrashed", () => {
+        const main = Process.make("main", () =>
+          Effect.gen(function* () {
+            const [victim] = yield* Effect.all([Agent.make("victim"), Agent.make("bystander")], { concurrency: "unbounded" })
+            yield* Command.make("tmux", "-L", currentSocket(), "kill-session", "-t", `=${victim.session}`).pipe(Command.exitCode)
+            return yield* Process.wait()
+          })
+        )
+        return scenario(provider, {}, () =>
+          Effect.gen(function* () {
+            const executionId = yield* RunInfo.executionId
+            const error = yield* Effect.flip(main())
+            expect(error).toMatchObject({ _tag: "AgentCrashed", agent: "victim" })
+            expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
+          }).pipe(Effect.provide(NodeContext.layer)))
+      })
+    }
 
     full("a process timeout releases its agents: no tmux session, no pi left", () => {
       const main = Process.make(

@@ -1,8 +1,9 @@
-/** `ramure gc`: remove stale registry entries and orphaned tmux sessions. */
+/** `ramure gc`: remove what dead runs left behind, and only that. */
 import { Command } from "@effect/cli"
+import * as Orphans from "@ramure/core/internal/orphans"
 import * as Registry from "@ramure/core/Registry"
-import { collectOrphans } from "@ramure/core/SshMachineProvider"
 import { shortId } from "@ramure/core/RunInfo"
+import { collectOrphans } from "@ramure/core/SshMachineProvider"
 import { Console, Effect } from "effect"
 import * as Runs from "../Runs.js"
 import * as Tmux from "../Tmux.js"
@@ -10,32 +11,34 @@ import * as Tmux from "../Tmux.js"
 export const gc = Command.make("gc", {}, () =>
   Effect.gen(function* () {
     const home = yield* Runs.home
+    const { unreadable } = yield* Registry.scan(home)
     const removed = yield* Registry.removeStale(home)
+    const lines: Array<string> = []
     for (const entry of removed) {
-      yield* Console.log(`removed stale registry entry ${shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid} is gone)`)
+      lines.push(`removed stale registry entry ${shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid} is gone)`)
     }
-    const live = (yield* Registry.list(home)).filter((item) => item.alive).map((item) => shortId(item.entry.execution_id))
-    const orphans = new Set((yield* Tmux.sessions).flatMap((name) => {
-      const run = Tmux.runOf(name)
-      return run === undefined || live.includes(run) ? [] : [run]
-    }))
-    let killed = 0
-    for (const run of orphans) {
-      for (const name of yield* Tmux.killRun(run)) {
-        killed++
-        yield* Console.log(`killed orphaned tmux session ${name}`)
-      }
+    for (const entry of unreadable) lines.push(`left unreadable registry entry ${entry.file} alone: ${entry.reason}`)
+    const { orphans, unattributed } = Orphans.collectSync(Tmux.socket())
+    for (const orphan of orphans) {
+      const whose = `run ${shortId(orphan.owner.executionId)}${orphan.owner.home === home ? "" : ` of ${orphan.owner.home}`}, pid ${orphan.owner.pid} is gone`
+      for (const session of orphan.sessions) lines.push(`killed orphaned tmux session ${session} (${whose})`)
+      for (const pid of orphan.processes) lines.push(`killed orphaned process ${pid} (${whose})`)
     }
-    const remote = yield* collectOrphans(home)
-    for (const item of remote) {
-      yield* Console.log(
+    for (const { session, why } of unattributed) lines.push(`left tmux session ${session} alone: ${why}`)
+    for (const item of yield* collectOrphans(home)) {
+      lines.push(
         item.reached
           ? `cleaned up run ${shortId(item.executionId)} on host ${item.host}${item.sessions.length > 0 ? `: killed ${item.sessions.join(", ")}` : ""}`
           : `host ${item.host} of dead run ${shortId(item.executionId)} did not answer; try again later`
       )
     }
-    if (removed.length === 0 && killed === 0 && remote.length === 0) yield* Console.log("nothing to clean up")
+    yield* Console.log(lines.length === 0 ? "nothing to clean up" : lines.join("\n"))
   })
 ).pipe(
-  Command.withDescription(`Remove stale registry entries and kill orphaned ramure-<id8>-* tmux sessions (socket ramure) of runs that are not live, here and on the ssh hosts they used.`)
+  Command.withDescription(
+    `Remove what dead runs left behind, and only that: registry entries of dead runs, and the tmux sessions (socket ramure, ` +
+      `or RAMURE_TMUX_SOCKET) and processes whose owner label names an orchestrator (pid and start time) that is gone, ` +
+      `whatever its RAMURE_HOME; also on the ssh hosts they used. Live runs of any home, sessions without a readable owner ` +
+      `label and unreadable registry entries are reported and left alone.`
+  )
 )

@@ -3,6 +3,7 @@ import { Command, Options } from "@effect/cli"
 import * as Registry from "@ramure/core/Registry"
 import { shortId } from "@ramure/core/RunInfo"
 import { Console, Effect, Either } from "effect"
+import * as fs from "node:fs"
 import * as ControlClient from "../ControlClient.js"
 import { HostError } from "../Errors.js"
 import * as Runs from "../Runs.js"
@@ -36,7 +37,8 @@ export const stop = Command.make("stop", { id: runId, grace }, ({ grace, id }) =
     if (!exited) {
       return yield* new HostError({ reason: `run ${short} (pid ${entry.pid}) is still running after SIGTERM; kill -9 ${entry.pid}` })
     }
-    yield* Registry.removeStale(home)
+    // Its own entry only, if it did not remove it: the others are `ramure gc`'s.
+    if (!Registry.entryAlive(entry)) fs.rmSync(Registry.entryPath(home, run.id), { force: true })
     const seconds = ((Date.now() - started) / 1000).toFixed(1)
     yield* Console.log(`run ${short} ${how} after ${seconds} s: ${Runs.outcome(home, run.id)}`)
     const left = yield* Tmux.sessionsOf(run.id)

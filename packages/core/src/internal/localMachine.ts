@@ -16,6 +16,7 @@ import * as path from "node:path"
 import type { ExecOptions, ExecResult, Machine, MachineOptions } from "../Machine.js"
 import { MachineError } from "../Machine.js"
 import { RunInfo, workDirectory } from "../RunInfo.js"
+import * as Owner from "./owner.js"
 
 /** How long a process group gets between SIGTERM and SIGKILL. */
 export const terminateGrace: Duration.Duration = Duration.seconds(2)
@@ -33,37 +34,61 @@ export const signalGroup = (pid: number, signal: NodeJS.Signals | 0): boolean =>
   }
 }
 
+/** Is process `pid` running (a zombie is not)? One file read on Linux. */
+export const processRunning = (pid: number): boolean => {
+  try {
+    const stat = nodeFs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? false : Owner.signalAlive(pid)
+  }
+}
+
 /**
- * Is any process of the group led by `pid` still running?
- * On Linux zombies do not count: an orphan stays a zombie until init reaps it,
- * which some container inits do lazily.
+ * The running (non-zombie) processes of the group led by `pid`; undefined
+ * where /proc cannot be read. On Linux zombies do not count: an orphan stays a
+ * zombie until init reaps it, which some container inits do lazily.
  */
-export const groupAlive = (pid: number): boolean => {
-  if (!signalGroup(pid, 0)) return false
+const groupMembers = (pid: number): Array<number> | undefined => {
   let entries: Array<string>
   try {
     entries = nodeFs.readdirSync("/proc")
   } catch {
-    return true
+    return undefined
   }
-  return entries.some((entry) => {
-    if (!/^\d+$/.test(entry)) return false
+  return entries.flatMap((entry) => {
+    if (!/^\d+$/.test(entry)) return []
     try {
       const stat = nodeFs.readFileSync(`/proc/${entry}/stat`, "utf8")
       const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      return state !== "Z" && Number(pgrp) === pid
+      return state !== "Z" && Number(pgrp) === pid ? [Number(entry)] : []
     } catch {
-      return false
+      return []
     }
   })
 }
 
-/** Poll (every 50 ms, up to `limit`) until the group led by `pid` is gone. */
+/** Is any process of the group led by `pid` still running? */
+export const groupAlive = (pid: number): boolean => {
+  if (!signalGroup(pid, 0)) return false
+  const members = groupMembers(pid)
+  return members === undefined || members.length > 0
+}
+
+/**
+ * Wait (up to `limit`) until the members the group led by `pid` has now are
+ * gone, checking each every 10 ms (one small read each). A member forked
+ * meanwhile is the caller's to check (`groupAlive`).
+ */
 const awaitGroupGone = (pid: number, limit: Duration.DurationInput) =>
-  // Bounded by the schedule, not by a timeout: finalizers are uninterruptible.
-  Effect.sync(() => groupAlive(pid)).pipe(
-    Effect.repeat({ schedule: Schedule.spaced("50 millis").pipe(Schedule.upTo(limit)), while: (alive) => alive })
-  )
+  Effect.suspend(() => {
+    const members = groupMembers(pid)
+    const check = members === undefined ? () => groupAlive(pid) : () => members.some(processRunning)
+    // Bounded by the schedule, not by a timeout: finalizers are uninterruptible.
+    return Effect.sync(check).pipe(
+      Effect.repeat({ schedule: Schedule.spaced("10 millis").pipe(Schedule.upTo(limit)), while: (alive) => alive })
+    )
+  })
 
 /**
  * SIGTERM the process group led by `pid`, wait up to `grace` for it to vanish,
@@ -143,6 +168,8 @@ export interface LocalBase extends Omit<Machine, "spawn" | "describe" | "kind"> 
   /** Resolve a spawn's working directory (default: the machine's); it must be an existing directory. */
   readonly spawnCwd: (cwd: string | undefined) => Effect.Effect<string, MachineError>
   readonly fail: (operation: string, message: string) => MachineError
+  /** The owner marker every program started here carries in its environment (see owner.ts). */
+  readonly ownerEnv: Record<string, string>
 }
 
 /**
@@ -203,6 +230,7 @@ export const makeLocalBase = (
       })
 
     const attributes = { machine: options.name, kind }
+    const ownerEnv = { [Owner.ownerVariable]: Owner.encode(Owner.current(run.executionId, run.home)) }
 
     const exec = Effect.fn("Machine.exec", { attributes })(function* (command: string, execOptions?: ExecOptions) {
       const stdout: Array<string> = []
@@ -211,7 +239,7 @@ export const makeLocalBase = (
         stream.pipe(Stream.decodeText(), Stream.runForEach((text) => Effect.sync(() => into.push(text))))
       const spawned = Command.make("bash", "-c", command).pipe(
         Command.workingDirectory(cwd),
-        Command.env(execOptions?.env ?? {}),
+        Command.env({ ...execOptions?.env, ...ownerEnv }),
         Command.stdin(Stream.empty)
       )
       const run = Effect.acquireRelease(Command.start(spawned), (proc, exit) =>
@@ -248,5 +276,5 @@ export const makeLocalBase = (
     const spawnCwd = (dir: string | undefined) =>
       dir === undefined ? Effect.succeed(cwd) : existingDirectory("spawn", path.resolve(cwd, dir))
 
-    return { id: options.name, cwd, exec, readFile, writeFile, spawnCwd, fail }
+    return { id: options.name, cwd, exec, readFile, writeFile, spawnCwd, fail, ownerEnv }
   })

@@ -16,7 +16,7 @@ import * as Registry from "../Registry.js"
 import { Run } from "../Run.js"
 import { RunControl } from "../RunControl.js"
 import type { RunOutcome } from "../RunEvent.js"
-import { RunInfo, shortId } from "../RunInfo.js"
+import { RunInfo } from "../RunInfo.js"
 import { RunLog } from "../RunLog.js"
 import { makeSecret, RunRoutes } from "../RunRoutes.js"
 import * as Control from "./control.js"
@@ -77,10 +77,11 @@ export const layer = (
       })
 
       if (options.register === false) return
-      yield* collectOrphans(info.home)
+      yield* Orphans.collectAtStart(info.home, (event) => runLog.log({ process: "" }, event))
       const file = yield* Registry.register(info.home, {
         execution_id: info.executionId,
         pid: process.pid,
+        pid_started: Registry.currentStart(),
         server_url: url,
         token,
         program: info.program,
@@ -89,20 +90,6 @@ export const layer = (
       if (options.handleSignals !== false) yield* handleSignals(file)
     })
   )
-
-/** Remove registry entries of runs whose process died, and kill their orphaned tmux sessions. */
-const collectOrphans = (home: string) =>
-  Effect.gen(function* () {
-    const runLog = yield* RunLog
-    for (const entry of yield* Registry.removeStale(home)) {
-      const sessions = Orphans.killSessionsSync(entry.execution_id)
-      yield* runLog.log({ process: "" }, { _tag: "OrphansCollected", executionId: entry.execution_id, pid: entry.pid, sessions })
-      yield* Effect.logWarning(
-        `ramure: run ${shortId(entry.execution_id)} (pid ${entry.pid}) died without cleaning up: ` +
-          `removed its registry entry${sessions.length > 0 ? ` and tmux sessions ${sessions.join(", ")}` : ""}`
-      )
-    }
-  })
 
 /**
  * First SIGINT/SIGTERM/SIGHUP (or an uncaught exception): stop the run
@@ -126,7 +113,7 @@ const handleSignals = (registryFile: string) =>
         return
       }
       for (const pid of children.unsafeSnapshot()) Orphans.killProcessSync(pid)
-      Orphans.killSessionsSync(executionId)
+      Orphans.killRunSync(executionId)
       fs.rmSync(registryFile, { force: true })
       process.exit(code)
     }

@@ -12,7 +12,9 @@ import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { HostUnreachable, MachineError, type SpawnExit, type SpawnSpec, type Spawned } from "../Machine.js"
 import { type RemoteResult, type SshConnection } from "./sshConnection.js"
+import { startTimeOf } from "./owner.js"
 import * as SshOrphans from "./sshOrphans.js"
+import * as Tmux from "./tmux.js"
 
 export interface HostSettings {
   /** Working root on the host; `~` and `~/…` are the remote user's home. */
@@ -43,13 +45,6 @@ export interface SshHost {
   readonly spawn: (machine: string, cwd: string, spec: SpawnSpec) => Effect.Effect<Spawned, MachineError, Scope.Scope>
 }
 
-const tmuxConfig = "set -g extended-keys on\nset -g remain-on-exit on\n"
-
-/** tmux reads an argument ending in `;` as a command separator; `\;` is a literal `;`. */
-const tmuxArg = (arg: string): string => (arg.endsWith(";") ? `${arg.slice(0, -1)}\\;` : arg)
-
-/** The session names tmux keeps unchanged. */
-const sessionName = (name: string): string => name.replace(/[^A-Za-z0-9_-]/g, "_")
 
 const setupScript = `
 root=$1 run=$2 conf=$3
@@ -61,16 +56,6 @@ printf '%s\\n' "$root"`
 
 const writeScript = `umask 077; mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp$$" && mv -f -- "$1.tmp$$" "$1"`
 
-/**
- * The pane runs \`sh\` (its process group's leader), which loads and deletes
- * the env file, publishes its pid and execs the program; the pane lingers
- * 0.2 s so tmux keeps the program's last output. (As for local tmux machines.)
- */
-const wrapper = [
-  "env_file=$1; shift",
-  `sh -c '. "$0"; rm -f "$0"; tmux set-option -p @ramure_pid "$$" 2>/dev/null; exec "$@"' "$env_file" "$@"`,
-  "status=$?; sleep 0.2; exit $status"
-].join("; ")
 
 const spawnScript = `
 sock=$1 conf=$2 session=$3 cwd=$4 env_file=$5 wrapper=$6; shift 6
@@ -114,13 +99,10 @@ done
 exit 0`
 
 /** A pane (`dead|status|signal`): running, dead without a recorded status yet, or exited. */
-const paneState = (line: string | undefined): "running" | "dying" | SpawnExit => {
+const paneState = (line: string | undefined): Tmux.PaneState => {
   if (line === undefined) return { exitCode: undefined }
   const [dead, status, signal] = line.trim().split("|")
-  if (dead !== "1") return "running"
-  if (status) return { exitCode: Number(status) }
-  if (signal) return { exitCode: 128 + Number(signal) }
-  return "dying"
+  return Tmux.paneState(dead, status, signal)
 }
 
 interface PaneSnapshot {
@@ -166,6 +148,7 @@ export const make = (options: {
     const recordOf = (runDirectory: string): SshOrphans.HostRecord => ({
       executionId,
       pid: process.pid,
+      pidStarted: startTimeOf(process.pid),
       host: hostName,
       sshArgs: connection.clientArgs,
       controlPath: connection.controlPath,
@@ -179,7 +162,7 @@ export const make = (options: {
       Effect.gen(function* () {
         const known = yield* Ref.get(directory)
         if (Option.isSome(known)) return known.value
-        const result = yield* connection.run(setupScript, [settings.root, executionId, tmuxConfig])
+        const result = yield* connection.run(setupScript, [settings.root, executionId, Tmux.config])
         if (result.exitCode !== 0) {
           return yield* new HostUnreachable({
             host: hostName,
@@ -306,16 +289,16 @@ export const make = (options: {
 
     const spawn = (machine: string, cwd: string, spec: SpawnSpec) =>
       Effect.gen(function* () {
-        const invalid = Object.keys(spec.env).filter((key) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key))
+        const invalid = Tmux.invalidEnvNames(spec.env)
         if (invalid.length > 0) return yield* Effect.fail(fail(machine, "spawn", `invalid environment variable names: ${invalid.join(", ")}`))
         const dir = yield* Effect.mapError(runDirectory, (error) => fail(machine, "spawn", error.reason))
-        const session = sessionName(spec.name)
+        const session = Tmux.sessionName(spec.name)
         const workDir = spec.cwd === undefined ? cwd : path.posix.resolve(cwd, spec.cwd)
         const envFile = path.posix.join(dir, ".env", `${session}-${crypto.randomBytes(6).toString("hex")}.env`)
-        const env = Object.entries(spec.env).map(([key, value]) => `export ${key}='${value.replaceAll("'", `'\\''`)}'\n`).join("")
+        const env = Tmux.envScript(spec.env)
         const args = [
-          settings.tmuxSocket, path.posix.join(dir, "tmux.conf"), session, workDir.replaceAll("#", "##"), envFile, wrapper,
-          tmuxArg(spec.command), ...spec.args.map(tmuxArg)
+          settings.tmuxSocket, path.posix.join(dir, "tmux.conf"), session, workDir.replaceAll("#", "##"), envFile, Tmux.wrapper,
+          Tmux.escapeArg(spec.command), ...spec.args.map(Tmux.escapeArg)
         ]
         const started = Effect.gen(function* () {
           yield* runChecked(machine, "spawn", spawnScript, args, new TextEncoder().encode(env)).pipe(

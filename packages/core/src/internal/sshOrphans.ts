@@ -11,15 +11,16 @@ import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Effect, Schema } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
-import { isAlive } from "../Registry.js"
+import { processAlive } from "./owner.js"
 import { shortId } from "../RunInfo.js"
 import { runCollect } from "./localMachine.js"
 import { remoteCommand } from "./sshConnection.js"
 
 export const HostRecord = Schema.Struct({
   executionId: Schema.String,
-  /** The run's process. */
+  /** The run's process, and its start time (so a recycled pid is not taken for the run). */
   pid: Schema.Number,
+  pidStarted: Schema.optional(Schema.String),
   host: Schema.String,
   /** `ssh` arguments up to and including the destination (through the control socket while the master lives). */
   sshArgs: Schema.Array(Schema.String),
@@ -77,8 +78,14 @@ export const collect = (home: string): Effect.Effect<ReadonlyArray<Collected>, n
     })
     const decode = Schema.decodeUnknownOption(Schema.parseJson(HostRecord))
     const dead = files.flatMap((file) => {
-      const record = decode(nodeFs.readFileSync(file, "utf8"))
-      return record._tag === "Some" && !isAlive(record.value.pid) ? [{ file, record: record.value }] : []
+      let text: string
+      try {
+        text = nodeFs.readFileSync(file, "utf8")
+      } catch {
+        return []
+      }
+      const record = decode(text)
+      return record._tag === "Some" && !processAlive(record.value.pid, record.value.pidStarted) ? [{ file, record: record.value }] : []
     })
     return yield* Effect.forEach(dead, ({ file, record }) =>
       Effect.gen(function* () {
