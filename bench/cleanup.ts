@@ -3,10 +3,10 @@
  * (Ctrl-C); time until every tmux session and every pi process of its run is
  * gone, and until the program itself has exited.
  */
-import { readDirectory } from "@ramure/core/JsonlLogSink"
+import { readDirectory } from "@ramure/node/JsonlLogSink"
 import type * as RunEvent from "@ramure/core/RunEvent"
 import { logsDirectory } from "@ramure/core/RunInfo"
-import { currentSocket } from "@ramure/core/TmuxMachineProvider"
+import { currentSocket } from "@ramure/node/TmuxMachineProvider"
 import { defaultMaxStartingAgents } from "@ramure/core/RunLimits"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"

@@ -4,7 +4,7 @@
  * and a check that nothing is lost: after the run, every entry number 1…n is
  * on disk exactly once.
  */
-import * as JsonlLogSink from "@ramure/core/JsonlLogSink"
+import * as JsonlLogSink from "@ramure/node/JsonlLogSink"
 import { logsDirectory, RunInfo } from "@ramure/core/RunInfo"
 import * as RunLog from "@ramure/core/RunLog"
 import { Effect, Layer } from "effect"

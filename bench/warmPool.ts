@@ -4,11 +4,11 @@
  * `subagent` example extension running the same four-child fan-out.
  */
 import * as Agent from "@ramure/core/Agent"
-import * as PiAgents from "@ramure/core/PiAgents"
+import * as PiAgents from "@ramure/pi/PiAgents"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
+import * as Ramure from "ramure/Ramure"
 import { RunLog } from "@ramure/core/RunLog"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import { Effect, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"

@@ -7,7 +7,7 @@
  *   npx tsx examples/attach-pool.ts
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Process, ScriptedModel } from "ramure"
 import { Console, Deferred, Effect, Queue, Schema } from "effect"
 import * as support from "./support.js"
 

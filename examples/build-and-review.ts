@@ -8,7 +8,7 @@
  *   npx tsx examples/build-and-review.ts
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Process, ScriptedModel } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 

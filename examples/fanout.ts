@@ -5,7 +5,7 @@
  *   npx tsx examples/fanout.ts
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Machine, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Machine, Process, ScriptedModel } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 

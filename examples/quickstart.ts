@@ -5,7 +5,7 @@
  *   npm run example
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Machine, Process } from "@ramure/core"
+import { Agent, Machine, Process } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -46,7 +46,7 @@ const script = {
     },
     support.say("Done.")
   ]
-} satisfies Record<string, ReadonlyArray<import("@ramure/core").ScriptedModel.Turn>>
+} satisfies Record<string, ReadonlyArray<import("ramure").ScriptedModel.Turn>>
 
 summarize("README.md").pipe(
   Effect.tap((summary) => Console.log(`\nSummary: ${summary}`)),

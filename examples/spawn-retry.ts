@@ -7,7 +7,7 @@
  *   npx tsx examples/spawn-retry.ts
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Errors, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Errors, Process, ScriptedModel } from "ramure"
 import { Cause, Console, Effect, Exit, Option, Schema, Stream } from "effect"
 import * as support from "./support.js"
 

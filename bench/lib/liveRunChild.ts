@@ -6,7 +6,7 @@
  */
 import * as Agent from "@ramure/core/Agent"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
+import * as Ramure from "ramure/Ramure"
 import { RunInfo } from "@ramure/core/RunInfo"
 import { Effect } from "effect"
 

@@ -4,7 +4,7 @@
  * `AgentClient` for each agent. The child then holds only what the runtime
  * holds per agent, as with real pi agents.
  */
-import * as AgentClient from "@ramure/core/AgentClient"
+import * as AgentClient from "@ramure/protocol/AgentClient"
 import { AgentLauncher } from "@ramure/core/AgentLauncher"
 import { Effect, FiberSet, Layer } from "effect"
 import { forkChild, toParent } from "./child.js"

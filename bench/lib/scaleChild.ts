@@ -8,8 +8,8 @@
  */
 import * as Agent from "@ramure/core/Agent"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
-import type * as ScriptedAgents from "@ramure/core/ScriptedAgents"
+import * as Ramure from "ramure/Ramure"
+import type * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 import { Deferred, Effect, Queue } from "effect"
 import { now } from "./Figure.js"
 import { parentMessages, toParent } from "./child.js"

@@ -3,8 +3,8 @@
  * `<server_url>/control` authenticated with the token from the run's registry
  * file; requests and replies matched by id; `Follow` as a Stream.
  */
-import * as Protocol from "@ramure/core/Protocol"
-import type { RegistryEntry } from "@ramure/core/Registry"
+import * as Protocol from "@ramure/protocol/Protocol"
+import type { RegistryEntry } from "@ramure/node/Registry"
 import { shortId } from "@ramure/core/RunInfo"
 import { LogEntry } from "@ramure/core/RunEvent"
 import * as RunStatus from "@ramure/core/RunStatus"

@@ -3,10 +3,10 @@
  * reported, and left for `ramure gc`), finished ones from their logs in `<home>/logs/<execution_id>/`;
  * resolving an id prefix; reading a run's log; its status; picking an agent.
  */
-import { readDirectory, readFile } from "@ramure/core/JsonlLogSink"
+import { readDirectory, readFile } from "@ramure/node/JsonlLogSink"
 import { RUNTIME_FILE } from "@ramure/core/LogSink"
 import type { LogEntry } from "@ramure/core/RunEvent"
-import * as Registry from "@ramure/core/Registry"
+import * as Registry from "@ramure/node/Registry"
 import * as RunInfo from "@ramure/core/RunInfo"
 import * as RunStatus from "@ramure/core/RunStatus"
 import { Console, Effect, Option, Schedule } from "effect"

@@ -4,7 +4,7 @@
  * and labelled with their owner; the dialect is core's.
  */
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
-import * as Tmux from "@ramure/core/internal/tmux"
+import * as Tmux from "@ramure/node/Tmux"
 import { Effect } from "effect"
 
 /** The tmux socket name ramure uses. */

@@ -4,7 +4,7 @@
  */
 import { Context, Effect, Layer, Option, type Scope } from "effect"
 import * as AgentSession from "./internal/agentSession.js"
-import * as Protocol from "./Protocol.js"
+import * as Protocol from "@ramure/protocol/Protocol"
 import { RunLog } from "./RunLog.js"
 import { makeSecret, RunRoutes } from "./RunRoutes.js"
 

@@ -7,7 +7,7 @@
  */
 import { Schema } from "effect"
 import { MachineInfo } from "./MachineInfo.js"
-import * as Protocol from "./Protocol.js"
+import * as Protocol from "@ramure/protocol/Protocol"
 
 // ---------------------------------------------------------------------------
 // The run

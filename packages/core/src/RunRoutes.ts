@@ -6,7 +6,7 @@
  * before it accepts a connection.
  */
 import { Context, Effect, Layer, Option, type Scope } from "effect"
-import type { Connection } from "./internal/socket.js"
+import type { Connection } from "@ramure/protocol/Connection"
 
 export interface Route {
   /** The credential a client must present for this path. */

@@ -6,7 +6,7 @@ import { AgentCrashed, ProcessCancelled, ProcessFailed, ProcessTimeout } from ".
 import * as Process from "../src/Process.js"
 import { AgentSessions } from "../src/AgentSessions.js"
 import { RunLog } from "../src/RunLog.js"
-import type { Script } from "../src/ScriptedAgents.js"
+import type { Script } from "@ramure/testing/ScriptedAgents"
 import { scripted } from "./helpers.js"
 
 const Done = Schema.Struct({ value: Schema.String })

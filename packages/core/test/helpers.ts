@@ -5,9 +5,9 @@ import * as path from "node:path"
 import { Effect } from "effect"
 import type * as Agent from "../src/Agent.js"
 import { sessionOf } from "../src/internal/agent.js"
-import * as Ramure from "../src/Ramure.js"
-import { currentSocket } from "../src/TmuxMachineProvider.js"
-import type * as ScriptedAgents from "../src/ScriptedAgents.js"
+import * as Ramure from "ramure/Ramure"
+import { currentSocket } from "@ramure/node/TmuxMachineProvider"
+import type * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 
 /** A fresh, private RAMURE_HOME. */
 export const tempHome = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "ramure-test-"))

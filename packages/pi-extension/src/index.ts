@@ -13,10 +13,10 @@
  * that agent's identity (see `identity.ts`) and then connects as that agent.
  */
 import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
-import * as AgentClient from "@ramure/core/AgentClient"
+import * as AgentClient from "@ramure/protocol/AgentClient"
 import * as Identity from "./identity.js"
 import { preloadProvider } from "./preload.js"
-import type * as Protocol from "@ramure/core/Protocol"
+import type * as Protocol from "@ramure/protocol/Protocol"
 import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
 
 /** How a pi instance reaches its run. */

@@ -1,11 +1,11 @@
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
-import * as Ramure from "@ramure/core/Ramure"
+import * as Ramure from "ramure/Ramure"
 import type * as Agent from "@ramure/core/Agent"
-import { sessionOf } from "@ramure/core/internal/agent"
+import { AgentSessions } from "@ramure/core/AgentSessions"
 import type { RunEvent } from "@ramure/core/RunEvent"
 import { RunLog } from "@ramure/core/RunLog"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
-import * as TmuxMachineProvider from "@ramure/core/TmuxMachineProvider"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
+import * as TmuxMachineProvider from "@ramure/node/TmuxMachineProvider"
 import { Duration, Effect, Option, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -89,8 +89,12 @@ export const countOf = (agent: Agent.Agent, tag: RunEvent["_tag"]) =>
 
 /** Close an agent's connection from the run's side (the agent reconnects). */
 export const dropFromServer = (agent: Agent.Agent) =>
-  Effect.flatMap(sessionOf(agent).lifecycle, (state) =>
-    state._tag === "Connected" ? state.connection.close(4001, "dropped by the test") : Effect.dieMessage(`${agent.id} is not connected`))
+  Effect.gen(function* () {
+    const session = yield* (yield* AgentSessions).lookup(agent.id)
+    const state = session._tag === "Some" ? yield* session.value.lifecycle : undefined
+    if (state?._tag !== "Connected") return yield* Effect.dieMessage(`${agent.id} is not connected`)
+    yield* state.connection.close(4001, "dropped by the test")
+  })
 
 /** The process id the launcher reported for `agent`. */
 export const agentPid = (agent: string) =>

@@ -1,7 +1,7 @@
 /** `ramure connect` (attach to an agent's tmux session) and `ramure ssh` (a shell on its machine). */
 import { Command as Cli, Options } from "@effect/cli"
 import * as Command from "@effect/platform/Command"
-import { shellQuote, sshArgs } from "@ramure/core/SshMachineProvider"
+import { shellQuote, sshArgs } from "@ramure/ssh/SshMachineProvider"
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs"
 import { HostError } from "../Errors.js"

@@ -1,9 +1,9 @@
 /** `ramure gc`: remove what dead runs left behind, and only that. */
 import { Command } from "@effect/cli"
-import * as Orphans from "@ramure/core/internal/orphans"
-import * as Registry from "@ramure/core/Registry"
+import * as Orphans from "@ramure/node/Orphans"
+import * as Registry from "@ramure/node/Registry"
 import { shortId } from "@ramure/core/RunInfo"
-import { collectOrphans } from "@ramure/core/SshMachineProvider"
+import { collectOrphans } from "@ramure/ssh/SshMachineProvider"
 import { Console, Effect } from "effect"
 import * as Runs from "../Runs.js"
 import * as Tmux from "../Tmux.js"

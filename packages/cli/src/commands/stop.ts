@@ -1,6 +1,6 @@
 /** `ramure stop [id]`: cancel a live run's root process and wait for it to exit. */
 import { Command, Options } from "@effect/cli"
-import * as Registry from "@ramure/core/Registry"
+import * as Registry from "@ramure/node/Registry"
 import { shortId } from "@ramure/core/RunInfo"
 import { Console, Effect, Either } from "effect"
 import * as fs from "node:fs"

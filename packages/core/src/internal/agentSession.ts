@@ -8,11 +8,11 @@
 import { Cause, Data, Deferred, Effect, FiberSet, Option, Ref, type Scope, Stream } from "effect"
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
-import * as Protocol from "../Protocol.js"
+import * as Protocol from "@ramure/protocol/Protocol"
 import { toEntryBody, type RunEvent } from "../RunEvent.js"
 import type { RunLogService } from "../RunLog.js"
 import * as EventLog from "./eventLog.js"
-import type { Connection } from "./socket.js"
+import type { Connection } from "@ramure/protocol/Connection"
 
 export interface ToolHandler {
   readonly definition: Protocol.ToolDefinition

@@ -1,0 +1,270 @@
+/**
+ * An `AgentLauncher` that runs real pi coding agents
+ * (`@mariozechner/pi-coding-agent`) with the ramure extension: interactive pi
+ * in a tmux session on tmux machines, headless `--mode rpc` pi elsewhere.
+ * Every agent gets its own pi agent directory, so agents never share settings,
+ * models or sessions with each other or with the user's `~/.pi`.
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import { Effect, Layer } from "effect"
+import * as nodeFs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { AgentLauncher, type LaunchedAgent, type LaunchSpec, type PoolQuery } from "@ramure/core/AgentLauncher"
+import { AgentStartError } from "@ramure/core/Errors"
+import * as PiPool from "./internal/piPool.js"
+import { type Machine, MachineProvider } from "@ramure/core/Machine"
+import { RunInfo, workDirectory } from "@ramure/core/RunInfo"
+import type { ChildProcesses } from "@ramure/core/ChildProcesses"
+import { Run } from "@ramure/core/Run"
+import type { RunLimits } from "@ramure/core/RunLimits"
+import type { RunLog } from "@ramure/core/RunLog"
+import type { RunRoutes } from "@ramure/core/RunRoutes"
+
+export interface Options {
+  /** `provider/id` for agents that name none (default: `RAMURE_MODEL`). */
+  readonly model?: string
+  /** pi's `models.json` (custom providers), or one per agent id. */
+  readonly modelsJson?: object | ((agentId: string) => object)
+  /** Extra environment for every pi. */
+  readonly env?: Readonly<Record<string, string>>
+  /**
+   * Disable pi's start-up network calls (tool downloads, version check,
+   * telemetry). Default: on when no provider credential is in the environment
+   * or the model is ramure's scripted one.
+   */
+  readonly offline?: boolean
+  /** Largest text an agent forwards per message or tool result, in bytes (default 4000). */
+  readonly textCap?: number
+  /**
+   * Keep pis started ahead of need: `agent()` then takes one and turns it
+   * into the requested agent in milliseconds instead of seconds. Off by
+   * default (see the README's "Warm pool" section). Needs a `modelsJson` that
+   * is the same for every agent.
+   */
+  readonly pool?: PiPool.PoolOptions
+}
+
+export type PoolOptions = PiPool.PoolOptions
+
+/** What the pi launchers need from the run. */
+export type Requirements =
+  | RunInfo
+  | FileSystem.FileSystem
+  | Run
+  | RunLog
+  | RunLimits
+  | RunRoutes
+  | ChildProcesses
+  | MachineProvider
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+/** The directory of an installed package, looked up the way node does from this module. */
+const findPackage = (name: string): string | undefined => {
+  for (let dir = here; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, "node_modules", name, "package.json")
+    if (nodeFs.existsSync(candidate)) return path.dirname(candidate)
+    if (path.dirname(dir) === dir) return undefined
+  }
+}
+
+const readJson = (file: string): any => JSON.parse(nodeFs.readFileSync(file, "utf8"))
+
+/** pi's command-line entry point (the package's `pi` bin), if pi is installed. */
+export const piCli = (): string | undefined => {
+  const dir = findPackage("@mariozechner/pi-coding-agent")
+  if (dir === undefined) return undefined
+  const bin = readJson(path.join(dir, "package.json")).bin
+  const entry = typeof bin === "string" ? bin : bin?.pi
+  return typeof entry === "string" ? path.join(dir, entry) : undefined
+}
+
+/** The ramure pi extension's source file (`@ramure/pi-extension`). */
+export const extensionPath = (): string | undefined => {
+  const dir = findPackage("@ramure/pi-extension")
+  const candidates = [
+    ...(dir === undefined ? [] : [path.join(dir, readJson(path.join(dir, "package.json")).exports?.["."] ?? "src/index.ts")]),
+    path.resolve(here, "../../pi-extension/src/index.ts")
+  ]
+  const found = candidates.find((file) => nodeFs.existsSync(file))
+  return found === undefined ? undefined : nodeFs.realpathSync(found)
+}
+
+const CREDENTIAL =
+  /(_API_KEY|_OAUTH_TOKEN)$|^(AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|REGION|PROFILE|BEARER_TOKEN_BEDROCK)|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_(PROJECT|LOCATION)|GCLOUD_PROJECT|COPILOT_GITHUB_TOKEN)$/
+
+/** The model providers' credentials found in `env` (API keys and the like). */
+export const providerCredentials = (env: NodeJS.ProcessEnv = process.env): Record<string, string> =>
+  Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => !!entry[1] && CREDENTIAL.test(entry[0])))
+
+/** The provider of ramure's scripted model (see `ScriptedModel.piProvider`). */
+const scriptedProvider = "ramure-scripted"
+
+/** pi's settings.json for an agent: the model pinned, every queued message delivered. */
+export const piSettings = (model: string | undefined): object => {
+  const slash = model?.indexOf("/") ?? -1
+  return {
+    ...(model !== undefined && slash > 0 ? { defaultProvider: model.slice(0, slash), defaultModel: model.slice(slash + 1) } : {}),
+    // Messages that arrive while the agent works all reach its next model request.
+    steeringMode: "all",
+    followUpMode: "all"
+  }
+}
+
+/**
+ * pi's environment: provider credentials, offline switches, its agent
+ * directory and how to reach the run. `identity` names the agent, or (a
+ * pooled pi) the pool member.
+ */
+export const piEnvironment = (
+  options: Options,
+  model: string | undefined,
+  agentDir: string,
+  run: { readonly url: string; readonly secret: string; readonly executionId: string },
+  identity: { readonly agentId: string } | { readonly poolMember: string }
+): Record<string, string> => {
+  const credentials = providerCredentials()
+  const offline = options.offline ??
+    (model?.startsWith(`${scriptedProvider}/`) === true || Object.keys(credentials).length === 0)
+  return {
+    ...credentials,
+    ...(offline ? { PI_OFFLINE: "1", PI_SKIP_VERSION_CHECK: "1", PI_TELEMETRY: "0" } : {}),
+    PI_CODING_AGENT_DIR: agentDir,
+    RAMURE_URL: run.url,
+    ...("agentId" in identity ? { RAMURE_AGENT_ID: identity.agentId } : { RAMURE_POOL_MEMBER: identity.poolMember }),
+    RAMURE_TOKEN: run.secret,
+    RAMURE_EXECUTION_ID: run.executionId,
+    ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
+    ...options.env
+  }
+}
+
+/** pi's arguments after its entry point: ramure's extension only, nothing of the user's pi setup. */
+export const piArguments = (extension: string, model: string | undefined, systemPrompt: string | undefined): Array<string> => [
+  "--no-extensions",
+  "-e",
+  extension,
+  "--no-skills",
+  "--no-prompt-templates",
+  "--no-context-files",
+  "--no-session",
+  ...(model === undefined ? [] : ["--model", model]),
+  ...(systemPrompt === undefined ? [] : ["--append-system-prompt", systemPrompt])
+]
+
+/** Machine kinds whose programs run on this host (a pooled pi can move into any of their directories). */
+const hostKinds = new Set(["local", "tmux"])
+
+/**
+ * An `AgentLauncher` that starts a pi per agent on the agent's machine, or
+ * (with `options.pool`) hands out pis started ahead of need.
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<AgentLauncher, never, Requirements> =>
+  Layer.scoped(
+    AgentLauncher,
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const { executionId, home } = yield* RunInfo
+      const agentsDirectory = path.join(workDirectory(home, executionId), ".pi")
+      const defaultModel = options.model ?? (process.env.RAMURE_MODEL || undefined)
+
+      /** A private (0700) pi agent directory with the agent's models and pinned model. */
+      const prepareAgentDir = (agentId: string, model: string | undefined) =>
+        Effect.gen(function* () {
+          const dir = path.join(agentsDirectory, agentId)
+          yield* fs.makeDirectory(dir, { recursive: true, mode: 0o700 })
+          yield* fs.chmod(dir, 0o700)
+          const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(agentId) : options.modelsJson
+          if (modelsJson !== undefined) {
+            yield* fs.writeFileString(path.join(dir, "models.json"), JSON.stringify(modelsJson, null, 2), { mode: 0o600 })
+          }
+          yield* fs.writeFileString(path.join(dir, "settings.json"), JSON.stringify(piSettings(model), null, 2), { mode: 0o600 })
+          return dir
+        }).pipe(
+          Effect.mapError((error) =>
+            new AgentStartError({ agent: agentId, reason: `cannot prepare its pi directory: ${error.message}` })
+          )
+        )
+
+      /**
+       * pi's command line and environment. `identity` is the agent's id, or
+       * (`pooled`) the pool member's: a pooled pi learns its agent later.
+       */
+      const piProgram = Effect.fn("PiAgents.program")(function* (
+        identity: string,
+        model: string | undefined,
+        machine: Machine,
+        role: { readonly agent: { readonly url: string; readonly secret: string; readonly executionId: string }; readonly pooled: boolean; readonly systemPrompt?: string | undefined }
+      ) {
+        const cli = piCli()
+        if (cli === undefined) {
+          return yield* new AgentStartError({ agent: identity, reason: "pi is not installed (npm install @mariozechner/pi-coding-agent)" })
+        }
+        const extension = extensionPath()
+        if (extension === undefined) {
+          return yield* new AgentStartError({ agent: identity, reason: "the ramure pi extension (@ramure/pi-extension) is not installed" })
+        }
+        const agentDir = yield* prepareAgentDir(identity, model)
+        const interactive = machine.kind === "tmux"
+        const env = piEnvironment(options, model, agentDir, role.agent, role.pooled ? { poolMember: identity } : { agentId: identity })
+        const args = [cli, ...piArguments(extension, model, role.systemPrompt), ...(interactive ? [] : ["--mode", "rpc"])]
+        return {
+          agentDir,
+          // rpc mode reads commands from stdin and exits when it closes.
+          spec: { command: process.execPath, args, env, keepStdinOpen: !interactive }
+        }
+      })
+
+      const launchCold = Effect.fn("PiAgents.launch")(function* (spec: LaunchSpec) {
+        if (spec.machine.remote !== undefined) {
+          return yield* new AgentStartError({
+            agent: spec.agentId,
+            reason: `its machine is on host ${spec.machine.remote.name}: start pi there with RemotePiAgents (Ramure.layer does)`
+          })
+        }
+        const model = spec.model ?? defaultModel
+        const program = yield* piProgram(spec.agentId, model, spec.machine, {
+          agent: spec,
+          pooled: false,
+          systemPrompt: spec.systemPrompt
+        })
+        const spawned: LaunchedAgent = yield* spec.machine.spawn({ ...program.spec, name: spec.sessionName }).pipe(
+          Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
+        )
+        return spawned
+      })
+
+      if (options.pool === undefined || options.pool.size <= 0) return AgentLauncher.of({ launch: launchCold })
+
+      if (typeof options.modelsJson === "function") {
+        return yield* Effect.dieMessage(
+          "PiAgents: a warm pool needs a modelsJson that is the same for every agent (an object, not a function)"
+        )
+      }
+      const { url } = yield* Run
+      const provider = yield* MachineProvider
+      const warmModels = options.pool.models ?? [defaultModel ?? ""]
+      const keyOf = (model: string | undefined) => model ?? defaultModel ?? ""
+      const pool = yield* PiPool.make(options.pool, warmModels, {
+        provider,
+        program: (memberId, model, machine, secret) =>
+          piProgram(memberId, model === "" ? undefined : model, machine, { agent: { url, secret, executionId }, pooled: true }),
+        linkAgentDir: (member, agentId) =>
+          fs.symlink(member.agentDir, path.join(agentsDirectory, agentId)).pipe(Effect.ignore)
+      })
+      const pooled = (query: PoolQuery) =>
+        hostKinds.has(provider.kind) &&
+        (query.machine === undefined || query.machine.kind === provider.kind) &&
+        warmModels.includes(keyOf(query.model))
+
+      return AgentLauncher.of({
+        launch: (spec) =>
+          pooled({ model: spec.model, machine: spec.machine }) ? pool.launch(keyOf(spec.model), spec) : launchCold(spec),
+        pooled,
+        evictIdle: pool.evictIdle
+      })
+    })
+  )
