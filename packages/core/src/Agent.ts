@@ -7,6 +7,7 @@ import type { AgentEventRecord } from "./AgentEvent.js"
 import { AgentLauncher } from "./AgentLauncher.js"
 import { AgentCrashed, AgentStartError, describe, InvalidToolName } from "./Errors.js"
 import type * as AgentSession from "./internal/agentSession.js"
+import * as FileTransfer from "./internal/fileTransfer.js"
 import { CurrentProcess } from "./internal/processState.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
@@ -246,37 +247,38 @@ export const deliver = (session: AgentSession.AgentSession, text: string, from: 
 
 export type Direction = "both" | "a->b" | "b->a"
 
-const peersOf = new WeakMap<AgentSession.AgentSession, Map<string, Agent>>()
+/** Where an agent may send: its peer, and the size limit of files along the connection. */
+interface Edge {
+  readonly peer: Agent
+  readonly maxFileBytes: number
+}
+
+const peersOf = new WeakMap<AgentSession.AgentSession, Map<string, Edge>>()
 
 const MessageArgs = Schema.Struct({
   to: Schema.String.annotations({ description: "id of the agent to message" }),
   text: Schema.String
 })
-const SendFileArgs = Schema.Struct({
-  to: Schema.String.annotations({ description: "id of the agent to send the file to" }),
-  path: Schema.String.annotations({ description: "file to send, relative to your working directory" }),
-  dest: Schema.optional(Schema.String).annotations({
-    description: "where to put it, relative to the receiver's working directory (default: same path)"
-  })
-})
 
 const peerOf = (sender: Agent, to: string) =>
   Effect.suspend(() => {
-    const peers = peersOf.get(sender.sessionState) ?? new Map<string, Agent>()
-    const peer = peers.get(to)
-    if (peer !== undefined) return Effect.succeed(peer)
+    const peers = peersOf.get(sender.sessionState) ?? new Map<string, Edge>()
+    const edge = peers.get(to)
+    if (edge !== undefined) return Effect.succeed(edge)
     const known = [...peers.keys()].join(", ") || "nobody"
     return Effect.fail(`you are not connected to "${to}"; you can reach: ${known}`)
   })
 
-const addEdge = (from: Agent, to: Agent) =>
+const addEdge = (from: Agent, to: Agent, maxFileBytes: number) =>
   Effect.gen(function* () {
     let peers = peersOf.get(from.sessionState)
     if (peers === undefined) peersOf.set(from.sessionState, (peers = new Map()))
-    if (peers.has(to.id)) return
-    peers.set(to.id, to)
+    const known = peers.has(to.id)
+    peers.set(to.id, { peer: to, maxFileBytes })
+    if (known) return
     yield* from.sessionState.log("connection_added", { from: from.id, to: to.id })
     const reach = [...peers.keys()].join(", ")
+    const largest = Math.max(...[...peers.values()].map((edge) => edge.maxFileBytes))
     yield* from.addTool({
       definition: {
         name: "message",
@@ -284,35 +286,53 @@ const addEdge = (from: Agent, to: Agent) =>
         parameters: toJsonSchema(MessageArgs)
       },
       run: toolRunner("message", MessageArgs, ({ text, to }) =>
-        Effect.flatMap(peerOf(from, to), (peer) => deliver(peer.sessionState, text, from.id))
+        Effect.flatMap(peerOf(from, to), ({ peer }) => deliver(peer.sessionState, text, from.id))
       )
     })
     yield* from.addTool({
       definition: {
         name: "send_file",
-        description: `Copy a file from your machine to another agent's (you can reach: ${reach}).`,
-        parameters: toJsonSchema(SendFileArgs)
+        description: FileTransfer.sendFileDescription(reach, largest),
+        parameters: toJsonSchema(FileTransfer.SendFileArgs)
       },
-      run: toolRunner("send_file", SendFileArgs, ({ dest, path, to }) =>
+      run: toolRunner("send_file", FileTransfer.SendFileArgs, (args) =>
         Effect.gen(function* () {
-          const peer = yield* peerOf(from, to)
-          const target = dest ?? path
-          const data = yield* Effect.mapError(from.machine.readFile(path), (error) => error.message)
-          yield* Effect.mapError(peer.machine.writeFile(target, data), (error) => error.message)
-          yield* deliver(peer.sessionState, `sent you a file: ${target}`, from.id)
-          return `sent ${path} to ${to} as ${target} (${data.byteLength} bytes)`
+          const { maxFileBytes, peer } = yield* peerOf(from, args.to)
+          const { dest, result } = yield* FileTransfer.send(from, peer, args, maxFileBytes)
+          yield* deliver(peer.sessionState, `sent you a file: ${dest}`, from.id)
+          return result
         })
+      )
+    })
+    yield* from.addTool({
+      definition: {
+        name: "download_file",
+        description: FileTransfer.downloadFileDescription(reach, largest),
+        parameters: toJsonSchema(FileTransfer.DownloadFileArgs)
+      },
+      run: toolRunner("download_file", FileTransfer.DownloadFileArgs, (args) =>
+        Effect.flatMap(peerOf(from, args.from), ({ maxFileBytes, peer }) => FileTransfer.download(from, peer, args, maxFileBytes))
       )
     })
   })
 
+export interface ConnectOptions {
+  readonly direction?: Direction
+  /** The largest file `send_file` and `download_file` copy along the connection (default 64 MiB). */
+  readonly maxFileBytes?: number
+}
+
 /**
- * Let agents talk: the sender gets `message` and `send_file` tools for each
- * allowed direction; the receiver gets messages as `[From: <sender>] …`.
+ * Let agents talk. Each allowed direction gives the agent it starts from
+ * three tools toward the other: `message` (the receiver gets
+ * `[From: <sender>] …`), `send_file` (copy one of its files there) and
+ * `download_file` (copy one of the other's files here). So `"a->b"` lets `a`
+ * reach `b`, and leaves `b` no way to reach `a` or its files.
  */
-export const connect = (a: Agent, b: Agent, options: { readonly direction?: Direction } = {}) =>
+export const connect = (a: Agent, b: Agent, options: ConnectOptions = {}) =>
   Effect.gen(function* () {
     const direction = options.direction ?? "both"
-    if (direction !== "b->a") yield* addEdge(a, b)
-    if (direction !== "a->b") yield* addEdge(b, a)
+    const maxFileBytes = options.maxFileBytes ?? FileTransfer.defaultMaxFileBytes
+    if (direction !== "b->a") yield* addEdge(a, b, maxFileBytes)
+    if (direction !== "a->b") yield* addEdge(b, a, maxFileBytes)
   })
