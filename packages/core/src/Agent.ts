@@ -279,41 +279,17 @@ const addEdge = (from: Agent, to: Agent, maxFileBytes: number) =>
     yield* from.sessionState.log("connection_added", { from: from.id, to: to.id })
     const reach = [...peers.keys()].join(", ")
     const largest = Math.max(...[...peers.values()].map((edge) => edge.maxFileBytes))
-    yield* from.addTool({
-      definition: {
-        name: "message",
-        description: `Send a message to another agent (you can reach: ${reach}).`,
-        parameters: toJsonSchema(MessageArgs)
-      },
-      run: toolRunner("message", MessageArgs, ({ text, to }) =>
-        Effect.flatMap(peerOf(from, to), ({ peer }) => deliver(peer.sessionState, text, from.id))
-      )
-    })
-    yield* from.addTool({
-      definition: {
-        name: "send_file",
-        description: FileTransfer.sendFileDescription(reach, largest),
-        parameters: toJsonSchema(FileTransfer.SendFileArgs)
-      },
-      run: toolRunner("send_file", FileTransfer.SendFileArgs, (args) =>
-        Effect.gen(function* () {
-          const { maxFileBytes, peer } = yield* peerOf(from, args.to)
-          const { dest, result } = yield* FileTransfer.send(from, peer, args, maxFileBytes)
-          yield* deliver(peer.sessionState, `sent you a file: ${dest}`, from.id)
-          return result
-        })
-      )
-    })
-    yield* from.addTool({
-      definition: {
-        name: "download_file",
-        description: FileTransfer.downloadFileDescription(reach, largest),
-        parameters: toJsonSchema(FileTransfer.DownloadFileArgs)
-      },
-      run: toolRunner("download_file", FileTransfer.DownloadFileArgs, (args) =>
-        Effect.flatMap(peerOf(from, args.from), ({ maxFileBytes, peer }) => FileTransfer.download(from, peer, args, maxFileBytes))
-      )
-    })
+    yield* from.on("message", { description: `Send a message to another agent (you can reach: ${reach}).`, parameters: MessageArgs }, ({ text, to }) =>
+      Effect.flatMap(peerOf(from, to), ({ peer }) => deliver(peer.sessionState, text, from.id)))
+    yield* from.on("send_file", { description: FileTransfer.sendFileDescription(reach, largest), parameters: FileTransfer.SendFileArgs }, (args) =>
+      Effect.gen(function* () {
+        const { maxFileBytes, peer } = yield* peerOf(from, args.to)
+        const { dest, result } = yield* FileTransfer.send(from, peer, args, maxFileBytes)
+        yield* deliver(peer.sessionState, `sent you a file: ${dest}`, from.id)
+        return result
+      }))
+    yield* from.on("download_file", { description: FileTransfer.downloadFileDescription(reach, largest), parameters: FileTransfer.DownloadFileArgs }, (args) =>
+      Effect.flatMap(peerOf(from, args.from), ({ maxFileBytes, peer }) => FileTransfer.download(from, peer, args, maxFileBytes)))
   })
 
 export interface ConnectOptions {

@@ -144,7 +144,9 @@ export interface WriteFileOptions {
  *   link, a hard-linked file (its other name may be outside), a FIFO, a
  *   device, a socket or a directory is refused. It is opened once, without
  *   following links or waiting for a writer, and checked through what was
- *   opened;
+ *   opened (its count of names as it is then: a hard link made and removed
+ *   again meanwhile goes unseen, but making one takes access to the other
+ *   name already);
  * - a file is written to a new temporary file beside it, then renamed into
  *   place: whatever had that name (a link, a hard-linked file, a FIFO) is
  *   replaced, never written through. A failed write leaves nothing.

@@ -27,7 +27,8 @@ const fsp = nodeFs.promises
 /** `name` looked up in the directory open as `directory`. */
 const inDirectory = (directory: FileHandle, name: string): string => `/proc/self/fd/${directory.fd}/${name}`
 
-const isWithin = (root: string, candidate: string): boolean => candidate === root || candidate.startsWith(`${root}/`)
+const isWithin = (root: string, candidate: string): boolean =>
+  candidate === root || candidate.startsWith(root === "/" ? "/" : `${root}/`)
 
 /** Why a file system call failed: a refusal, or another error's code. */
 type Failure = Refusal | { readonly _tag: "Other"; readonly reason: string }

@@ -34,7 +34,7 @@ enter() {
     if [ "$create" = 1 ] && [ ! -e "./$part" ] && [ ! -L "./$part" ]; then mkdir -- "./$part" 2>/dev/null; fi
     cd -P -- "./$part" 2>/dev/null || { [ -e "./$part" ] && refuse notdir; refuse missing; }
     here=$(readlink /proc/$$/cwd)
-    case $here in "$cwd"|"$cwd"/*) ;; *) refuse escapes ;; esac
+    case $here in "$cwd"|"\${cwd%/}"/*) ;; *) refuse escapes ;; esac
   done
 }
 kind() {
@@ -60,7 +60,7 @@ opened() {
   kill "$watchdog" 2>/dev/null
   fd=/proc/$$/fd/3
   found=$(kind "$fd"); [ -z "$found" ] || refuse "$found"
-  [ "$(readlink -- "$fd")" = "$here/$name" ] || refuse symlink
+  [ "$(readlink -- "$fd")" = "\${here%/}/$name" ] || refuse symlink
   set -- $(stat -L -c '%h %s %a' -- "$fd")
   [ "$1" = 1 ] || refuse hardlinks "$1"
   [ "$limit" -lt 0 ] || [ "$2" -le "$limit" ] || refuse toolarge "$2" "$limit"
@@ -90,7 +90,7 @@ mode=$(printf '%o' $(( 0$mode & ~0$(umask) )))
 written() {
   trap 'rm -f -- "./$temporary"' EXIT
   fd=/proc/$$/fd/4
-  [ -f "$fd" ] && [ "$(readlink -- "$fd")" = "$here/$temporary" ] || refuse escapes
+  [ -f "$fd" ] && [ "$(readlink -- "$fd")" = "\${here%/}/$temporary" ] || refuse escapes
   head -c "$size" >&4
   got=$(stat -L -c %s -- "$fd")
   [ "$got" = "$size" ] || refuse short "$got"
