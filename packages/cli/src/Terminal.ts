@@ -9,8 +9,14 @@
  */
 import { Console, Effect } from "effect"
 
-/** Everything a terminal acts on or does not show, except newline and tab. */
-const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g
+/**
+ * What a terminal acts on, or what reorders or hides text, except newline
+ * and tab: C0 controls, DEL, C1 controls, bidirectional marks, embeddings,
+ * overrides and isolates, line and paragraph separators, invisible
+ * operators and annotations. (Zero-width joiners stay: scripts and emoji
+ * need them.)
+ */
+const unsafe = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g
 
 const show = (char: string): string => {
   const code = char.charCodeAt(0)

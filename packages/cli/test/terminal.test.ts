@@ -19,7 +19,7 @@ const hostile = Layer.scoped(
 ).pipe(Layer.provideMerge(built))
 
 /** Characters a terminal acts on (or hides), other than the line breaks between lines of output. */
-const unsafe = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/gu
+const unsafe = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]/gu
 
 const unsafeIn = (text: string) => [...text.matchAll(unsafe)].map((match) => `U+${match[0].codePointAt(0)!.toString(16).padStart(4, "0")}`)
 
