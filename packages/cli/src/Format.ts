@@ -5,10 +5,14 @@
 import type * as RunEvent from "@ramure/core/RunEvent"
 import type { LogEntry } from "@ramure/core/RunEvent"
 import type { RunStatus } from "@ramure/core/RunStatus"
+import { visible } from "./Terminal.js"
+
+/** `text` (from a run) fit for one line of a terminal: line breaks as `⏎`, tabs as spaces, controls visible. */
+export const inline = (text: string): string => visible(text.replace(/\r?\n/g, " ⏎ ").replace(/\t/g, " "))
 
 /** `text` on one line, cut to `max` characters. */
 export const oneLine = (text: string, max = 200): string => {
-  const flat = text.replace(/\s*\n\s*/g, " ⏎ ").trim()
+  const flat = inline(text.replace(/\s*\n\s*/g, "\n")).trim()
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
 
@@ -38,8 +42,9 @@ export const time = (ts: string): string => {
   return [date.getHours(), date.getMinutes(), date.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":")
 }
 
-/** Left-aligned columns, two spaces apart. */
-export const table = (rows: ReadonlyArray<ReadonlyArray<string>>, indent = ""): string => {
+/** Left-aligned columns, two spaces apart; each cell on one line. */
+export const table = (cells: ReadonlyArray<ReadonlyArray<string>>, indent = ""): string => {
+  const rows = cells.map((row) => row.map(inline))
   const widths: Array<number> = []
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
   return rows
@@ -104,7 +109,7 @@ export const describe = (entry: LogEntry): string =>
 
 /** `HH:MM:SS subject  what happened`: the subject is the agent, else the process, else `run`. */
 export const entryLine = (entry: LogEntry): string =>
-  `${time(entry.ts)} ${(entry.agent ?? (entry.process || "run")).padEnd(8)}  ${describe(entry)}`
+  `${time(entry.ts)} ${inline(entry.agent ?? (entry.process || "run")).padEnd(8)}  ${inline(describe(entry))}`
 
 const money = (cost: number): string => `$${cost.toFixed(4)}`
 
@@ -116,7 +121,7 @@ export const statusReport = (
 ): string => {
   const lines: Array<string> = []
   const state = run.live ? `live at ${run.url}` : `ended: ${run.outcome ?? status.outcome ?? "crashed?"}`
-  lines.push(`run ${run.id}  ${status.program ?? "?"}  pid ${status.pid ?? "?"}  ${state}`)
+  lines.push(inline(`run ${run.id}  ${status.program ?? "?"}  pid ${status.pid ?? "?"}  ${state}`))
   lines.push(`started ${dateTime(status.startedAt)} (${age(status.startedAt)} ago)${status.endedAt ? `, ended ${dateTime(status.endedAt)}` : ""}`)
   lines.push("", "processes")
   lines.push(
@@ -154,7 +159,7 @@ export const statusReport = (
   )
   if (status.connections.length > 0) {
     lines.push("", "connections")
-    for (const c of status.connections) lines.push(`  ${c.from} → ${c.to}`)
+    for (const c of status.connections) lines.push(`  ${inline(c.from)} → ${inline(c.to)}`)
   }
   if (status.endpoints.length > 0) {
     lines.push("", "endpoints")

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 export const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 export const repoRoot = path.resolve(cliRoot, "../..")
 export const bin = path.join(cliRoot, "bin", "ramure.js")
-const fixture = path.join(cliRoot, "test", "fixtures", "run.ts")
+const fixture = (name: string) => path.join(cliRoot, "test", "fixtures", name)
 
 /** Bundle the CLI (dist/ramure.js) from the current sources. */
 export const build = Effect.sync(() => void execFileSync(process.execPath, [path.join(cliRoot, "build.mjs")], { stdio: "inherit" }))
@@ -126,10 +126,13 @@ export interface FixtureRun {
   readonly process: Background
 }
 
-/** Start a fixture run in `home` and wait for its "ready <id>" line; it is killed with the scope if still running. */
-export const startRun = (home: string, args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}) =>
+/**
+ * Start a fixture run in `home` (fixtures/run.ts, or the `script` given) and wait for its
+ * "ready <id>" line; it is killed with the scope if still running.
+ */
+export const startRun = (home: string, args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}, script = "run.ts") =>
   Effect.gen(function* () {
-    const run = yield* background(process.execPath, ["--import", "tsx", fixture, ...args], cliEnv(home, env))
+    const run = yield* background(process.execPath, ["--import", "tsx", fixture(script), ...args], cliEnv(home, env))
     const id = yield* eventually(
       "the fixture run to be ready",
       Effect.sync(() => /^ready (\S+)$/m.exec(run.output().stdout)?.[1] ?? (run.child.exitCode !== null ? "exited" : undefined)),

@@ -16,6 +16,7 @@ import {
 } from "./Errors.js"
 import { makeAgent, sessionOf } from "./internal/agent.js"
 import type * as AgentSession from "./internal/agentSession.js"
+import * as FileTransfer from "./internal/fileTransfer.js"
 import { CurrentProcess } from "./internal/processState.js"
 import { toJsonSchema, toolRunner } from "./internal/tools.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
@@ -244,13 +245,6 @@ const MessageArgs = Schema.Struct({
   to: Schema.String.annotations({ description: "id of the agent to message" }),
   text: Schema.String
 })
-const SendFileArgs = Schema.Struct({
-  to: Schema.String.annotations({ description: "id of the agent to send the file to" }),
-  path: Schema.String.annotations({ description: "file to send, relative to your working directory" }),
-  dest: Schema.optional(Schema.String).annotations({
-    description: "where to put it, relative to the receiver's working directory (default: same path)"
-  })
-})
 
 const peerOf = (sender: AgentSession.AgentSession, to: string) =>
   Effect.flatMap(sender.peer(to), (peer) =>
@@ -261,49 +255,55 @@ const peerOf = (sender: AgentSession.AgentSession, to: string) =>
           Effect.fail(`you are not connected to "${to}"; you can reach: ${ids.join(", ") || "nobody"}`))
     }))
 
-const addEdge = (from: Agent, to: Agent) =>
+/** A tool of ramure's own (not one of the process's handlers), given along `connect` edges. */
+const builtIn = <A, I>(
+  session: AgentSession.AgentSession,
+  name: string,
+  description: string,
+  parameters: Schema.Schema<A, I, never>,
+  handler: (args: A) => Effect.Effect<unknown, string>
+) => session.addTool({ definition: { name, description, parameters: toJsonSchema(parameters) }, run: toolRunner(name, parameters, handler) })
+
+const addEdge = (from: Agent, to: Agent, maxFileBytes: number) =>
   Effect.gen(function* () {
     const sender = sessionOf(from)
-    if (!(yield* sender.addPeer({ session: sessionOf(to), machine: to.machine }))) return
+    const added = yield* sender.addPeer({ session: sessionOf(to), machine: to.machine, maxFileBytes })
+    if (!added) return
     yield* sender.record({ _tag: "ConnectionAdded", to: to.id })
-    const reach = (yield* sender.peerIds).join(", ")
-    yield* sender.addTool({
-      definition: {
-        name: "message",
-        description: `Send a message to another agent (you can reach: ${reach}).`,
-        parameters: toJsonSchema(MessageArgs)
-      },
-      run: toolRunner("message", MessageArgs, ({ text, to }) =>
-        Effect.flatMap(peerOf(sender, to), (peer) =>
-          Effect.mapError(peer.session.deliver(text, { from: sender.id }), (error) => error.message)))
-    })
-    yield* sender.addTool({
-      definition: {
-        name: "send_file",
-        description: `Copy a file from your machine to another agent's (you can reach: ${reach}).`,
-        parameters: toJsonSchema(SendFileArgs)
-      },
-      run: toolRunner("send_file", SendFileArgs, ({ dest, path, to }) =>
-        Effect.gen(function* () {
-          const peer = yield* peerOf(sender, to)
-          const target = dest ?? path
-          const data = yield* Effect.mapError(from.machine.readFile(path), (error) => error.message)
-          yield* Effect.mapError(peer.machine.writeFile(target, data), (error) => error.message)
-          yield* Effect.mapError(peer.session.deliver(`sent you a file: ${target}`, { from: sender.id }), (error) => error.message)
-          return `sent ${path} to ${to} as ${target} (${data.byteLength} bytes)`
-        }))
-    })
+    const peers = yield* sender.peers
+    const reach = peers.map((peer) => peer.session.id).join(", ")
+    const largest = Math.max(...peers.map((peer) => peer.maxFileBytes))
+    const deliver = (peer: AgentSession.Peer, text: string) =>
+      Effect.mapError(peer.session.deliver(text, { from: sender.id }), (error) => error.message)
+    const self = { id: sender.id, machine: from.machine }
+    yield* builtIn(sender, "message", `Send a message to another agent (you can reach: ${reach}).`, MessageArgs, ({ text, to }) =>
+      Effect.flatMap(peerOf(sender, to), (peer) => deliver(peer, text)))
+    yield* builtIn(sender, "send_file", FileTransfer.sendFileDescription(reach, largest), FileTransfer.SendFileArgs, (args) =>
+      Effect.gen(function* () {
+        const peer = yield* peerOf(sender, args.to)
+        const { dest, result } = yield* FileTransfer.send(self, { id: peer.session.id, machine: peer.machine }, args, peer.maxFileBytes)
+        yield* deliver(peer, `sent you a file: ${dest}`)
+        return result
+      }))
+    yield* builtIn(sender, "download_file", FileTransfer.downloadFileDescription(reach, largest), FileTransfer.DownloadFileArgs, (args) =>
+      Effect.flatMap(peerOf(sender, args.from), (peer) =>
+        FileTransfer.download(self, { id: peer.session.id, machine: peer.machine }, args, peer.maxFileBytes)))
   })
 
+export interface ConnectOptions {
+  readonly direction?: Direction
+  /** The largest file `send_file` and `download_file` copy along the connection (default 64 MiB). */
+  readonly maxFileBytes?: number
+}
+
 /**
- * Let agents talk: the sender gets `message` and `send_file` tools for each
- * allowed direction; the receiver gets messages as `[From: <sender>] …`.
+ * Let agents talk. Each allowed direction gives the agent it starts from
+ * three tools toward the other: `message` (the receiver gets
+ * `[From: <sender>] …`), `send_file` (copy one of its files there) and
+ * `download_file` (copy one of the other's files here). So `"a->b"` lets `a`
+ * reach `b`, and leaves `b` no way to reach `a` or its files.
  */
-export const connect = Effect.fn("Agent.connect")(function* (
-  a: Agent,
-  b: Agent,
-  options: { readonly direction?: Direction } = {}
-) {
+export const connect = Effect.fn("Agent.connect")(function* (a: Agent, b: Agent, options: ConnectOptions = {}) {
   const direction = options.direction ?? "both"
   if (!Schema.is(Direction)(direction)) {
     return yield* new InvalidArgument({
@@ -311,6 +311,7 @@ export const connect = Effect.fn("Agent.connect")(function* (
       message: `unknown direction ${JSON.stringify(direction)} (use "both", "a->b" or "b->a")`
     })
   }
-  if (direction !== "b->a") yield* addEdge(a, b)
-  if (direction !== "a->b") yield* addEdge(b, a)
+  const maxFileBytes = options.maxFileBytes ?? FileTransfer.defaultMaxFileBytes
+  if (direction !== "b->a") yield* addEdge(a, b, maxFileBytes)
+  if (direction !== "a->b") yield* addEdge(b, a, maxFileBytes)
 })

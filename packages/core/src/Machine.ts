@@ -4,7 +4,7 @@
  * A `MachineProvider` creates machines inside a `Scope`; closing the scope
  * releases the machine and everything started on it.
  */
-import { Context, type Duration, Effect, Schema, Scope } from "effect"
+import { Context, type Duration, Effect, Schema, Scope, type Stream } from "effect"
 import { CurrentProcess } from "./internal/processState.js"
 import type { MachineInfo } from "./MachineInfo.js"
 import { RunLog } from "./RunLog.js"
@@ -90,14 +90,59 @@ export interface RemoteHost {
   readonly upload: (localFile: string) => Effect.Effect<string, MachineError>
 }
 
-export interface Machine {
+/** A regular file opened for reading (`Machine.openFile`). */
+export interface FileSource {
+  /** Its size when it was opened: the stream gives exactly this many bytes. */
+  readonly size: number
+  /** Its permission bits (`0o644`, …). */
+  readonly mode: number
+  /** Its bytes, in chunks; fails if the file shrank meanwhile (bytes it grew by are not read). */
+  readonly stream: Stream.Stream<Uint8Array, MachineError>
+}
+
+export interface ReadFileOptions {
+  /** Refuse a file larger than this many bytes. */
+  readonly maxBytes?: number
+}
+
+export interface WriteFileOptions {
+  /** Permission bits of the file written (the umask applies); default: the replaced file's, else `0o666`. */
+  readonly mode?: number
+}
+
+/**
+ * A machine's files. Paths are relative to its working directory (or
+ * absolute inside it), and nothing outside it is read or written:
+ *
+ * - the directories on the way are opened one by one and must really lie
+ *   inside (a symbolic link to another directory inside is fine);
+ * - a file is read only if it is a regular file with one name: a symbolic
+ *   link, a hard-linked file (its other name may be outside), a FIFO, a
+ *   device, a socket or a directory is refused. It is opened once, without
+ *   following links or waiting for a writer, and checked through what was
+ *   opened (its count of names as it is then: a hard link made and removed
+ *   again meanwhile goes unseen, but making one takes access to the other
+ *   name already);
+ * - a file is written to a new temporary file beside it, then renamed into
+ *   place: whatever had that name (a link, a hard-linked file, a FIFO) is
+ *   replaced, never written through. A failed write leaves nothing.
+ */
+export interface MachineFiles {
+  readonly readFile: (path: string, options?: ReadFileOptions) => Effect.Effect<Uint8Array, MachineError>
+  /** Write a file, creating its parent directories. */
+  readonly writeFile: (path: string, data: Uint8Array | string, options?: WriteFileOptions) => Effect.Effect<void, MachineError>
+  /** Open a file for streaming, as `readFile` would read it; it stays open until the scope closes. */
+  readonly openFile: (path: string, options?: ReadFileOptions) => Effect.Effect<FileSource, MachineError, Scope.Scope>
+  /** Write `source` to a file, as `writeFile` does, streaming it (on another machine, or on another host). */
+  readonly writeFileFrom: (path: string, source: FileSource, options?: WriteFileOptions) => Effect.Effect<void, MachineError>
+}
+
+export interface Machine extends MachineFiles {
   readonly id: string
   readonly kind: string
   /** Absolute working directory on the machine; relative paths resolve against it. */
   readonly cwd: string
   readonly exec: (command: string, options?: ExecOptions) => Effect.Effect<ExecResult, MachineError>
-  readonly readFile: (path: string) => Effect.Effect<Uint8Array, MachineError>
-  readonly writeFile: (path: string, data: Uint8Array | string) => Effect.Effect<void, MachineError>
   /**
    * Start a long-running program. Closing the scope stops it (and, for tmux,
    * kills its session).

@@ -327,8 +327,8 @@ describe("connect", () => {
     pair("both")().pipe(
       Effect.map((result) => {
         expect(result).toBe("b: got [From: a] hello b")
-        expect(tools.a).toEqual(["message", "report", "send_file"])
-        expect(tools.b).toEqual(["message", "report", "send_file"])
+        expect(tools.a).toEqual(["download_file", "message", "report", "send_file"])
+        expect(tools.b).toEqual(["download_file", "message", "report", "send_file"])
       }),
       Effect.provide(
         scripted({
@@ -339,11 +339,11 @@ describe("connect", () => {
       )
     ))
 
-  it.live("one way: the receiver has no tool to answer, and messaging a non-peer is an error result", () =>
+  it.live("one way: the receiver has no tool to answer or to reach the sender's files, and messaging a non-peer is an error result", () =>
     pair("a->b")().pipe(
       Effect.map((result) => {
         expect(result).toBe("a: not connected")
-        expect(tools.a).toEqual(["message", "report", "send_file"])
+        expect(tools.a).toEqual(["download_file", "message", "report", "send_file"])
         expect(tools.b).toEqual(["report"])
       }),
       Effect.provide(

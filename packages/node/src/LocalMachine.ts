@@ -1,6 +1,7 @@
 /**
  * Shared implementation of machines that live on this host (the local and the
- * tmux providers): working directory, `exec`, confined file access, and the
+ * tmux providers): working directory, `exec`, confined file access
+ * (`localFiles.ts`), and the
  * process-group helpers both `spawn`s use.
  *
  * @internal
@@ -9,13 +10,14 @@ import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Duration, Effect, Exit, Option, Schedule, Stream } from "effect"
+import { Duration, Effect, Exit, Schedule, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { ExecOptions, ExecResult, Machine, MachineOptions } from "@ramure/core/Machine"
 import { MachineError } from "@ramure/core/Machine"
 import { RunInfo, workDirectory } from "@ramure/core/RunInfo"
+import * as LocalFiles from "./internal/localFiles.js"
 import * as Owner from "./Owner.js"
 
 /** How long a process group gets between SIGTERM and SIGKILL. */
@@ -155,11 +157,6 @@ export const runCollect = (
 const collectText = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<string, E> =>
   stream.pipe(Stream.decodeText(), Stream.mkString)
 
-const isWithin = (root: string, candidate: string): boolean => {
-  const relative = path.relative(root, candidate)
-  return relative === "" || (relative !== ".." && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative))
-}
-
 const isValidName = (name: string): boolean =>
   name.length > 0 && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0")
 
@@ -173,7 +170,7 @@ export interface LocalBase extends Omit<Machine, "spawn" | "describe" | "kind"> 
 }
 
 /**
- * The working directory, `exec`, `readFile` and `writeFile` of a machine on
+ * The working directory, `exec` and files of a machine on
  * this host. The directory is `options.cwd` (must exist) or a fresh
  * `workDirectory(home, executionId)/<name>`, which is kept afterwards.
  */
@@ -210,25 +207,6 @@ export const makeLocalBase = (
           return yield* fs.realPath(dir).pipe(Effect.mapError(platformFail("make")))
         })
 
-    /** Resolve `file` against cwd, refusing anything (lexically or through symlinks) outside it. */
-    const confine = (operation: string, file: string) =>
-      Effect.gen(function* () {
-        const escape = () => fail(operation, `path escapes the machine's working directory ${cwd}: ${file}`)
-        const target = path.resolve(cwd, file)
-        if (!isWithin(cwd, target)) return yield* Effect.fail(escape())
-        let ancestor = path.dirname(target)
-        while (ancestor !== cwd && !(yield* fs.exists(ancestor).pipe(Effect.orElseSucceed(() => false)))) {
-          ancestor = path.dirname(ancestor)
-        }
-        const realAncestor = yield* fs.realPath(ancestor).pipe(Effect.mapError(platformFail(operation)))
-        if (!isWithin(cwd, realAncestor)) return yield* Effect.fail(escape())
-        if (Option.isSome(yield* Effect.option(fs.readLink(target)))) {
-          const real = yield* fs.realPath(target).pipe(Effect.mapError(escape))
-          if (!isWithin(cwd, real)) return yield* Effect.fail(escape())
-        }
-        return target
-      })
-
     const attributes = { machine: options.name, kind }
     const ownerEnv = { [Owner.ownerVariable]: Owner.encode(Owner.current(run.executionId, run.home)) }
 
@@ -261,20 +239,8 @@ export const makeLocalBase = (
       return { exitCode, stdout: stdout.join(""), stderr: stderr.join("") }
     })
 
-    const readFile = Effect.fn("Machine.readFile", { attributes })(function* (file: string) {
-      const target = yield* confine("readFile", file)
-      return yield* fs.readFile(target).pipe(Effect.mapError(platformFail("readFile")))
-    })
-
-    const writeFile = Effect.fn("Machine.writeFile", { attributes })(function* (file: string, data: Uint8Array | string) {
-      const target = yield* confine("writeFile", file)
-      yield* fs.makeDirectory(path.dirname(target), { recursive: true }).pipe(Effect.mapError(platformFail("writeFile")))
-      const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data
-      yield* fs.writeFile(target, bytes).pipe(Effect.mapError(platformFail("writeFile")))
-    })
-
     const spawnCwd = (dir: string | undefined) =>
       dir === undefined ? Effect.succeed(cwd) : existingDirectory("spawn", path.resolve(cwd, dir))
 
-    return { id: options.name, cwd, exec, readFile, writeFile, spawnCwd, fail, ownerEnv }
+    return { id: options.name, cwd, exec, ...LocalFiles.make(cwd, fail, attributes), spawnCwd, fail, ownerEnv }
   })

@@ -69,6 +69,8 @@ const make = Effect.fn("LocalMachineProvider.make")(function* (options: MachineO
     exec: base.exec,
     readFile: base.readFile,
     writeFile: base.writeFile,
+    openFile: base.openFile,
+    writeFileFrom: base.writeFileFrom,
     spawn: (spec) => spawnIn(spec).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor)),
     describe: { id: base.id, kind: "local", cwd: base.cwd }
   } satisfies Machine

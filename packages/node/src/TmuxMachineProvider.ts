@@ -289,6 +289,8 @@ export const layer = (
           exec: base.exec,
           readFile: base.readFile,
           writeFile: base.writeFile,
+          openFile: base.openFile,
+          writeFileFrom: base.writeFileFrom,
           spawn: spawnIn,
           describe: { id: base.id, kind: "tmux", cwd: base.cwd }
         } satisfies Machine

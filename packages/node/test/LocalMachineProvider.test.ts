@@ -1,13 +1,14 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { afterAll, expect, layer } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer, Scope } from "effect"
+import { Chunk, Duration, Effect, Exit, Layer, Scope, Stream } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as LocalMachineProvider from "../src/LocalMachineProvider.js"
-import { MachineProvider } from "@ramure/core/Machine"
+import { MachineError, MachineProvider } from "@ramure/core/Machine"
 import { RunInfo, workDirectory } from "@ramure/core/RunInfo"
+import { asMade, mkfifo, outsideDirectory, untouched } from "../../core/test/files.js"
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-local-test-"))
 const executionId = crypto.randomUUID()
@@ -23,6 +24,8 @@ const TestLayer = LocalMachineProvider.layer.pipe(
   Layer.provideMerge(Layer.succeed(RunInfo, { executionId, home, program: "test" })),
   Layer.provideMerge(NodeContext.layer)
 )
+
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
 const machine = (name: string) => Effect.flatMap(MachineProvider, (provider) => provider.make({ name }))
 
@@ -100,36 +103,133 @@ layer(TestLayer, { excludeTestServices: true })("LocalMachineProvider", (it) => 
       expect(missing._tag).toBe("MachineError")
     }))
 
-  it.scoped("refuses paths that escape the working directory", () =>
+  it.scoped("refuses paths that escape the working directory, lexically or through a directory link", () =>
     Effect.gen(function* () {
       const m = yield* machine("confined")
-      fs.symlinkSync(outside, path.join(m.cwd, "dirlink"))
-      fs.symlinkSync(path.join(outside, "secret.txt"), path.join(m.cwd, "filelink"))
-      fs.symlinkSync(path.join(outside, "created.txt"), path.join(m.cwd, "dangling"))
+      const out = yield* outsideDirectory
+      fs.symlinkSync(out, path.join(m.cwd, "dirlink"))
       const refused = [
         m.readFile("../x"),
         m.writeFile("../x", "no"),
         m.readFile("a/../../x"),
-        m.readFile(path.join(outside, "secret.txt")),
-        m.writeFile(path.join(outside, "new.txt"), "no"),
+        m.readFile(path.join(out, "secret.txt")),
+        m.writeFile(path.join(out, "new.txt"), "no"),
         m.readFile("dirlink/secret.txt"),
         m.writeFile("dirlink/new.txt", "no"),
         m.writeFile("dirlink/sub/new.txt", "no"),
-        m.readFile("filelink"),
-        m.writeFile("filelink", "no"),
-        m.writeFile("dangling", "no")
+        m.readFile("."),
+        m.writeFile("", "no")
       ]
       for (const attempt of refused) {
         const error = yield* Effect.flip(attempt)
         expect(error._tag).toBe("MachineError")
         expect(error.message).toContain("escapes")
       }
-      expect(fs.readdirSync(outside).sort()).toEqual(["secret.txt"])
-      expect(fs.readFileSync(path.join(outside, "secret.txt"), "utf8")).toBe("secret")
-      // A symlink that stays inside is fine.
+      expect(untouched(out)).toEqual(asMade)
+      // A directory link that stays inside is fine.
       yield* m.writeFile("real/file.txt", "inside")
       fs.symlinkSync(path.join(m.cwd, "real"), path.join(m.cwd, "innerlink"))
-      expect(new TextDecoder().decode(yield* m.readFile("innerlink/file.txt"))).toBe("inside")
+      expect(decode(yield* m.readFile("innerlink/file.txt"))).toBe("inside")
+      yield* m.writeFile("innerlink/other.txt", "also inside")
+      expect(fs.readFileSync(path.join(m.cwd, "real", "other.txt"), "utf8")).toBe("also inside")
+    }))
+
+  it.scoped("reads only regular files with one name: links, hard links, FIFOs, devices and directories are refused at once", () =>
+    Effect.gen(function* () {
+      const provider = yield* MachineProvider
+      const m = yield* machine("irregular")
+      const out = yield* outsideDirectory
+      yield* m.writeFile("plain.txt", "plain")
+      fs.symlinkSync(path.join(out, "secret.txt"), path.join(m.cwd, "filelink"))
+      fs.symlinkSync(path.join(m.cwd, "plain.txt"), path.join(m.cwd, "innerfilelink"))
+      fs.linkSync(path.join(out, "secret.txt"), path.join(m.cwd, "hardlink"))
+      fs.symlinkSync("/dev/zero", path.join(m.cwd, "zero"))
+      fs.mkdirSync(path.join(m.cwd, "dir"))
+      const fifos = Array.from({ length: 8 }, (_, i) => `fifo${i}`)
+      for (const fifo of fifos) mkfifo(path.join(m.cwd, fifo))
+      // A machine whose directory is /dev reads its device nodes directly.
+      const dev = yield* provider.make({ name: "dev", cwd: "/dev" })
+
+      // Eight FIFOs without a writer at once (libuv has four threads for files): none waits, and a plain read goes on.
+      const [fromFifos, plain] = yield* Effect.all([
+        Effect.all(fifos.map((fifo) => Effect.flip(m.readFile(fifo))), { concurrency: "unbounded" }),
+        m.readFile("plain.txt")
+      ], { concurrency: "unbounded" })
+      fromFifos.forEach((error, i) => expect(error.message).toBe(`fifo${i} is a FIFO, not a regular file`))
+      expect(decode(plain)).toBe("plain")
+
+      const refusal = (attempt: Effect.Effect<unknown, MachineError>) => Effect.map(Effect.flip(attempt), (error) => error.message)
+      expect(yield* refusal(m.readFile("filelink"))).toBe("filelink is a symbolic link (links are not followed)")
+      expect(yield* refusal(m.readFile("innerfilelink"))).toBe("innerfilelink is a symbolic link (links are not followed)")
+      expect(yield* refusal(m.readFile("zero"))).toBe("zero is a symbolic link (links are not followed)")
+      expect(yield* refusal(m.readFile("hardlink"))).toContain("hardlink has 2 hard links")
+      expect(yield* refusal(m.readFile("dir"))).toBe("dir is a directory, not a regular file")
+      expect(yield* refusal(dev.readFile("zero"))).toBe("zero is a character device, not a regular file")
+      expect(yield* refusal(dev.readFile("null"))).toBe("null is a character device, not a regular file")
+      expect(yield* refusal(m.readFile("missing.txt"))).toBe("no such file: missing.txt")
+      expect(yield* refusal(m.readFile("plain.txt/x"))).toContain("is not a directory")
+      expect(untouched(out)).toEqual(asMade)
+    }))
+
+  it.scoped("writes a new file renamed into place: a hard link, a symbolic link or a FIFO at the path is replaced, never written through", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("replace")
+      const out = yield* outsideDirectory
+      fs.linkSync(path.join(out, "victim.txt"), path.join(m.cwd, "hardlink"))
+      fs.symlinkSync(path.join(out, "victim.txt"), path.join(m.cwd, "filelink"))
+      fs.symlinkSync(path.join(out, "created.txt"), path.join(m.cwd, "dangling"))
+      mkfifo(path.join(m.cwd, "fifo"))
+      for (const name of ["hardlink", "filelink", "dangling", "fifo"]) {
+        yield* m.writeFile(name, `new ${name}`)
+        const written = fs.lstatSync(path.join(m.cwd, name))
+        expect({ file: written.isFile(), links: written.nlink }).toEqual({ file: true, links: 1 })
+        expect(fs.readFileSync(path.join(m.cwd, name), "utf8")).toBe(`new ${name}`)
+      }
+      expect(untouched(out)).toEqual(asMade)
+      fs.mkdirSync(path.join(m.cwd, "dir"))
+      expect((yield* Effect.flip(m.writeFile("dir", "x"))).message).toBe("dir is a directory")
+
+      // A replaced file keeps its permissions; `mode` sets them.
+      fs.writeFileSync(path.join(m.cwd, "script.sh"), "old", { mode: 0o750 })
+      fs.chmodSync(path.join(m.cwd, "script.sh"), 0o750)
+      yield* m.writeFile("script.sh", "new")
+      expect(fs.statSync(path.join(m.cwd, "script.sh")).mode & 0o777).toBe(0o750)
+      yield* m.writeFile("private.txt", "x", { mode: 0o600 })
+      expect(fs.statSync(path.join(m.cwd, "private.txt")).mode & 0o777).toBe(0o600)
+      expect(fs.readdirSync(m.cwd).filter((name) => name.startsWith(".ramure-"))).toEqual([])
+    }))
+
+  it.scoped("a size limit refuses larger files; a failed or short write leaves the old file and no temporary one", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("limits")
+      yield* m.writeFile("ten.txt", "0123456789")
+      expect(decode(yield* m.readFile("ten.txt", { maxBytes: 10 }))).toBe("0123456789")
+      expect((yield* Effect.flip(m.readFile("ten.txt", { maxBytes: 9 }))).message).toBe("ten.txt is 10 bytes, more than the limit of 9")
+
+      yield* m.writeFile("kept.txt", "old")
+      const short = { size: 10, mode: 0o644, stream: Stream.make(new Uint8Array(4)) }
+      expect((yield* Effect.flip(m.writeFileFrom("kept.txt", short))).message).toBe("kept.txt: the data ended after 4 of 10 bytes")
+      const broken = new MachineError({ machine: "elsewhere", operation: "readFile", message: "the source broke" })
+      const failing = { size: 10, mode: 0o644, stream: Stream.concat(Stream.make(new Uint8Array(4)), Stream.fail(broken)) }
+      const failed = yield* Effect.flip(m.writeFileFrom("kept.txt", failing))
+      expect({ machine: failed.machine, message: failed.message }).toEqual({ machine: "elsewhere", message: "the source broke" })
+      expect(fs.readFileSync(path.join(m.cwd, "kept.txt"), "utf8")).toBe("old")
+      expect(fs.readdirSync(m.cwd).filter((name) => name.startsWith(".ramure-"))).toEqual([])
+
+      // An opened file gives the bytes it had when it was opened; one that shrank fails.
+      yield* m.writeFile("growing.txt", "abc")
+      const grown = yield* Effect.scoped(Effect.gen(function* () {
+        const source = yield* m.openFile("growing.txt")
+        fs.appendFileSync(path.join(m.cwd, "growing.txt"), "def")
+        return { size: source.size, bytes: Chunk.toReadonlyArray(yield* Stream.runCollect(source.stream)) }
+      }))
+      expect({ size: grown.size, text: grown.bytes.map(decode).join("") }).toEqual({ size: 3, text: "abc" })
+      const shrunk = yield* Effect.scoped(Effect.gen(function* () {
+        const source = yield* m.openFile("growing.txt")
+        fs.truncateSync(path.join(m.cwd, "growing.txt"), 2)
+        return yield* Effect.flip(Stream.runDrain(source.stream))
+      }))
+      expect(shrunk.message).toBe("growing.txt shrank while it was read")
     }))
 
   it.scoped("spawn: exited reports the exit code and outputTail the output", () =>

@@ -372,6 +372,45 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
         }))
     })
 
+    full("download_file pulls a peer's file to the agent's machine; a FIFO there is refused at once", () => {
+      const main = Process.make("main", () =>
+        Effect.gen(function* () {
+          const [alice, bob] = yield* Effect.all([Agent.make("alice"), Agent.make("bob")], { concurrency: "unbounded" })
+          yield* Agent.connect(alice, bob, { direction: "a->b" })
+          yield* bob.exec("echo 'from bob' > notes.md && mkfifo pipe")
+          yield* alice.on("finish", finishTool, ({ result }) =>
+            Effect.flatMap(alice.exec("cat inbox/notes.md"), (copied) => Process.done({ result, copied: copied.stdout })))
+          yield* alice.send("Download notes.md and pipe from bob, then finish.")
+          return yield* Process.wait<{ result: string; copied: string }>()
+        }))
+      return scenario(
+        provider,
+        {
+          alice: [
+            {
+              toolCalls: [
+                { name: "download_file", arguments: { from: "bob", path: "notes.md", dest: "inbox/notes.md" } },
+                { name: "download_file", arguments: { from: "bob", path: "pipe" } }
+              ]
+            },
+            {
+              expect: expectToolResults((r) =>
+                r[0] === "downloaded notes.md from bob to inbox/notes.md (9 bytes)" &&
+                r[1] === "cannot download pipe from bob: pipe is a FIFO, not a regular file"),
+              toolCalls: [finish("downloaded")]
+            }
+          ],
+          bob: []
+        },
+        (server) =>
+          Effect.gen(function* () {
+            expect(yield* main()).toEqual({ result: "downloaded", copied: "from bob\n" })
+            const [first] = yield* server.requests("alice")
+            expect(first!.tools.map((t) => t.name)).toEqual(expect.arrayContaining(["message", "send_file", "download_file"]))
+          })
+      )
+    })
+
     it.live("interrupting a process releases its agents: no tmux session, no pi left", () => {
       const main = Process.make("main", () =>
         Effect.gen(function* () {

@@ -17,6 +17,7 @@ import { Duration, Effect, ExecutionStrategy, Layer, Ref, Scope } from "effect"
 import * as crypto from "node:crypto"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
+import * as RemoteFiles from "./internal/remoteFiles.js"
 import * as SshConnection from "./internal/sshConnection.js"
 import * as SshHost from "./internal/sshHost.js"
 import * as SshOrphans from "./internal/sshOrphans.js"
@@ -66,18 +67,6 @@ export interface Options {
 const isValidName = (name: string): boolean =>
   name.length > 0 && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0")
 
-const isWithin = (root: string, candidate: string): boolean => candidate === root || candidate.startsWith(`${root}/`)
-
-/** Resolve `file` against `cwd` on the remote, refusing it if it escapes `cwd` lexically or through symlinks. */
-const confinedScript = (action: string) => `
-cwd=$1 target=$2; shift 2
-real=$(realpath -m -- "$target") || exit 1
-case $real in "$cwd"|"$cwd"/*) ;; *) echo "path escapes the machine's working directory $cwd" >&2; exit 3 ;; esac
-${action}`
-
-const readScript = confinedScript(`exec cat -- "$real"`)
-const writeScript = confinedScript(`mkdir -p -- "$(dirname -- "$real")" && cat > "$real"`)
-
 /**
  * `timeout` (0: none) makes the command its own process group and kills all
  * of it when it fires (exit 124); its pid, in `pidfile`, lets an interrupted
@@ -126,12 +115,6 @@ const makeMachine = (host: SshHost.SshHost, options: MachineOptions) =>
     }
 
     const attributes = { machine: options.name, kind: "ssh", host: config.name }
-    const confine = (operation: string, file: string) => {
-      const target = path.posix.resolve(cwd, file)
-      return file.includes("\0") || !isWithin(cwd, target)
-        ? Effect.fail(fail(operation, `path escapes the machine's working directory ${cwd}: ${file}`))
-        : Effect.succeed(target)
-    }
 
     const exec = Effect.fn("Machine.exec", { attributes })(function* (command: string, execOptions?: ExecOptions) {
       const env = Object.entries(execOptions?.env ?? {}).map(([key, value]) => `${key}=${value}`)
@@ -151,17 +134,6 @@ const makeMachine = (host: SshHost.SshHost, options: MachineOptions) =>
       return { exitCode: result.exitCode, stdout: decoder.decode(result.stdout), stderr: result.stderr }
     })
 
-    const readFile = Effect.fn("Machine.readFile", { attributes })(function* (file: string) {
-      const target = yield* confine("readFile", file)
-      const result = yield* run("readFile", readScript, [cwd, target])
-      return result.stdout
-    })
-
-    const writeFile = Effect.fn("Machine.writeFile", { attributes })(function* (file: string, data: Uint8Array | string) {
-      const target = yield* confine("writeFile", file)
-      yield* run("writeFile", writeScript, [cwd, target], typeof data === "string" ? new TextEncoder().encode(data) : data)
-    })
-
     const spawnIn = Effect.fn("SshMachine.spawn", { attributes })((spec: Parameters<Machine["spawn"]>[0]) =>
       host.spawn(options.name, cwd, spec)
     )
@@ -171,8 +143,7 @@ const makeMachine = (host: SshHost.SshHost, options: MachineOptions) =>
       kind: "ssh",
       cwd,
       exec,
-      readFile,
-      writeFile,
+      ...RemoteFiles.make({ connection: host.connection, slots: host.fileSlots, cwd, fail, attributes }),
       spawn: spawnIn,
       describe: {
         id: options.name,
@@ -230,6 +201,9 @@ export const layer = (
       if (names.length === 0) return yield* Effect.dieMessage("SshMachineProvider: no hosts")
       const duplicate = names.find((name, i) => names.indexOf(name) !== i)
       if (duplicate !== undefined) return yield* Effect.dieMessage(`SshMachineProvider: two hosts are named ${duplicate}`)
+      const maxChannels = options.maxChannels ?? 8
+      // A copy between two machines of one host streams through two channels at once.
+      if (maxChannels < 2) return yield* Effect.dieMessage("SshMachineProvider: maxChannels must be at least 2")
 
       const forwardPorts = [Number(new URL(run.url).port), ...(options.forwardPorts ?? [])]
       // Unix socket paths are short (108 bytes): one short name per host.
@@ -264,7 +238,7 @@ export const layer = (
             },
             controlPath: path.join(controlDirectory, `${shortId(executionId)}-${index}`),
             forwardPorts,
-            maxChannels: options.maxChannels ?? 8,
+            maxChannels,
             reconnectTimeout: options.reconnectTimeout ?? "30 seconds"
           }, scope)
           return yield* SshHost.make({
@@ -272,6 +246,7 @@ export const layer = (
             executionId,
             scope,
             record: { home, name: `${executionId}-${index}` },
+            maxChannels,
             settings: {
               root: host.root ?? "~/.ramure",
               piCommand: host.pi ?? ["pi"],

@@ -10,13 +10,14 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { Machine } from "@ramure/core/Machine"
+import type { Machine, MachineError } from "@ramure/core/Machine"
 import { MachineProvider } from "@ramure/core/Machine"
 import * as Ramure from "ramure/Ramure"
 import { RunInfo } from "@ramure/core/RunInfo"
 import { Run } from "@ramure/core/Run"
 import * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 import * as SshMachineProvider from "../src/SshMachineProvider.js"
+import { asMade, outsideDirectory, SECRET, swapper, untouched } from "../../core/test/files.js"
 import { tempHome } from "../../core/test/helpers.js"
 import * as SshHosts from "./sshHosts.js"
 
@@ -124,16 +125,124 @@ describe.skipIf(unavailable !== undefined)("SshMachineProvider", () => {
           expect(yield* machine.readFile("deep/dir/data.bin")).toEqual(bytes)
           yield* machine.writeFile("note.txt", "hello")
           expect((yield* machine.exec("cat note.txt")).stdout).toBe("hello")
+          yield* machine.writeFile("empty.txt", "")
+          expect(yield* machine.readFile("empty.txt")).toEqual(new Uint8Array(0))
 
-          yield* machine.exec("ln -s /etc outside && ln -s /etc/hostname leak")
-          for (const path of ["../escape.txt", "/etc/hostname", "outside/passwd", "leak", "deep/../../x"]) {
+          yield* machine.exec("ln -s /etc outside")
+          for (const path of ["../escape.txt", "/etc/hostname", "outside/passwd", "outside/new/x", "deep/../../x"]) {
             const read = yield* Effect.flip(machine.readFile(path))
             expect(read.message).toContain("escapes")
             const write = yield* Effect.flip(machine.writeFile(path, "x"))
             expect(write.message).toContain("escapes")
           }
+          // A directory link that stays inside is fine.
+          yield* machine.exec("ln -s deep/dir inner")
+          expect(yield* machine.readFile("inner/data.bin")).toEqual(bytes)
+          yield* machine.writeFile("inner/more.txt", "more")
+          expect((yield* machine.exec("cat deep/dir/more.txt")).stdout).toBe("more")
         })
       ))
+
+    it.effect("files: links, hard links, FIFOs and devices are refused or replaced on the host as here; FIFOs do not block", () =>
+      withRun(() =>
+        Effect.gen(function* () {
+          const out = yield* outsideDirectory
+          const provider = yield* MachineProvider
+          const machine = yield* makeMachine("m", "a")
+          const dev = yield* provider.make({ name: "dev", host: "b", cwd: "/dev" })
+          const fifos = Array.from({ length: 8 }, (_, i) => `fifo${i}`)
+          yield* machine.exec([
+            `ln -s '${out}/secret.txt' filelink`,
+            `ln '${out}/secret.txt' hardlink`,
+            "ln -s /dev/zero zero",
+            "echo plain > plain.txt",
+            "mkdir dir",
+            ...fifos.map((fifo) => `mkfifo ${fifo}`)
+          ].join(" && "))
+          const refusal = (attempt: Effect.Effect<unknown, MachineError>) => Effect.map(Effect.flip(attempt), (error) => error.message)
+          const [fromFifos, plain] = yield* Effect.all([
+            Effect.all(fifos.map((fifo) => refusal(machine.readFile(fifo))), { concurrency: "unbounded" }),
+            machine.readFile("plain.txt")
+          ], { concurrency: "unbounded" })
+          expect(fromFifos).toEqual(fifos.map((fifo) => `readFile on host a: ${fifo} is a FIFO, not a regular file`))
+          expect(new TextDecoder().decode(plain)).toBe("plain\n")
+          expect(yield* refusal(machine.readFile("filelink"))).toBe("readFile on host a: filelink is a symbolic link (links are not followed)")
+          expect(yield* refusal(machine.readFile("zero"))).toBe("readFile on host a: zero is a symbolic link (links are not followed)")
+          expect(yield* refusal(machine.readFile("hardlink"))).toContain("readFile on host a: hardlink has 2 hard links")
+          expect(yield* refusal(machine.readFile("dir"))).toBe("readFile on host a: dir is a directory, not a regular file")
+          expect(yield* refusal(machine.readFile("plain.txt", { maxBytes: 5 }))).toBe("readFile on host a: plain.txt is 6 bytes, more than the limit of 5")
+          expect(yield* refusal(machine.readFile("missing"))).toBe("readFile on host a: no such file: missing")
+          expect(yield* refusal(dev.readFile("zero"))).toBe("readFile on host b: zero is a character device, not a regular file")
+          expect(yield* refusal(dev.readFile("null"))).toBe("readFile on host b: null is a character device, not a regular file")
+
+          // Writes replace what has the name, never writing through it; the replaced file's permissions stay.
+          yield* machine.exec(`ln '${out}/victim.txt' victimlink && ln -s '${out}/victim.txt' victimsymlink && chmod 750 plain.txt`)
+          for (const name of ["victimlink", "victimsymlink", "fifo0", "plain.txt"]) yield* machine.writeFile(name, `new ${name}`)
+          expect((yield* machine.exec("for f in victimlink victimsymlink fifo0 plain.txt; do stat -c '%F %h %a' $f; cat $f; echo; done")).stdout).toBe(
+            "regular file 1 644\nnew victimlink\nregular file 1 644\nnew victimsymlink\nregular file 1 644\nnew fifo0\nregular file 1 750\nnew plain.txt\n"
+          )
+          yield* machine.writeFile("script.sh", "echo", { mode: 0o700 })
+          expect((yield* machine.exec("stat -c %a script.sh")).stdout).toBe("700\n")
+          expect(yield* refusal(machine.writeFile("dir", "x"))).toBe("writeFile on host a: dir is a directory")
+          expect((yield* machine.exec("ls -A | grep -c '^.ramure-' || true")).stdout.trim()).toBe("0")
+          expect(untouched(out)).toEqual(asMade)
+        })
+      ))
+
+    it.effect("files stream between machines on two hosts and on one, many at once, without waiting on each other", () =>
+      withRun(() =>
+        Effect.gen(function* () {
+          const [a1, a2, b1] = yield* Effect.all([makeMachine("a1", "a"), makeMachine("a2", "a"), makeMachine("b1", "b")])
+          yield* a1.exec("head -c 3000000 /dev/urandom > big.bin && chmod 640 big.bin")
+          const copy = (from: Machine, to: Machine, dest: string) =>
+            Effect.scoped(Effect.flatMap(from.openFile("big.bin"), (source) => to.writeFileFrom(dest, source, { mode: source.mode })))
+          // More copies between two machines of one host than it has channels: each holds one for reading and one for writing.
+          yield* Effect.all([
+            copy(a1, b1, "big.bin"),
+            ...Array.from({ length: 12 }, (_, i) => copy(a1, a2, `copies/${i}.bin`))
+          ], { concurrency: "unbounded" })
+          const sum = (machine: Machine, files: string) => Effect.map(machine.exec(`sha256sum ${files} | cut -d' ' -f1 | sort -u; stat -c %a ${files} | sort -u`), (r) => r.stdout)
+          const original = yield* sum(a1, "big.bin")
+          expect(yield* sum(b1, "big.bin")).toBe(original)
+          expect(yield* sum(a2, "copies/*.bin")).toBe(original)
+          const limited = yield* Effect.flip(Effect.scoped(a1.openFile("big.bin", { maxBytes: 2_999_999 })))
+          expect(limited.message).toBe("readFile on host a: big.bin is 3000000 bytes, more than the limit of 2999999")
+        })
+      ), { timeout: 120_000 })
+
+    it.effect("a name swapped in a loop by another process never lets a read or a write on the host escape", () =>
+      withRun(() =>
+        Effect.gen(function* () {
+          const out = yield* outsideDirectory
+          const machine = yield* makeMachine("m", "a")
+          yield* machine.exec(`mkdir real && echo inside > real/secret.txt && echo inside > data.txt && ln -s '${out}' shared`)
+          const outcomes: Array<string> = []
+          const record = (attempt: Effect.Effect<unknown, MachineError>) =>
+            Effect.either(attempt).pipe(Effect.map((result) => outcomes.push(result._tag === "Right" ? "ok" : result.left.message)))
+          const tries = 25
+          yield* Effect.scoped(Effect.gen(function* () {
+            yield* swapper(path.join(machine.cwd, "shared"), [{ symlink: path.join(machine.cwd, "real") }, { symlink: out }])
+            for (let i = 0; i < tries; i++) {
+              yield* record(Effect.flatMap(machine.readFile("shared/secret.txt"), (bytes) => machine.writeFile(`got/${i}.txt`, bytes)))
+              yield* record(machine.writeFile(i % 2 === 0 ? `shared/${i}.txt` : "shared/victim.txt", "written"))
+            }
+          }))
+          yield* Effect.scoped(Effect.gen(function* () {
+            yield* swapper(path.join(machine.cwd, "data.txt"), [{ file: "inside" }, { symlink: path.join(out, "secret.txt") }])
+            for (let i = 0; i < tries; i++) {
+              yield* record(Effect.flatMap(machine.readFile("data.txt"), (bytes) => machine.writeFile(`got/data-${i}.txt`, bytes)))
+            }
+          }))
+          yield* Effect.scoped(Effect.gen(function* () {
+            yield* swapper(path.join(machine.cwd, "dest.txt"), [{ symlink: path.join(out, "victim.txt") }, { hardlink: path.join(out, "victim.txt") }])
+            for (let i = 0; i < tries; i++) yield* record(machine.writeFile("dest.txt", "written"))
+          }))
+          const unexpected = outcomes.filter((outcome) => outcome !== "ok" && !/escapes|symbolic link/.test(outcome))
+          expect(unexpected).toEqual([])
+          expect((yield* machine.exec(`cat got/* | sort -u`)).stdout).not.toContain(SECRET)
+          expect(untouched(out)).toEqual(asMade)
+        })
+      ), { timeout: 120_000 })
 
     it.effect("placement: a named host, else the least loaded; an unknown name is an error", () =>
       withRun(() =>

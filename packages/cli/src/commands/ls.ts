@@ -6,6 +6,7 @@ import { Console, Effect } from "effect"
 import * as path from "node:path"
 import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
+import * as Terminal from "../Terminal.js"
 import { json } from "./shared.js"
 
 interface Row {
@@ -55,7 +56,7 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
       }
       rows.sort((a, b) => (a.startedAt ?? "").localeCompare(b.startedAt ?? ""))
     }
-    if (json) return yield* Console.log(JSON.stringify(rows, null, 2))
+    if (json) return yield* Console.log(Terminal.json(rows, 2))
     if (rows.length === 0) return yield* Console.log(all ? "no runs" : "no live runs (--all lists finished ones)")
     yield* Console.log(
       Format.table([

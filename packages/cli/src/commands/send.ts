@@ -3,7 +3,9 @@ import { Args, Command } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
 import * as ControlClient from "../ControlClient.js"
 import { UsageError } from "../Errors.js"
+import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
+import * as Terminal from "../Terminal.js"
 import { agent, runId } from "./shared.js"
 
 const message = Args.text({ name: "message" }).pipe(
@@ -24,7 +26,7 @@ export const send = Command.make("send", { id: runId, message, agent }, (options
     const status = yield* client.status
     const target = yield* Runs.pickAgent(run, status, options.agent)
     yield* client.request({ _tag: "Send", agent: target.id, text })
-    yield* Console.log(`sent to ${target.id}`)
+    yield* Console.log(`sent to ${Format.inline(target.id)}`)
   }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("Deliver a user message to an agent of a live run: ramure send [id] [--agent X] <message> (with one argument, it is the message)."))
 
@@ -67,6 +69,6 @@ export const call = Command.make("call", { id: runId, endpoint, pairs }, (option
     const run = yield* Runs.resolve(home, names.length === 2 ? Option.some(names[0]!) : Option.none())
     const client = yield* ControlClient.connect(yield* Runs.requireLive(home, run))
     const value = yield* client.request({ _tag: "Call", endpoint: names[names.length - 1]!, args })
-    yield* Console.log(typeof value === "string" ? value : JSON.stringify(value, null, 2))
+    yield* Console.log(typeof value === "string" ? Terminal.visible(value) : Terminal.json(value, 2))
   }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("Call an endpoint of a live run's root process and print its value: ramure call [id] <endpoint> [key=value …]."))

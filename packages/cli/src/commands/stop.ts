@@ -6,6 +6,7 @@ import { Console, Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as ControlClient from "../ControlClient.js"
 import { HostError } from "../Errors.js"
+import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
 import * as Tmux from "../Tmux.js"
 import { runId } from "./shared.js"
@@ -40,7 +41,7 @@ export const stop = Command.make("stop", { id: runId, grace }, ({ grace, id }) =
     // Its own entry only, if it did not remove it: the others are `ramure gc`'s.
     if (!Registry.entryAlive(entry)) fs.rmSync(Registry.entryPath(home, run.id), { force: true })
     const seconds = ((Date.now() - started) / 1000).toFixed(1)
-    yield* Console.log(`run ${short} ${how} after ${seconds} s: ${Runs.outcome(home, run.id)}`)
+    yield* Console.log(`run ${short} ${how} after ${seconds} s: ${Format.oneLine(Runs.outcome(home, run.id))}`)
     const left = yield* Tmux.sessionsOf(run.id)
     yield* Console.log(
       left.length === 0 ? "no tmux sessions left" : `tmux sessions still open: ${left.join(", ")} (ramure gc kills them)`

@@ -7,6 +7,7 @@ import * as ControlClient from "../ControlClient.js"
 import { AgentNotFound } from "../Errors.js"
 import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
+import * as Terminal from "../Terminal.js"
 import { agent, json, runId } from "./shared.js"
 
 const lines = Options.integer("lines").pipe(
@@ -45,7 +46,7 @@ export const tail = Command.make("tail", { id: runId, agent, lines, follow, json
     const print = (entry: LogEntry) => {
       last = entry
       seen.add(entry.n)
-      return Console.log(options.json ? JSON.stringify(entry) : Format.entryLine(entry))
+      return Console.log(options.json ? Terminal.json(entry) : Format.entryLine(entry))
     }
     const recent = entries.filter(shows)
     yield* Effect.forEach(options.lines > 0 ? recent.slice(-options.lines) : [], print, { discard: true })
@@ -76,7 +77,7 @@ export const tail = Command.make("tail", { id: runId, agent, lines, follow, json
         outcome = Runs.outcome(home, run.id)
       }
     }
-    if (!options.json && last?.event._tag !== "RunEnded") yield* Console.log(`run ${shortId(run.id)} ended: ${outcome}`)
+    if (!options.json && last?.event._tag !== "RunEnded") yield* Console.log(`run ${shortId(run.id)} ended: ${Format.oneLine(outcome ?? "?")}`)
   }).pipe(Effect.scoped)
 ).pipe(
   Command.withDescription("Print a run's recent log entries (all agents, or --agent); -f follows a live run until it ends.")

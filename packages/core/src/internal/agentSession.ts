@@ -24,6 +24,8 @@ export interface ToolHandler {
 export interface Peer {
   readonly session: AgentSession
   readonly machine: Machine
+  /** The largest file `send_file` and `download_file` copy along this connection. */
+  readonly maxFileBytes: number
 }
 
 /** Where the agent stands. Only this module moves it from one state to the next. */
@@ -57,9 +59,11 @@ export interface AgentSession {
     text: string,
     options?: { readonly from?: string | undefined; readonly via?: string | undefined }
   ) => Effect.Effect<void, AgentNotLive | MessageTooLarge>
+  /** Connect to `peer` (again: with its new file size limit); true if it is a new peer. */
   readonly addPeer: (peer: Peer) => Effect.Effect<boolean>
   readonly peer: (id: string) => Effect.Effect<Option.Option<Peer>>
   readonly peerIds: Effect.Effect<ReadonlyArray<string>>
+  readonly peers: Effect.Effect<ReadonlyArray<Peer>>
   readonly lifecycle: Effect.Effect<Lifecycle>
   /** What the agent has been told, in order (entry `seq` is at index `seq - 1`). */
   readonly entries: Effect.Effect<ReadonlyArray<Protocol.EntryBody>>
@@ -304,12 +308,13 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         }),
       addPeer: (peer) =>
         Effect.sync(() => {
-          if (peers.has(peer.session.id)) return false
+          const known = peers.has(peer.session.id)
           peers.set(peer.session.id, peer)
-          return true
+          return !known
         }),
       peer: (peerId) => Effect.sync(() => Option.fromNullable(peers.get(peerId))),
       peerIds: Effect.sync(() => [...peers.keys()]),
+      peers: Effect.sync(() => [...peers.values()]),
       lifecycle: Ref.get(lifecycle),
       entries: Effect.map(replication.items, (items) => items.map((item) => item.body)),
       connected: Deferred.await(connected),

@@ -7,7 +7,8 @@
  */
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
-import { Chunk, Deferred, Duration, Effect, Ref, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import type { PlatformError } from "@effect/platform/Error"
+import { Chunk, Deferred, Duration, Effect, Fiber, Ref, Schedule, type Sink, Scope, Stream, SubscriptionRef } from "effect"
 import * as nodeFs from "node:fs"
 import { HostUnreachable } from "@ramure/core/Machine"
 import { exitCodeOf, runCollect } from "@ramure/node/LocalMachine"
@@ -37,6 +38,15 @@ export interface RunOptions {
   readonly reconnectTimeout?: Duration.DurationInput
 }
 
+/** A command running on the host, its input and output streamed (`SshConnection.start`). */
+export interface RemoteProcess {
+  /** Its stdin: the end of the stream fed into it ends the input. */
+  readonly stdin: Sink.Sink<void, Uint8Array, never, PlatformError>
+  readonly stdout: Stream.Stream<Uint8Array, HostUnreachable>
+  /** Once it has exited: its exit code (255: ssh itself failed) and the end of its stderr. */
+  readonly exit: Effect.Effect<{ readonly exitCode: number; readonly stderr: string }>
+}
+
 export type ConnectionState =
   | { readonly _tag: "Idle" }
   | { readonly _tag: "Up"; readonly pid: number }
@@ -56,6 +66,16 @@ export interface SshConnection {
     args?: ReadonlyArray<string>,
     options?: RunOptions
   ) => Effect.Effect<RemoteResult, HostUnreachable>
+  /**
+   * Start the script with its stdin and stdout as streams (for what must not
+   * be held in memory). It holds one of the connection's channels, and is
+   * killed if still running, until the scope closes.
+   */
+  readonly start: (
+    script: string,
+    args?: ReadonlyArray<string>,
+    options?: { readonly reconnectTimeout?: Duration.DurationInput }
+  ) => Effect.Effect<RemoteProcess, HostUnreachable, Scope.Scope>
 }
 
 /** Quote for a POSIX shell (the remote login shell parses ssh's command line). */
@@ -268,6 +288,27 @@ export const make = (
         return yield* channels.withPermits(1)(limited)
       })
 
+    const start = (script: string, scriptArgs: ReadonlyArray<string> = [], startOptions: { readonly reconnectTimeout?: Duration.DurationInput } = {}) =>
+      Effect.gen(function* () {
+        yield* ready(startOptions.reconnectTimeout)
+        yield* Effect.acquireRelease(channels.take(1), () => channels.release(1))
+        const proc = yield* Command.start(Command.make("ssh", ...args, remoteCommand(script, scriptArgs))).pipe(
+          Effect.provideService(CommandExecutor.CommandExecutor, executor),
+          Effect.mapError((error) => unreachable(error.message))
+        )
+        const stderr = yield* proc.stderr.pipe(
+          Stream.decodeText(),
+          Stream.runFold("", (all, text) => (all + text).slice(-4096)),
+          Effect.orElseSucceed(() => ""),
+          Effect.forkScoped
+        )
+        return {
+          stdin: proc.stdin,
+          stdout: Stream.mapError(proc.stdout, (error) => unreachable(error.message)),
+          exit: Effect.zipWith(exitCodeOf(proc), Fiber.join(stderr), (exitCode, text) => ({ exitCode: exitCode ?? 255, stderr: text }))
+        } satisfies RemoteProcess
+      })
+
     yield* Scope.addFinalizer(scope, removeStaleSocket)
-    return { host, controlPath, clientArgs: args, state, ready, run } satisfies SshConnection
+    return { host, controlPath, clientArgs: args, state, ready, run, start } satisfies SshConnection
   })

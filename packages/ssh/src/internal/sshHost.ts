@@ -29,6 +29,8 @@ export interface SshHost {
   readonly settings: HostSettings
   /** Live machines on the host (for placement). */
   readonly load: Ref.Ref<number>
+  /** File reads and writes at once on the host (see `remoteFiles.ts`). */
+  readonly fileSlots: { readonly reading: Effect.Semaphore; readonly writing: Effect.Semaphore }
   /** The run's private directory on the host, created on first use (removed when the host's scope closes). */
   readonly runDirectory: Effect.Effect<string, HostUnreachable>
   /** Run a script, failing with a `MachineError` of `machine` unless it exits 0. */
@@ -122,11 +124,19 @@ export const make = (options: {
   readonly scope: Scope.Scope
   /** Where the host's use is recorded until it is released (for a later cleanup after a SIGKILL). */
   readonly record: { readonly home: string; readonly name: string }
+  /** Commands at once over the connection. */
+  readonly maxChannels: number
 }): Effect.Effect<SshHost> =>
   Effect.gen(function* () {
     const { connection, executionId, scope, settings } = options
     const hostName = connection.host.name
     const load = yield* Ref.make(0)
+    // A copy between two machines of the host holds a channel for its read and one for its write.
+    const reading = Math.max(1, Math.floor(options.maxChannels / 2))
+    const fileSlots = {
+      reading: yield* Effect.makeSemaphore(reading),
+      writing: yield* Effect.makeSemaphore(Math.max(1, options.maxChannels - reading))
+    }
     const fail = (machine: string, operation: string, message: string) =>
       new MachineError({ machine, operation, message: `${operation} on host ${hostName}: ${message}` })
 
@@ -337,5 +347,5 @@ export const make = (options: {
         } satisfies Spawned
       })
 
-    return { connection, settings, load, runDirectory, runChecked, writePrivateFile, upload, spawn } satisfies SshHost
+    return { connection, settings, load, fileSlots, runDirectory, runChecked, writePrivateFile, upload, spawn } satisfies SshHost
   })
