@@ -4,8 +4,18 @@
  * process registers itself for as long as it runs, so a call to a finished
  * process is an error, never a call into a dead scope.
  */
-import { Context, Deferred, Effect, Layer, type Scope } from "effect"
-import { ProcessNotFound, type EndpointError } from "./Errors.js"
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { Context, Deferred, Effect, Layer, Schema, type Scope } from "effect"
+import {
+  AgentNotLive,
+  EndpointFailed,
+  EndpointNotFound,
+  type EndpointError,
+  MessageTooLarge,
+  ProcessNotFound
+} from "./Errors.js"
+import { LogEntry } from "./RunEvent.js"
+import * as RunStatus from "./RunStatus.js"
 
 /** A live process as the control channel sees it. */
 export interface ProcessEndpoints {
@@ -61,3 +71,36 @@ export const layer: Layer.Layer<RunControl> = Layer.effect(
     }
   })
 )
+
+// ---------------------------------------------------------------------------
+// The control channel (`/control`): what the `ramure` CLI and other controllers ask of a live run.
+
+/** No live agent has this id. */
+export class UnknownAgent extends Schema.TaggedError<UnknownAgent>()("UnknownAgent", {
+  agent: Schema.String,
+  live: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `no live agent "${this.agent}" (live: ${this.live.join(", ") || "none"})`
+  }
+}
+
+export class ControlRpcs extends RpcGroup.make(
+  /** The run's status (the fold of its log). */
+  Rpc.make("Status", { success: RunStatus.RunStatus }),
+  /** Deliver a user message to a live agent. */
+  Rpc.make("Send", {
+    payload: { agent: Schema.String, text: Schema.String },
+    error: Schema.Union(UnknownAgent, AgentNotLive, MessageTooLarge)
+  }),
+  /** Call an endpoint of a live process (default: the root process); the value is JSON. */
+  Rpc.make("Call", {
+    payload: { process: Schema.optional(Schema.String), endpoint: Schema.String, args: Schema.Unknown },
+    success: Schema.Unknown,
+    error: Schema.Union(EndpointNotFound, EndpointFailed, ProcessNotFound)
+  }),
+  /** Ask the run to stop: its root process is cancelled and every scope closes. */
+  Rpc.make("Stop", { payload: { reason: Schema.optional(Schema.String) } }),
+  /** The run's log entries numbered above `after`, then live ones, until `RunEnded`. */
+  Rpc.make("Follow", { payload: { after: Schema.optional(Schema.Number) }, success: LogEntry, stream: true })
+) {}

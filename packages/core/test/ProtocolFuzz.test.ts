@@ -30,15 +30,13 @@ const TAGS = [
   "Event",
   "Entry",
   "Synced",
-  "ControlRequest",
-  "ControlReply",
-  "ControlLog",
-  "RunEnded",
+  "PoolHello",
+  "Assign",
   "ProtocolError"
 ] as const
 const KNOWN_TAGS: ReadonlySet<string> = new Set(TAGS)
 /** Fields typed `Schema.Unknown`: any JSON value is valid there. */
-const UNKNOWN_FIELDS: ReadonlySet<string> = new Set(["args", "parameters", "value", "entry"])
+const UNKNOWN_FIELDS: ReadonlySet<string> = new Set(["args", "parameters"])
 
 const isMessage = Schema.is(Protocol.Message)
 
@@ -184,7 +182,7 @@ describe("Protocol.decode fuzzing", () => {
   it(`deeply nested values never throw, and what is accepted can be encoded and logged ${cases(DEEP)}`, () => {
     const depth = fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 300, max: 200_000 }))
     const nest = fc.constantFrom("array", "object")
-    const where = fc.constantFrom(...(["top", "args", "protocol", "tag", "event", "value"] as const))
+    const where = fc.constantFrom(...(["top", "args", "protocol", "tag", "event", "parameters"] as const))
     fc.assert(
       fc.property(depth, nest, where, (n, kind, place) => {
         const nested = kind === "array" ? "[".repeat(n) + "]".repeat(n) : '{"a":'.repeat(n) + "1" + "}".repeat(n)
@@ -194,12 +192,12 @@ describe("Protocol.decode fuzzing", () => {
           protocol: `{"_tag":"Hello","protocol":${nested},"agentId":"a","after":0}`,
           tag: `{"_tag":${nested}}`,
           event: `{"_tag":"Event","event":${nested}}`,
-          value: `{"_tag":"ControlReply","id":1,"ok":true,"value":${nested}}`
+          parameters: `{"_tag":"Entry","seq":1,"body":{"_tag":"ToolAdded","tool":{"name":"t","description":"","parameters":${nested}}}}`
         }
         const result = decodeChecked(frames[place])
-        const depthOfFrame = place === "top" ? n : n + 1
+        const depthOfFrame = place === "top" ? n : place === "parameters" ? n + 4 : n + 1
         if (depthOfFrame > Protocol.maxDepth) expect(Either.isLeft(result) && result.left.code).toBe("malformed")
-        else if (place === "args" || place === "value") expect(Either.isRight(result)).toBe(true)
+        else if (place === "args" || place === "parameters") expect(Either.isRight(result)).toBe(true)
       }),
       { numRuns: DEEP }
     )
@@ -286,13 +284,23 @@ const garbage: fc.Arbitrary<Frame> = fc.oneof(
   fc.uint8Array({ maxLength: 40 }).map((bytes): Frame => ({ _tag: "binary", bytes }))
 )
 
-/** Valid messages; `Stop` and `Follow` (legitimate commands that end the run or stream it) are turned into `Status`. */
-const validMessage: fc.Arbitrary<Frame> = jsonMessage.map((message) =>
-  text(Protocol.encode(
-    message._tag === "ControlRequest" && (message.command._tag === "Stop" || message.command._tag === "Follow")
-      ? { ...message, command: { _tag: "Status" } }
-      : message
-  ))
+/** Valid agent-protocol messages. */
+const validMessage: fc.Arbitrary<Frame> = jsonMessage.map((message) => text(Protocol.encode(message)))
+
+/**
+ * Valid control (`@effect/rpc`) messages that leave the run as it is: a ping, a
+ * `Status`, a `Send` to an agent that does not exist. Each gets one answer.
+ */
+const rpcMessage: fc.Arbitrary<Frame> = fc.oneof(
+  fc.constant(text(`{"_tag":"Ping"}`)),
+  fc.tuple(fc.integer({ min: 1, max: 1_000_000 }), fc.constantFrom("Status", "Send")).map(([id, tag]) =>
+    text(JSON.stringify({
+      _tag: "Request",
+      id: String(id),
+      tag,
+      payload: tag === "Send" ? { agent: "ghost", text: "hi" } : {},
+      headers: []
+    })))
 )
 
 const closingFrame: fc.Arbitrary<Frame> = fc.oneof(
@@ -307,7 +315,13 @@ const agentFrame: fc.Arbitrary<Frame> = fc.oneof(
   { arbitrary: fc.tuple(oddAfter, fc.constantFrom("b", "ghost", "")).map(([after, id]) => hello(after, id)), weight: 1 },
   { arbitrary: fc.integer({ min: -3, max: 9 }).filter((v) => v !== Protocol.version).map((v) => hello("0", "a", v)), weight: 1 }
 )
-const controlFrame: fc.Arbitrary<Frame> = fc.oneof({ arbitrary: garbage, weight: 1 }, { arbitrary: validMessage, weight: 1 })
+/** Request ids are unique on a connection: number each request by its place in the case. */
+const uniqueRequestId = (frame: Frame, i: number): Frame =>
+  frame._tag === "text" && frame.text.startsWith(`{"_tag":"Request"`)
+    ? text(JSON.stringify({ ...JSON.parse(frame.text), id: String(i + 1) }))
+    : frame
+
+const controlFrame: fc.Arbitrary<Frame> = fc.oneof({ arbitrary: garbage, weight: 1 }, { arbitrary: rpcMessage, weight: 3 })
 
 /** `arbitrary` in about one case out of six, else `null`. */
 const sometimes = <A>(arbitrary: fc.Arbitrary<A>) =>
@@ -326,20 +340,42 @@ const fuzzCase: fc.Arbitrary<FuzzCase> = fc.oneof(
   fc.record({
     target: fc.constant("control" as const),
     frames: fc.tuple(fc.array(controlFrame, { minLength: 1, maxLength: 5 }), sometimes(closingFrame))
-      .map(([frames, last]) => (last === null ? frames : [...frames, last]))
+      .map(([frames, last]) => (last === null ? frames : [...frames, last]).map(uniqueRequestId))
   })
 )
 
+/** The answer a control frame gets: `pong`, a request id, or none (the server closes the connection). */
+const controlAnswerOf = (frame: string): string | undefined => {
+  let message: unknown
+  try {
+    message = JSON.parse(frame)
+  } catch {
+    return undefined
+  }
+  if (typeof message !== "object" || message === null || !("_tag" in message)) return undefined
+  if (message._tag === "Ping") return "pong"
+  return message._tag === "Request" && "id" in message && typeof message.id === "string" ? message.id : undefined
+}
+
+/** The control answers in what the server sent: `pong` for a pong, the request id of each `Exit`. */
+const controlAnswersIn = (received: ReadonlyArray<string>): Array<string> =>
+  received.flatMap((frame) => {
+    const message = JSON.parse(frame) as { readonly _tag: string; readonly requestId?: string }
+    return message._tag === "Pong" ? ["pong"] : message._tag === "Exit" && message.requestId !== undefined ? [message.requestId] : []
+  })
+
 /**
- * What the server must answer to a case: a ProtocolError per bad frame, a
- * reply per control request, or a close. Oversize and non-UTF-8 frames are
- * refused by the WebSocket layer as soon as they are read, possibly before
- * the frames ahead of them are answered.
+ * What the server must answer to a case: on an agent connection, a
+ * ProtocolError per bad frame, or a close; on the control channel, an answer
+ * per request until the first frame that is not one, which closes the
+ * connection (1007). Oversize and non-UTF-8 frames are refused by the
+ * WebSocket layer as soon as they are read, possibly before the frames ahead
+ * of them are answered.
  */
 const expectationsOf = (fuzz: FuzzCase) => {
   let errors = 0
   let claims = false
-  const replies: Array<number> = []
+  const replies: Array<string> = []
   const closeCodes = new Set<number>()
   for (const frame of fuzz.frames) {
     if (frame._tag === "oversize") closeCodes.add(1009)
@@ -347,6 +383,15 @@ const expectationsOf = (fuzz: FuzzCase) => {
   }
   for (const frame of fuzz.frames) {
     if (frame._tag === "oversize" || frame._tag === "invalidUtf8") break
+    if (fuzz.target === "control") {
+      const answer = frame._tag === "text" ? controlAnswerOf(frame.text) : undefined
+      if (answer === undefined) {
+        closeCodes.add(Protocol.CloseCode.invalidPayload)
+        break
+      }
+      replies.push(answer)
+      continue
+    }
     if (frame._tag === "binary") {
       errors++
       continue
@@ -357,11 +402,6 @@ const expectationsOf = (fuzz: FuzzCase) => {
       continue
     }
     const message = decoded.right
-    if (fuzz.target === "control") {
-      if (message._tag === "ControlRequest") replies.push(message.id)
-      else errors++
-      continue
-    }
     if (message._tag === "Hello") {
       if (message.protocol !== Protocol.version) {
         closeCodes.add(Protocol.CloseCode.protocolVersion)
@@ -558,24 +598,29 @@ describe("Runtime server fuzzing", () => {
             }
             const before = current()
             const probeTag = `Probe-${++probes}`
+            const control = fuzz.target === "control"
+            // The probe: on an agent connection an unknown message (a ProtocolError names it), on the control channel a ping.
             const probeAnswered = (received: ReadonlyArray<string>) =>
-              received.some((frame) => frame.includes(probeTag) && frame.includes("ProtocolError"))
-            const repliesIn = (received: ReadonlyArray<string>) =>
-              received.map(Protocol.decode).flatMap((d) => (Either.isRight(d) && d.right._tag === "ControlReply" ? [d.right.id] : []))
+              control
+                ? controlAnswersIn(received).length > expected.replies.length
+                : received.some((frame) => frame.includes(probeTag) && frame.includes("ProtocolError"))
             const outcome = await play(
-              fuzz.target === "agent" ? agentUrl : controlUrl,
-              fuzz.target === "agent" ? agentToken : controlToken,
+              control ? controlUrl : agentUrl,
+              control ? controlToken : agentToken,
               fuzz.frames,
-              expected.closes ? undefined : `{"_tag":"${probeTag}"}`,
-              (received) => probeAnswered(received) && repliesIn(received).length >= expected.replies.length
+              expected.closes ? undefined : control ? `{"_tag":"Ping"}` : `{"_tag":"${probeTag}"}`,
+              probeAnswered
             )
 
-            // Everything the server said is a typed message.
-            const messages = outcome.received.map((frame) => {
+            // Everything the server said is a typed message (of the agent protocol, or of @effect/rpc on /control).
+            const messages = control ? [] : outcome.received.map((frame) => {
               const decoded = Protocol.decode(frame)
               expect(Either.isRight(decoded), frame.slice(0, 200)).toBe(true)
               return (decoded as Either.Right<never, Protocol.Message>).right
             })
+            if (control) {
+              for (const frame of outcome.received) expect(["Pong", "Exit"]).toContain((JSON.parse(frame) as { _tag: string })._tag)
+            }
             // Every entry it replicated is the agent's log entry with that seq, whatever `after` was asked for.
             const log = await Effect.runPromise(session.entries)
             for (const message of messages) {
@@ -591,7 +636,7 @@ describe("Runtime server fuzzing", () => {
               expect(outcome.answered, `no answer to ${JSON.stringify(fuzz).slice(0, 300)}`).toBe(true)
               const errors = messages.filter((m) => m._tag === "ProtocolError" && !m.message.includes(probeTag))
               expect(errors.length).toBe(expected.errors)
-              expect(repliesIn(outcome.received).sort()).toEqual([...expected.replies].sort())
+              if (control) expect(controlAnswersIn(outcome.received).sort()).toEqual([...expected.replies, "pong"].sort())
             }
             // Garbage never displaces the live agent; only a valid Hello for it takes its place.
             if (fuzz.target === "agent" && !expected.claims) expect(current()).toBe(before)

@@ -4,8 +4,9 @@
  * WebSocket.
  *
  * Agents connect to `/agents/<agentId>`, pre-started pis of a warm pool to
- * `/pool/<memberId>`, the CLI to `/control`; all send the run's secret token
- * in the `x-ramure-token` header, checked before the WebSocket is accepted.
+ * `/pool/<memberId>`; each sends its own secret in the `x-ramure-token`
+ * header, checked before the WebSocket is accepted. (The CLI's `/control`
+ * speaks `@effect/rpc`: `RunControl.ControlRpcs` in `@ramure/core`.)
  *
  * Everything the runtime tells an agent is an `Entry` of that agent's
  * replication log, numbered by `seq` (1, 2, 3, …). The agent remembers the
@@ -27,6 +28,8 @@ export const poolPath = (memberId: string): string => `/pool/${encodeURIComponen
 /** Close codes (4000–4999 are free for applications). */
 export const CloseCode = {
   normal: 1000,
+  /** The frame is not what this path takes (not JSON, not a message of this channel). */
+  invalidPayload: 1007,
   badPath: 4400,
   unauthorized: 4401,
   unknownAgent: 4404,
@@ -166,34 +169,6 @@ export type Entry = typeof Entry.Type
 export const Synced = Schema.TaggedStruct("Synced", { seq: Schema.Number })
 
 // ---------------------------------------------------------------------------
-// CLI ⇄ runtime control channel
-
-export const StatusRequest = Schema.TaggedStruct("Status", {})
-export const SendRequest = Schema.TaggedStruct("Send", { agent: Schema.String, text: Schema.String })
-export const CallRequest = Schema.TaggedStruct("Call", { endpoint: Schema.String, args: Schema.Unknown })
-export const StopRequest = Schema.TaggedStruct("Stop", { reason: Schema.optional(Schema.String) })
-/** Stream the run's log entries (`after` = how many to skip) until the run ends. */
-export const FollowRequest = Schema.TaggedStruct("Follow", { after: Schema.optional(Schema.Number) })
-
-export const ControlCommand = Schema.Union(StatusRequest, SendRequest, CallRequest, StopRequest, FollowRequest)
-export type ControlCommand = typeof ControlCommand.Type
-
-export const ControlRequest = Schema.TaggedStruct("ControlRequest", {
-  id: Schema.Number,
-  command: ControlCommand
-})
-export const ControlReply = Schema.TaggedStruct("ControlReply", {
-  id: Schema.Number,
-  ok: Schema.Boolean,
-  value: Schema.optional(Schema.Unknown),
-  error: Schema.optional(Schema.String)
-})
-/** A log line streamed to a `Follow` request. */
-export const ControlLog = Schema.TaggedStruct("ControlLog", { id: Schema.Number, entry: Schema.Unknown })
-/** The run has ended; sent to followers before the socket closes. */
-export const RunEnded = Schema.TaggedStruct("RunEnded", { outcome: Schema.String })
-
-// ---------------------------------------------------------------------------
 
 /** Sent before closing a connection, or for a message that was rejected. */
 export const ProtocolError = Schema.TaggedStruct("ProtocolError", {
@@ -210,10 +185,6 @@ export const Message = Schema.Union(
   Assign,
   Entry,
   Synced,
-  ControlRequest,
-  ControlReply,
-  ControlLog,
-  RunEnded,
   ProtocolError
 )
 export type Message = typeof Message.Type

@@ -25,7 +25,7 @@ export const send = Command.make("send", { id: runId, message, agent }, (options
     const client = yield* ControlClient.connect(yield* Runs.requireLive(home, run))
     const status = yield* client.status
     const target = yield* Runs.pickAgent(run, status, options.agent)
-    yield* client.request({ _tag: "Send", agent: target.id, text })
+    yield* client.send(target.id, text)
     yield* Console.log(`sent to ${Format.inline(target.id)}`)
   }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("Deliver a user message to an agent of a live run: ramure send [id] [--agent X] <message> (with one argument, it is the message)."))
@@ -68,7 +68,7 @@ export const call = Command.make("call", { id: runId, endpoint, pairs }, (option
     const home = yield* Runs.home
     const run = yield* Runs.resolve(home, names.length === 2 ? Option.some(names[0]!) : Option.none())
     const client = yield* ControlClient.connect(yield* Runs.requireLive(home, run))
-    const value = yield* client.request({ _tag: "Call", endpoint: names[names.length - 1]!, args })
+    const value = yield* client.call(names[names.length - 1]!, args)
     yield* Console.log(typeof value === "string" ? Terminal.visible(value) : Terminal.json(value, 2))
   }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("Call an endpoint of a live run's root process and print its value: ramure call [id] <endpoint> [key=value …]."))

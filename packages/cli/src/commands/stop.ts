@@ -24,7 +24,7 @@ export const stop = Command.make("stop", { id: runId, grace }, ({ grace, id }) =
     const short = shortId(run.id)
     const started = Date.now()
     const asked = yield* Effect.either(
-      Effect.scoped(Effect.flatMap(ControlClient.connect(entry), (client) => client.request({ _tag: "Stop", reason: "ramure stop" })))
+      Effect.scoped(Effect.flatMap(ControlClient.connect(entry), (client) => client.stop("ramure stop")))
     )
     const gone = Either.isLeft(asked) && !Registry.isAlive(entry.pid)
     let how = Either.isRight(asked) ? "stopped" : gone ? "had already exited" : "terminated (SIGTERM)"
