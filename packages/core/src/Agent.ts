@@ -8,9 +8,11 @@ import { AgentLauncher } from "./AgentLauncher.js"
 import { AgentCrashed, AgentStartError, describe, InvalidToolName } from "./Errors.js"
 import type * as AgentSession from "./internal/agentSession.js"
 import { CurrentProcess } from "./internal/processState.js"
-import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
-import { MachineProvider } from "./Machine.js"
+import type { ExecOptions, ExecResult, Machine } from "./Machine.js"
+import { MachineError, MachineProvider } from "./Machine.js"
 import { holdLiveSlot, Runtime } from "./Runtime.js"
+import type { SandboxOptions } from "./Sandbox.js"
+import type { WorktreeOptions } from "./Worktree.js"
 import { shortId } from "./RunInfo.js"
 
 export type { AgentEventRecord } from "./AgentEvent.js"
@@ -23,6 +25,10 @@ export interface AgentOptions {
   readonly host?: string
   /** `provider/model`; defaults to the run's model. */
   readonly model?: string
+  /** Work in a worktree of this repository, on a branch of its own (a fresh machine; see `Worktree`). */
+  readonly worktree?: WorktreeOptions
+  /** Run the agent and its commands in a bubblewrap sandbox (a fresh machine; see `Sandbox`). */
+  readonly sandbox?: boolean | SandboxOptions
   /** How long to wait for the agent to connect (default 60 s). */
   readonly startTimeout?: Duration.DurationInput
   /** How long a released agent gets to shut down before it is killed (default 1 s). */
@@ -101,6 +107,13 @@ const attachTool = (session: AgentSession.AgentSession, handler: AgentSession.To
  * shut down, then killed, then its machine stopped — when that process ends.
  */
 export const make = Effect.fn("Agent.make")(function* (name: string, options: AgentOptions = {}) {
+  if (options.machine !== undefined && (options.worktree !== undefined || options.sandbox !== undefined)) {
+    return yield* new MachineError({
+      machine: options.machine.id,
+      operation: "make",
+      message: "worktree and sandbox make a fresh machine: give them to Machine.make, or leave out machine"
+    })
+  }
   const runtime = yield* Runtime
   const owner = yield* CurrentProcess
   const provider = yield* MachineProvider
@@ -108,7 +121,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
 
   // A pre-started agent from a warm pool already holds its places under the run's limits.
-  const pooled = launcher.pooled?.({ model: options.model, machine: options.machine }) ?? false
+  const sandboxed = options.sandbox !== undefined && options.sandbox !== false
+  const pooled = launcher.pooled?.({ model: options.model, machine: options.machine, sandboxed }) ?? false
 
   const start = Effect.gen(function* () {
     if (!pooled) yield* holdLiveSlot(runtime, launcher.evictIdle)
@@ -126,8 +140,12 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
             yield* session.entries.end
           })
         )
-        const machine = options.machine ??
-          (yield* provider.make(options.host === undefined ? { name: session.id } : { name: session.id, host: options.host }))
+        const machine = options.machine ?? (yield* provider.make({
+          name: session.id,
+          ...(options.host === undefined ? {} : { host: options.host }),
+          ...(options.worktree === undefined ? {} : { worktree: options.worktree }),
+          ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox })
+        }))
         const sessionName = `ramure-${shortId(runtime.executionId)}-${session.id}`
         const launched = yield* launcher.launch({
           agentId: session.id,

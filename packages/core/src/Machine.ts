@@ -7,6 +7,8 @@
 import { Context, type Duration, Effect, Schema, Scope } from "effect"
 import { CurrentProcess } from "./internal/processState.js"
 import { Runtime } from "./Runtime.js"
+import type { SandboxOptions } from "./Sandbox.js"
+import type { MakeError as WorktreeMakeError, Worktree, WorktreeOptions } from "./Worktree.js"
 
 /** The result of running a shell command on a machine. */
 export interface ExecResult {
@@ -39,13 +41,27 @@ export const SshAccess = Schema.Struct({
 })
 export type SshAccess = typeof SshAccess.Type
 
+/** A machine whose programs run in a bubblewrap sandbox (see `Sandbox`). */
+export const SandboxInfo = Schema.Struct({
+  network: Schema.Literal("host", "none"),
+  /** bwrap and its arguments, up to the program: append `--` and a command to run it in the machine's sandbox. */
+  command: Schema.Array(Schema.String)
+})
+export type SandboxInfo = typeof SandboxInfo.Type
+
+/** A machine whose working directory is a worktree of a repository (see `Worktree`). */
+export const WorktreeInfo = Schema.Struct({ repo: Schema.String, branch: Schema.String, base: Schema.String })
+export type WorktreeInfo = typeof WorktreeInfo.Type
+
 /** What a person (or the CLI) needs to find a machine. */
 export const MachineInfo = Schema.Struct({
   id: Schema.String,
   kind: Schema.String,
   cwd: Schema.String,
   host: Schema.optional(Schema.String),
-  ssh: Schema.optional(SshAccess)
+  ssh: Schema.optional(SshAccess),
+  sandbox: Schema.optional(SandboxInfo),
+  worktree: Schema.optional(WorktreeInfo)
 })
 export type MachineInfo = typeof MachineInfo.Type
 
@@ -60,6 +76,12 @@ export interface SpawnSpec {
   readonly cwd?: string
   /** Keep the program's stdin open until it stops (default: closed at once, like `</dev/null`). */
   readonly keepStdinOpen?: boolean
+  /**
+   * Host paths the program needs besides the working directory (a sandboxed
+   * machine shows it only these and the system): its own files (`read`) and
+   * its state (`write`).
+   */
+  readonly needs?: { readonly read?: ReadonlyArray<string>; readonly write?: ReadonlyArray<string> }
 }
 
 export interface Spawned {
@@ -130,6 +152,8 @@ export interface Machine {
   readonly describe: MachineInfo
   /** Set when the machine is on another host. */
   readonly remote?: RemoteHost
+  /** Set when the working directory is a worktree of a repository: the agent's work, its branch. */
+  readonly worktree?: Worktree
 }
 
 export interface MachineOptions {
@@ -142,14 +166,25 @@ export interface MachineOptions {
    * providers of this host alone refuse any host.
    */
   readonly host?: string
+  /**
+   * Make the working directory a worktree of a repository, on a branch of
+   * its own (see `Worktree`); released, the machine commits what was left
+   * to the branch and removes the worktree.
+   */
+  readonly worktree?: WorktreeOptions
+  /** Run the machine's programs and commands in a bubblewrap sandbox (see `Sandbox`). */
+  readonly sandbox?: boolean | SandboxOptions
 }
+
+/** Everything making a machine can fail with. */
+export type MakeError = MachineError | HostUnreachable | WorktreeMakeError
 
 /** Creates machines; the machine lives until the scope closes. */
 export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
   MachineProvider,
   {
     readonly kind: string
-    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MachineError | HostUnreachable, Scope.Scope>
+    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MakeError, Scope.Scope>
   }
 >() {}
 
@@ -160,7 +195,7 @@ export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
  */
 export const make = (
   options: MachineOptions
-): Effect.Effect<Machine, MachineError | HostUnreachable, MachineProvider | CurrentProcess | Runtime> =>
+): Effect.Effect<Machine, MakeError, MachineProvider | CurrentProcess | Runtime> =>
   Effect.gen(function* () {
     const provider = yield* MachineProvider
     const owner = yield* CurrentProcess

@@ -5,6 +5,7 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Layer } from "effect"
 import type { AgentLauncher } from "./AgentLauncher.js"
+import * as IsolatedMachineProvider from "./IsolatedMachineProvider.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
 import type { LogSink } from "./LogSink.js"
@@ -57,7 +58,9 @@ export const make = (
   )
   const logs = options.logs ?? JsonlLogSink.layer
   const runtime = Runtime.layer(options).pipe(Layer.provideMerge(logs))
-  const services = (options.machines ?? LocalMachineProvider.layer).pipe(Layer.provideMerge(runtime))
+  // Worktree and sandboxed machines are made on top of whichever provider the run uses.
+  const machines = IsolatedMachineProvider.layer.pipe(Layer.provide(options.machines ?? LocalMachineProvider.layer))
+  const services = machines.pipe(Layer.provideMerge(runtime))
   // The launcher needs the run (a warm pool serves its pis' connections) and is released before it.
   return options.launcher.pipe(Layer.provideMerge(services), Layer.provideMerge(base))
 }

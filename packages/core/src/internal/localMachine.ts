@@ -130,6 +130,38 @@ export const runCollect = (
 const collectText = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<string, E> =>
   stream.pipe(Stream.decodeText(), Stream.mkString)
 
+/**
+ * Run `command` to completion (its stdin is `input`, else closed) and capture
+ * its output; an interrupted or timed-out command has its whole process group
+ * killed. A timeout makes the exit code 124, like `timeout(1)`.
+ */
+export const runCommand = (
+  command: Command.Command,
+  options: { readonly timeout?: Duration.DurationInput | undefined; readonly input?: string | undefined } = {}
+): Effect.Effect<ExecResult, PlatformError, CommandExecutor.CommandExecutor> =>
+  Effect.gen(function* () {
+    const stdout: Array<string> = []
+    const stderr: Array<string> = []
+    const drain = (stream: Stream.Stream<Uint8Array, PlatformError>, into: Array<string>) =>
+      stream.pipe(Stream.decodeText(), Stream.runForEach((text) => Effect.sync(() => into.push(text))))
+    const stdin = options.input === undefined ? Stream.empty : Stream.make(new TextEncoder().encode(options.input))
+    const run = Effect.acquireRelease(Command.start(Command.stdin(command, stdin)), (proc, exit) =>
+      Exit.isSuccess(exit) ? Effect.void : killGroup(proc.pid)
+    ).pipe(
+      Effect.flatMap((proc) =>
+        Effect.all([drain(proc.stdout, stdout), drain(proc.stderr, stderr), exitCodeOf(proc)], {
+          concurrency: "unbounded"
+        })
+      ),
+      Effect.map(([, , exitCode]) => exitCode ?? 1),
+      Effect.scoped
+    )
+    const exitCode = yield* options.timeout === undefined
+      ? run
+      : Effect.timeoutTo(run, { duration: options.timeout, onSuccess: (code) => code, onTimeout: () => 124 })
+    return { exitCode, stdout: stdout.join(""), stderr: stderr.join("") }
+  })
+
 const isWithin = (root: string, candidate: string): boolean => {
   const relative = path.relative(root, candidate)
   return relative === "" || (relative !== ".." && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative))
@@ -205,32 +237,10 @@ export const makeLocalBase = (
     const attributes = { machine: options.name, kind }
 
     const exec = Effect.fn("Machine.exec", { attributes })(function* (command: string, execOptions?: ExecOptions) {
-      const stdout: Array<string> = []
-      const stderr: Array<string> = []
-      const drain = (stream: Stream.Stream<Uint8Array, PlatformError>, into: Array<string>) =>
-        stream.pipe(Stream.decodeText(), Stream.runForEach((text) => Effect.sync(() => into.push(text))))
-      const spawned = Command.make("bash", "-c", command).pipe(
-        Command.workingDirectory(cwd),
-        Command.env(execOptions?.env ?? {}),
-        Command.stdin(Stream.empty)
-      )
-      const run = Effect.acquireRelease(Command.start(spawned), (proc, exit) =>
-        Exit.isSuccess(exit) ? Effect.void : killGroup(proc.pid)
-      ).pipe(
-        Effect.flatMap((proc) =>
-          Effect.all([drain(proc.stdout, stdout), drain(proc.stderr, stderr), exitCodeOf(proc)], {
-            concurrency: "unbounded"
-          })
-        ),
-        Effect.map(([, , exitCode]) => exitCode ?? 1),
-        Effect.scoped,
-        Effect.provideService(CommandExecutor.CommandExecutor, executor),
-        Effect.mapError(platformFail("exec"))
-      )
-      const exitCode = yield* execOptions?.timeout === undefined
-        ? run
-        : Effect.timeoutTo(run, { duration: execOptions.timeout, onSuccess: (code) => code, onTimeout: () => 124 })
-      return { exitCode, stdout: stdout.join(""), stderr: stderr.join("") }
+      return yield* runCommand(
+        Command.make("bash", "-c", command).pipe(Command.workingDirectory(cwd), Command.env(execOptions?.env ?? {})),
+        { timeout: execOptions?.timeout }
+      ).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor), Effect.mapError(platformFail("exec")))
     })
 
     const readFile = Effect.fn("Machine.readFile", { attributes })(function* (file: string) {
