@@ -309,7 +309,8 @@ export const make = (
         const snap = yield* Repo.snapshot(layout, scratch, objects)
         return yield* Repo.repoCommand(layout, diffArgs(extra, snap.tree), objects)
       })
-    const releasedDiff = (extra: ReadonlyArray<string>) => git(diffArgs(extra, Repo.branchRef(branch)))
+    const releasedDiff = (extra: ReadonlyArray<string>) =>
+      Git.check([`--git-dir=${repository.gitDir}`, ...diffArgs(extra, Repo.branchRef(branch))])
     const nameStatus = ["--name-status", "-z", "--no-renames"]
     const parseNameStatus = (out: string): Array<ChangedFile> => {
       const parts = out.split("\0").filter((part) => part.length > 0)

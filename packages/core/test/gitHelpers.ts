@@ -9,13 +9,16 @@ import * as path from "node:path"
 export const git = (cwd: string, ...args: Array<string>): string =>
   execFileSync("git", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
 
+const made: Array<string> = []
+
 /**
  * A fresh repository (branch `main`, identity "user") whose first commit
  * "init" holds `files`. Removed when the test process exits.
  */
 export const makeRepo = (files: Record<string, string>): string => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-repo-"))
-  process.once("exit", () => fs.rmSync(root, { recursive: true, force: true }))
+  if (made.length === 0) process.once("exit", () => made.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })))
+  made.push(root)
   const repo = path.join(root, "repo")
   fs.mkdirSync(repo)
   git(repo, "init", "--quiet", "--initial-branch=main")
