@@ -2,6 +2,7 @@
  * How the CLI shows things: one line per log entry (shared by `tail` and
  * the last activity in `status`), tables, ages, and the status report.
  */
+import type { MachineInfo } from "@ramure/core/Machine"
 import type { LogEntry } from "@ramure/core/LogSink"
 import type { RunStatus } from "@ramure/core/RunStatus"
 
@@ -93,7 +94,17 @@ export const describe = (entry: LogEntry): string => {
     case "endpoint_returned":
       return `endpoint ${data.name} ${data.ok ? "returned" : `failed: ${oneLine(String(data.error ?? ""), 120)}`} in ${data.durationMs} ms`
     case "agent_created":
-      return `created on ${data.machine?.kind ?? "?"} machine ${data.machine?.id ?? "?"}${data.machine?.host ? ` on host ${data.machine.host}` : ""}${data.session ? ` (tmux ${data.session})` : ""}`
+      return `created on ${data.machine?.kind ?? "?"} machine ${data.machine?.id ?? "?"}${data.machine?.host ? ` on host ${data.machine.host}` : ""}` +
+        `${data.machine?.sandbox ? " (sandboxed)" : ""}${data.machine?.worktree ? ` on branch ${data.machine.worktree.branch}` : ""}` +
+        `${data.session ? ` (tmux ${data.session})` : ""}`
+    case "worktree_saved":
+      return `worktree of ${data.machine} ${data.committed ? "committed" : "left nothing uncommitted"}: ${data.branch} at ${String(data.commit).slice(0, 12)}`
+    case "worktree_save_failed":
+      return `could not save the worktree of ${data.machine} to ${data.branch}: ${oneLine(String(data.message ?? ""), 160)} (files kept in ${data.path})`
+    case "worktree_collected":
+      return data._tag === "Saved"
+        ? `saved the worktree of ${data.machine} (dead run ${String(data.executionId).slice(0, 8)}) to ${data.branch}`
+        : `could not save the worktree of ${data.machine} (dead run ${String(data.executionId).slice(0, 8)}): ${oneLine(String(data.message ?? ""), 160)}`
     case "agent_connected":
       return data.first ? "connected" : `reconnected (after ${data.after})`
     case "agent_disconnected":
@@ -129,6 +140,11 @@ export const entryLine = (entry: LogEntry): string =>
 
 const money = (cost: number): string => `$${cost.toFixed(4)}`
 
+/** `kind [host:]cwd`, with the sandbox and the worktree's branch when there are. */
+const machineText = (machine: MachineInfo): string =>
+  `${machine.kind}${machine.sandbox === undefined ? "" : "+sandbox"} ${machine.host === undefined ? "" : `${machine.host}:`}${machine.cwd}` +
+  (machine.worktree === undefined ? "" : ` (${machine.worktree.branch})`)
+
 /** The human status report of a run. */
 export const statusReport = (
   status: RunStatus,
@@ -161,7 +177,7 @@ export const statusReport = (
           return [
             a.id,
             a.state,
-            a.machine ? `${a.machine.kind} ${a.machine.host === undefined ? "" : `${a.machine.host}:`}${a.machine.cwd}` : "-",
+            a.machine ? machineText(a.machine) : "-",
             a.session ?? "-",
             `${a.toolCalls}${a.toolErrors > 0 ? ` (${a.toolErrors} failed)` : ""}`,
             `${a.inputTokens}/${a.outputTokens}`,

@@ -1,5 +1,4 @@
 /** Real git repositories for tests, and everything about a checkout that ramure must never change. */
-import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -36,11 +35,6 @@ export const writeFiles = (dir: string, files: Record<string, string>): void => 
     fs.writeFileSync(path.join(dir, file), text)
   }
 }
-
-/** `makeRepo` as a scoped resource. */
-export const tempRepo = (files: Record<string, string>) =>
-  Effect.acquireRelease(Effect.sync(() => makeRepo(files)), (repo) =>
-    Effect.sync(() => fs.rmSync(path.dirname(repo), { recursive: true, force: true })))
 
 /**
  * What a user sees of a checkout: status (with untracked files), the index,

@@ -3,6 +3,7 @@ import { Command } from "@effect/cli"
 import * as Registry from "@ramure/core/Registry"
 import { collectOrphans } from "@ramure/core/SshMachineProvider"
 import { shortId } from "@ramure/core/RunInfo"
+import * as Worktree from "@ramure/core/Worktree"
 import { Console, Effect } from "effect"
 import * as Runs from "../Runs.js"
 import * as Tmux from "../Tmux.js"
@@ -26,6 +27,14 @@ export const gc = Command.make("gc", {}, () =>
         yield* Console.log(`killed orphaned tmux session ${name}`)
       }
     }
+    const worktrees = yield* Worktree.collectOrphans(home)
+    for (const { executionId, machine, released, repo } of worktrees) {
+      yield* Console.log(
+        released._tag === "Saved"
+          ? `saved the work of ${machine} (run ${shortId(executionId)}) to branch ${released.branch} of ${repo} and removed its worktree`
+          : `could not save the work of ${machine} (run ${shortId(executionId)}) to branch ${released.branch} of ${repo}: ${released.message}; its files are still in ${released.path}`
+      )
+    }
     const remote = yield* collectOrphans(home)
     for (const item of remote) {
       yield* Console.log(
@@ -34,8 +43,8 @@ export const gc = Command.make("gc", {}, () =>
           : `host ${item.host} of dead run ${shortId(item.executionId)} did not answer; try again later`
       )
     }
-    if (removed.length === 0 && killed === 0 && remote.length === 0) yield* Console.log("nothing to clean up")
+    if (removed.length === 0 && killed === 0 && worktrees.length === 0 && remote.length === 0) yield* Console.log("nothing to clean up")
   })
 ).pipe(
-  Command.withDescription(`Remove stale registry entries and kill orphaned ramure-<id8>-* tmux sessions (socket ramure) of runs that are not live, here and on the ssh hosts they used.`)
+  Command.withDescription(`Remove stale registry entries and kill orphaned ramure-<id8>-* tmux sessions (socket ramure) of runs that are not live, here and on the ssh hosts they used; commit the work left in dead runs' worktrees to their branches and remove the worktrees.`)
 )
