@@ -157,9 +157,11 @@ describe("Worktree machines", () => {
       expect(git(repo, "branch", "--list").trim().split("\n").map((b) => b.trim())).toEqual(["* main", "taken"])
     }))
 
-  it.live("the work is saved however the agent left its repository: mid-merge with conflicts, a detached HEAD, a stale lock, another branch, no .git at all", () =>
+  it.live("the work is saved however the agent left its repository: mid-merge with conflicts, a detached HEAD, a stale lock, another branch, no .git, git pointed at other files", () =>
     Effect.gen(function* () {
       const repo = makeRepo({ "a.txt": "a\n" })
+      const decoy = fs.mkdtempSync(path.join(path.dirname(repo), "decoy-"))
+      writeFiles(decoy, { "precious.txt": "keep me\n" })
       const branches = yield* inRun(() =>
         Effect.gen(function* () {
           const make = (name: string) => Machine.make({ name, worktree: { repo } })
@@ -179,7 +181,19 @@ describe("Worktree machines", () => {
           yield* sh(elsewhere, "git checkout -qb side && echo s > s.txt && git add s.txt && git commit -qm 'On side' && git checkout -q - && echo back > back.txt")
           const gitless = yield* make("gitless")
           yield* sh(gitless, "rm -rf .git && echo g > a.txt && echo kept > kept.txt")
+          // Pointing git at other files of this host: nothing of them is read, the files are still saved.
+          const tampered = yield* make("tampered")
+          yield* sh(tampered, [
+            "echo t > t.txt && git add t.txt && git commit -qm 'Before tampering'",
+            "echo /etc > .git/objects/info/alternates",
+            "ln -s /etc/hostname .git/refs/heads/stolen && ln -sf /etc/passwd .git/HEAD"
+          ].join(" && "))
+          // A checkout replaced by a symlink (here to a decoy directory) is not followed: neither read nor removed.
+          const replaced = yield* make("replaced")
+          yield* sh(replaced, `cd .. && rm -rf replaced && ln -s ${decoy} replaced`)
           return {
+            tampered: tampered.worktree!.branch,
+            replaced: { branch: replaced.worktree!.branch, base: replaced.worktree!.base, path: replaced.cwd },
             conflicted: conflicted.worktree!.branch,
             detached: detached.worktree!.branch,
             locked: locked.worktree!.branch,
@@ -207,6 +221,12 @@ describe("Worktree machines", () => {
       expect(show(repo, branches.gitless, "a.txt")).toBe("g\n")
       expect(show(repo, branches.gitless, "kept.txt")).toBe("kept\n")
       expect(git(repo, "show", "--format=%B", "--no-patch", branches.gitless)).toContain("had no readable HEAD")
+      expect(log(repo, branches.tampered)).toEqual(["tampered (ramure)|ramure: save the work left in tampered", "user|init"])
+      expect(files(repo, branches.tampered)).toEqual(["a.txt", "t.txt"])
+      expect(git(repo, "rev-parse", branches.replaced.branch).trim()).toBe(branches.replaced.base)
+      expect(fs.existsSync(branches.replaced.path)).toBe(false)
+      expect(fs.readFileSync(path.join(decoy, "precious.txt"), "utf8")).toBe("keep me\n")
+      expect(files(repo, branches.replaced.branch)).toEqual(["a.txt"])
       expect(git(repo, "fsck", "--no-progress", "--connectivity-only")).toBe("")
     }))
 

@@ -105,33 +105,70 @@ export const objectDirectories = (gitDir: string): Array<string> => {
   return seen
 }
 
-/** The agent repository's git directory, if it is still a real directory. */
+const isRealDirectory = (dir: string): boolean => {
+  try {
+    return nodeFs.lstatSync(dir).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+/** The agent repository's git directory, if it is still a real directory (not a symlink to anywhere). */
 const agentGitDir = (worktree: string): string | undefined => {
   const dir = path.join(worktree, ".git")
+  return isRealDirectory(worktree) && isRealDirectory(dir) ? dir : undefined
+}
+
+/** A file's text, never through a symlink (the agent could point one anywhere on this host). */
+const readOwnFile = (file: string): string | undefined => {
+  let fd: number | undefined
   try {
-    return nodeFs.lstatSync(dir).isDirectory() ? dir : undefined
+    fd = nodeFs.openSync(file, nodeFs.constants.O_RDONLY | nodeFs.constants.O_NOFOLLOW)
+    return nodeFs.readFileSync(fd, "utf8")
   } catch {
     return undefined
+  } finally {
+    if (fd !== undefined) nodeFs.closeSync(fd)
   }
+}
+
+/**
+ * The agent's object directory, if git may read it from outside the
+ * sandbox: no symlink anywhere in it, and its alternates still exactly the
+ * user's objects (else it could make git here read other repositories of
+ * this host). Otherwise the agent's commits are not read; its files still are.
+ */
+const agentObjects = (layout: Layout): string | undefined => {
+  const gitDir = agentGitDir(layout.path)
+  if (gitDir === undefined) return undefined
+  const objects = path.join(gitDir, "objects")
+  const clean = (dir: string): boolean => {
+    let entries: Array<nodeFs.Dirent>
+    try {
+      entries = nodeFs.readdirSync(dir, { withFileTypes: true })
+    } catch {
+      return false
+    }
+    return entries.every((entry) => !entry.isSymbolicLink() && (!entry.isDirectory() || clean(path.join(dir, entry.name))))
+  }
+  if (!isRealDirectory(objects) || !clean(objects)) return undefined
+  const alternates = path.join(objects, "info", "alternates")
+  const expected = `${path.join(layout.repository.gitDir, "objects")}\n`
+  return !nodeFs.existsSync(alternates) || readOwnFile(alternates) === expected ? objects : undefined
 }
 
 /** The commits the agent's repository points at, read as files: HEAD first, then its local branches. */
 export const agentTips = (worktree: string): { readonly head: string | undefined; readonly branches: Array<string> } => {
   const gitDir = agentGitDir(worktree)
   if (gitDir === undefined) return { head: undefined, branches: [] }
-  const read = (file: string): string | undefined => {
-    try {
-      return nodeFs.readFileSync(path.join(gitDir, file), "utf8").trim()
-    } catch {
-      return undefined
-    }
-  }
+  const read = (file: string): string | undefined => readOwnFile(path.join(gitDir, file))?.trim()
   const refs = new Map<string, string>()
   for (const line of (read("packed-refs") ?? "").split("\n")) {
     const [id, name] = line.split(" ")
     if (id !== undefined && name !== undefined && Git.isObjectId(id)) refs.set(name, id)
   }
   const walk = (relative: string) => {
+    if (!isRealDirectory(path.join(gitDir, relative))) return
     let entries: Array<nodeFs.Dirent>
     try {
       entries = nodeFs.readdirSync(path.join(gitDir, relative), { withFileTypes: true })
@@ -162,10 +199,10 @@ export const agentTips = (worktree: string): { readonly head: string | undefined
 
 /** Environment that lets the user's repository read the agent's objects (and, optionally, write new ones elsewhere). */
 const objectsEnv = (layout: Layout, scratchObjects?: string): Record<string, string> => {
-  const agentGit = agentGitDir(layout.path)
+  const agent = agentObjects(layout)
   const alternates = [
     ...(scratchObjects === undefined ? [] : [path.join(layout.repository.gitDir, "objects")]),
-    ...(agentGit === undefined ? [] : [path.join(agentGit, "objects")])
+    ...(agent === undefined ? [] : [agent])
   ]
   return {
     ...(alternates.length === 0 ? {} : { GIT_ALTERNATE_OBJECT_DIRECTORIES: alternates.join(":") }),
@@ -176,7 +213,8 @@ const objectsEnv = (layout: Layout, scratchObjects?: string): Record<string, str
 /** git on the user's repository, reading the agent's objects too. */
 const repoGit = (layout: Layout, env: Record<string, string> = {}) => {
   const args = (rest: ReadonlyArray<string>) => [`--git-dir=${layout.repository.gitDir}`, ...rest]
-  const options = (extra: Git.GitOptions = {}) => ({ ...extra, env: { ...objectsEnv(layout), ...env, ...extra.env } })
+  const base = { ...objectsEnv(layout), ...env }
+  const options = (extra: Git.GitOptions = {}) => ({ ...extra, env: { ...base, ...extra.env } })
   return {
     run: (rest: ReadonlyArray<string>, extra?: Git.GitOptions) => Git.run(args(rest), options(extra)),
     check: (rest: ReadonlyArray<string>, extra?: Git.GitOptions) => Git.check(args(rest), options(extra)),
@@ -227,9 +265,12 @@ export const snapshot = (layout: Layout, scratch: string, scratchObjects?: strin
     const head = tips.head !== undefined && valid.includes(tips.head) ? tips.head : undefined
     const seed = head ?? (yield* branchTip(layout.repository, layout.branch)) ?? layout.base
     const index = path.join(scratch, "index")
-    const git = repoGit(layout, { GIT_INDEX_FILE: index, ...objectsEnv(layout, scratchObjects) })
+    const git = repoGit(layout, { GIT_INDEX_FILE: index, ...(scratchObjects === undefined ? {} : objectsEnv(layout, scratchObjects)) })
     yield* git.check(["read-tree", seed])
-    const added = yield* git.run(["--work-tree=.", "add", "--all", "--ignore-errors", "--", "."], { cwd: layout.path })
+    // A checkout replaced by a symlink is not followed: its files are not the agent's to give.
+    const added = isRealDirectory(layout.path)
+      ? yield* git.run(["--work-tree=.", "add", "--all", "--ignore-errors", "--", "."], { cwd: layout.path })
+      : { exitCode: 1, stdout: "", stderr: `${layout.path} is no longer a directory: its files were not read` }
     const tree = yield* git.value(["write-tree"])
     return {
       tree,
