@@ -3,14 +3,16 @@
  * node commands). bubblewrap must be installed (`.ci/run` installs it).
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Schedule } from "effect"
+import { Effect, Schedule, Schema } from "effect"
 import { execFileSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Agent from "../src/Agent.js"
 import { MachineProvider, type MachineOptions } from "../src/Machine.js"
+import * as Process from "../src/Process.js"
 import * as RunInfo from "../src/RunInfo.js"
 import { Runtime } from "../src/Runtime.js"
 import { scripted, tempHome } from "./helpers.js"
@@ -191,6 +193,29 @@ describe("Sandboxed machines (bubblewrap)", () => {
       const escape = yield* Effect.flip(box.readFile(homeSecret))
       expect(escape.message).toContain("escapes the machine's working directory")
     })))
+
+  it.live("send_file between a sandboxed agent and another delivers into the receiver's directory, which its sandbox sees", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const [sender, receiver] = yield* Effect.all([Agent.make("sender", { sandbox: true }), Agent.make("receiver", { sandbox: true })])
+        yield* Agent.connect(sender, receiver, { direction: "a->b" })
+        yield* sender.machine.writeFile("report.txt", "made by the sender")
+        yield* receiver.on("got", { description: "", parameters: Schema.Struct({}) }, () =>
+          Effect.flatMap(receiver.exec("cat inbox/report.txt"), (result) => Process.done(result.stdout)))
+        return yield* Process.wait<string>()
+      }))
+    return main().pipe(
+      Effect.provide(scripted({
+        sender: (driver) => Effect.zipRight(driver.waitForTool("send_file"), driver.call("send_file", { to: "receiver", path: "report.txt", dest: "inbox/report.txt" })),
+        receiver: (driver) => Effect.gen(function* () {
+          yield* driver.nextMessage
+          yield* driver.waitForTool("got")
+          yield* driver.call("got", {})
+        })
+      }, { home: tempHome(), register: false })),
+      Effect.map((text) => expect(text).toBe("made by the sender"))
+    )
+  })
 
   it.live("the machine's description carries the sandbox, so a shell started with it sees what the machine sees", () =>
     run(Effect.gen(function* () {
