@@ -3,6 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Ramure from "../src/Ramure.js"
+import { currentSocket } from "../src/TmuxMachineProvider.js"
 import type * as ScriptedAgents from "../src/ScriptedAgents.js"
 
 /** A fresh, private RAMURE_HOME. */
@@ -15,10 +16,10 @@ export const scripted = (scripts: ScriptedAgents.Scripts, options: Ramure.LayerO
 export const readJsonl = (file: string): Array<any> =>
   fs.readFileSync(file, "utf8").split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line))
 
-/** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself. */
+/** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself (on `RAMURE_TMUX_SOCKET`, else `ramure`). */
 export const tmuxSessionsOf = (executionId: string): Array<string> => {
   try {
-    return execFileSync("tmux", ["-L", "ramure", "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
+    return execFileSync("tmux", ["-L", currentSocket(), "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })
       .split("\n")
       .filter((name) => name.startsWith(`ramure-${executionId.slice(0, 8)}-`))
   } catch {

@@ -11,6 +11,7 @@ import * as Process from "@ramure/core/Process"
 import { Runtime } from "@ramure/core/Runtime"
 import * as RunInfo from "@ramure/core/RunInfo"
 import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as TmuxMachineProvider from "@ramure/core/TmuxMachineProvider"
 import { Deferred, Effect, Exit, Fiber, Schema, Stream } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -382,7 +383,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
             const ends = Effect.map(agent.sessionState.events.items, (events) => tags(events).filter((t) => t === "agent_end").length)
             yield* eventually(ends, (n) => n === 1)
             const sent = yield* Command.exitCode(
-              Command.make("tmux", "-L", "ramure", "send-keys", "-t", `=${agent.session}:`, "/new", "Enter")
+              Command.make("tmux", "-L", TmuxMachineProvider.currentSocket(), "send-keys", "-t", `=${agent.session}:`, "/new", "Enter")
             )
             expect(sent).toBe(0)
             // The new extension instance connects after the entries the old one applied.
