@@ -55,7 +55,7 @@ export const layer: Layer.Layer<MachineProvider, never, MachineProvider | Runtim
           return yield* Effect.fail(fail("a worktree machine's working directory is its worktree: give cwd or worktree, not both"))
         }
         const sandbox = options.sandbox === true ? {} : options.sandbox === false ? undefined : options.sandbox
-        if (sandbox !== undefined) yield* sandboxReady
+        if (sandbox !== undefined) yield* sandboxReady.pipe(Effect.mapError((error) => fail(error.message)))
 
         const worktree = options.worktree === undefined ? undefined : yield* Worktree.make(options.worktree, {
           machine: options.name,

@@ -276,4 +276,4 @@ export const wrap = (
       spawn,
       describe: { ...machine.describe, sandbox: { network, command: ["bwrap", ...argumentsFor(machineMounts, machine.cwd, false)] } }
     } satisfies Machine
-  })
+  }).pipe(Effect.withSpan("Sandbox.wrap", { attributes: { machine: machine.id } }))

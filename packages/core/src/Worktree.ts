@@ -349,7 +349,7 @@ export const make = (
         Effect.map(git(logArgs(Repo.branchRef(branch))), parseLog)
       )
     } satisfies Worktree
-  })
+  }).pipe(Effect.withSpan("Worktree.make", { attributes: { machine: context.machine, repo: options.repo } }))
 
 /** The object directories a sandboxed agent must read for its worktree's repository (the user's, read-only). */
 export const objectDirectories = (worktree: Worktree): Effect.Effect<ReadonlyArray<string>, never, CommandExecutor.CommandExecutor> =>
@@ -407,7 +407,7 @@ export interface Collected {
  * fails keeps its checkout and record (the next collection tries again).
  */
 export const collectOrphans = (home: string): Effect.Effect<ReadonlyArray<Collected>, never, CommandExecutor.CommandExecutor> =>
-  Effect.flatMap(Records.claimOrphans(home), (claimed) =>
+  Effect.withSpan(Effect.flatMap(Records.claimOrphans(home), (claimed) =>
     Effect.forEach(claimed, ({ file, record }) =>
       Effect.map(
         saveAndRemove(home, record, `run ${shortId(record.executionId)} died without releasing it`, file).pipe(
@@ -418,4 +418,4 @@ export const collectOrphans = (home: string): Effect.Effect<ReadonlyArray<Collec
           )
         ),
         (released): Collected => ({ executionId: record.executionId, machine: record.machine, repo: record.repo, released })
-      )))
+      ))), "Worktree.collectOrphans")

@@ -17,24 +17,25 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { checkoutState, git, makeRepo } from "../../core/test/gitHelpers.js"
-import { expectToolResults, finish, finishTool, noLeftovers, piRun, tempHome } from "./helpers.js"
+import { expectToolResults, finish, finishTool, noLeftovers, piRun, type Provider, tempHome } from "./helpers.js"
 
 const secretName = `.ramure-pi-sandbox-test-${crypto.randomUUID()}`
 const homeSecret = path.join(os.homedir(), secretName)
 fs.writeFileSync(homeSecret, "home secret", { mode: 0o600 })
 afterAll(() => fs.rmSync(homeSecret, { force: true }))
 
-/** Run `body` against a scripted model (every script ends with a plain turn) and a pi run in tmux. */
+/** Run `body` against a scripted model (every script ends with a plain turn) and a pi run (in tmux unless said). */
 const scenario = <A, E>(
   scripts: Record<string, ScriptedModel.Script>,
-  body: (server: ScriptedModel.ScriptedModelServer) => Effect.Effect<A, E, any>
+  body: (server: ScriptedModel.ScriptedModelServer) => Effect.Effect<A, E, any>,
+  provider: Provider = "tmux"
 ) =>
   Effect.gen(function* () {
     const server = yield* ScriptedModel.make({
       scripts: Object.fromEntries(Object.entries(scripts).map(([agent, script]) => [agent, [...script, { text: "(done)" }]]))
     })
     const home = yield* tempHome
-    const result = yield* body(server).pipe(Effect.provide(piRun(server, "tmux", home)))
+    const result = yield* body(server).pipe(Effect.provide(piRun(server, provider, home)))
     expect(yield* server.failures).toEqual([])
     return result
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)) as Effect.Effect<A, E | ScriptedModel.ScriptedModelError>
@@ -122,7 +123,8 @@ describe("pi agents on worktrees, in a sandbox", () => {
     )
   })
 
-  it.live("without a network a sandboxed pi reaches its run and the model through forwarded ports, and its bash reaches nothing else", () =>
+  // Headless (rpc mode, its commands on stdin) this time: the other way pi runs.
+  it.live("without a network a sandboxed headless pi reaches its run and the model through forwarded ports, and its bash reaches nothing else", () =>
     Effect.gen(function* () {
       const other = yield* Effect.acquireRelease(
         Effect.async<net.Server>((resume) => {
@@ -152,7 +154,8 @@ describe("pi agents on worktrees, in a sandbox", () => {
           Effect.gen(function* () {
             modelPort = Number(new URL(server.url).port)
             expect(yield* main()).toBe("isolated")
-          })
+          }),
+        "local"
       )
     }).pipe(Effect.scoped))
 })
