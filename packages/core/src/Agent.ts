@@ -107,7 +107,8 @@ const attachTool = (session: AgentSession.AgentSession, handler: AgentSession.To
  * shut down, then killed, then its machine stopped — when that process ends.
  */
 export const make = Effect.fn("Agent.make")(function* (name: string, options: AgentOptions = {}) {
-  if (options.machine !== undefined && (options.worktree !== undefined || options.sandbox !== undefined)) {
+  const sandboxed = options.sandbox !== undefined && options.sandbox !== false
+  if (options.machine !== undefined && (options.worktree !== undefined || sandboxed)) {
     return yield* new MachineError({
       machine: options.machine.id,
       operation: "make",
@@ -121,7 +122,6 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
 
   // A pre-started agent from a warm pool already holds its places under the run's limits.
-  const sandboxed = options.sandbox !== undefined && options.sandbox !== false
   const pooled = launcher.pooled?.({ model: options.model, machine: options.machine, sandboxed }) ?? false
 
   const start = Effect.gen(function* () {

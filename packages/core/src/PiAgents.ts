@@ -277,9 +277,7 @@ export const layer = (
 
       return AgentLauncher.of({
         launch: (spec) =>
-          pooled({ model: spec.model, machine: spec.machine, sandboxed: spec.machine.describe.sandbox !== undefined })
-            ? pool.launch(keyOf(spec.model), spec)
-            : launchCold(spec),
+          pooled({ model: spec.model, machine: spec.machine }) ? pool.launch(keyOf(spec.model), spec) : launchCold(spec),
         pooled,
         evictIdle: pool.evictIdle
       })

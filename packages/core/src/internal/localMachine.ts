@@ -115,20 +115,7 @@ export class OutputTail {
 /** Run a command to completion and capture its output (for tools such as tmux). */
 export const runCollect = (
   command: Command.Command
-): Effect.Effect<ExecResult, PlatformError, CommandExecutor.CommandExecutor> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const proc = yield* Command.start(Command.stdin(command, Stream.empty))
-      const [stdout, stderr, exitCode] = yield* Effect.all(
-        [collectText(proc.stdout), collectText(proc.stderr), exitCodeOf(proc)],
-        { concurrency: "unbounded" }
-      )
-      return { exitCode: exitCode ?? 1, stdout, stderr }
-    })
-  )
-
-const collectText = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<string, E> =>
-  stream.pipe(Stream.decodeText(), Stream.mkString)
+): Effect.Effect<ExecResult, PlatformError, CommandExecutor.CommandExecutor> => runCommand(command)
 
 /**
  * Run `command` to completion (its stdin is `input`, else closed) and capture
