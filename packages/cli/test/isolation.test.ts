@@ -32,6 +32,9 @@ layer(built, { timeout: "180 seconds", excludeTestServices: true })("ramure with
       const machine = status.agents.find((agent: { id: string }) => agent.id === "carol").machine
       expect(machine.sandbox.network).toBe("host")
       expect((yield* ramure(home, ["status"], { env })).stdout).toMatch(new RegExp(`carol\\s+idle\\s+tmux\\+sandbox /\\S+\\s+ramure-${run.id.slice(0, 8)}-carol`))
+      expect((yield* ramure(home, ["tail", "--agent", "carol"], { env })).stdout).toContain(
+        `created on tmux machine carol (sandboxed) (tmux ramure-${run.id.slice(0, 8)}-carol)`
+      )
 
       const shell = yield* ramure(home, ["ssh", "--agent", "carol"], {
         env,

@@ -211,7 +211,8 @@ export const make = (
       Git.value([`--git-dir=${repository.gitDir}`, ...args], gitOptions)
 
     const baseName = options.base ?? "HEAD"
-    const base = yield* git(["rev-parse", "--verify", "--quiet", "--end-of-options", `${baseName}^{commit}`]).pipe(
+    // In the checkout given (a linked worktree has a HEAD of its own).
+    const base = yield* Git.value(["rev-parse", "--verify", "--quiet", "--end-of-options", `${baseName}^{commit}`], { cwd: repository.root }).pipe(
       Effect.mapError(() =>
         new WorktreeError({
           repo: repository.root,

@@ -284,6 +284,28 @@ describe("Worktree machines", () => {
       expect((yield* worktree.commits).map((c) => c.subject)).toEqual(["ramure: save the work left in agent", "Change a"])
     }))
 
+  it.live("given one of the user's own linked worktrees, the branch starts from its HEAD and merges go into its branch", () =>
+    Effect.gen(function* () {
+      const repo = makeRepo({ "a.txt": "a\n" })
+      const linked = path.join(path.dirname(repo), "linked")
+      git(repo, "worktree", "add", "--quiet", "-b", "feature", linked)
+      writeFiles(linked, { "feature.txt": "feature\n" })
+      git(linked, "add", "feature.txt")
+      git(linked, "commit", "--quiet", "-m", "Feature")
+      const worktree = yield* inRun(() =>
+        Effect.gen(function* () {
+          const machine = yield* Machine.make({ name: "agent", worktree: { repo: linked } })
+          expect(machine.worktree!.base).toBe(git(linked, "rev-parse", "HEAD").trim())
+          yield* sh(machine, "cat feature.txt && echo agent > agent.txt")
+          return machine.worktree!
+        }))
+      const merged = yield* merge(linked, { branches: [worktree] })
+      expect(merged.into).toBe("feature")
+      expect(fs.readFileSync(path.join(linked, "agent.txt"), "utf8")).toBe("agent\n")
+      expect(git(repo, "rev-parse", "main").trim()).not.toBe(merged.commit)
+      expect(fs.existsSync(path.join(repo, "agent.txt"))).toBe(false)
+    }))
+
   it.live("merge fast-forwards, then merges, into the checked-out branch, updating the user's files", () =>
     Effect.gen(function* () {
       const repo = makeRepo({ "a.txt": "a\n", "b.txt": "b\n" })

@@ -34,7 +34,8 @@ export const merge = (repository: Repository, branches: ReadonlyArray<string>, i
       Git.value([`--git-dir=${repository.gitDir}`, ...args], options)
     const refused = (message: string): Outcome => ({ _tag: "Refused", message })
 
-    const target = into ?? (yield* git(["symbolic-ref", "--quiet", "--short", "HEAD"])).stdout.trim()
+    // The current branch of the checkout given (a linked worktree has its own).
+    const target = into ?? (yield* Git.run(["symbolic-ref", "--quiet", "--short", "HEAD"], { cwd: repository.root })).stdout.trim()
     if (target.length === 0) return refused("the repository's HEAD is detached: say which branch to merge into")
     const start = yield* branchTip(repository, target)
     if (start === undefined) return refused(`there is no branch ${target}`)
