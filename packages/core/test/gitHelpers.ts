@@ -1,4 +1,5 @@
 /** Real git repositories for tests, and everything about a checkout that ramure must never change. */
+import { afterAll } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -9,14 +10,15 @@ export const git = (cwd: string, ...args: Array<string>): string =>
   execFileSync("git", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
 
 const made: Array<string> = []
+// Each test file that makes repositories removes them when it is done.
+afterAll(() => made.splice(0).forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })))
 
 /**
  * A fresh repository (branch `main`, identity "user") whose first commit
- * "init" holds `files`. Removed when the test process exits.
+ * "init" holds `files`. Removed after the test file.
  */
 export const makeRepo = (files: Record<string, string>): string => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-repo-"))
-  if (made.length === 0) process.once("exit", () => made.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })))
   made.push(root)
   const repo = path.join(root, "repo")
   fs.mkdirSync(repo)
