@@ -13,14 +13,14 @@ import { alive, tmuxSessionsOf } from "../../packages/core/test/helpers.js"
 
 const root = path.resolve(__dirname, "../..")
 
-const runExample = async (file: string) => {
+const runExample = async (file: string, args: ReadonlyArray<string> = []) => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-example-"))
   const env: NodeJS.ProcessEnv = { ...process.env, RAMURE_HOME: home }
   delete env.RAMURE_MODEL
   const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
     execFile(
       path.join(root, "node_modules/.bin/tsx"),
-      [path.join(root, "examples", file)],
+      [path.join(root, "examples", file), ...args],
       { cwd: root, env, encoding: "utf8", timeout: 150_000 },
       (error, stdout, stderr) => resolve({ status: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
     )
@@ -80,6 +80,38 @@ describe("examples (real pi in tmux, scripted model)", () => {
     expect(run.stdout).toContain("attempt 1 failed")
     expect(run.stdout).toContain("Solved on attempt 2: 1")
     expectClean(run)
+  })
+
+  it("worktrees: three sandboxed agents fix three bugs on their own branches, and the process merges them", async () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-example-repo-"))
+    const run = await runExample("worktrees.ts", [directory])
+    expect(run.status, run.stderr).toBe(0)
+    const repo = path.join(directory, "demo")
+    const id8 = run.executionId.slice(0, 8)
+    const git = (...args: Array<string>) => execFileSync("git", args, { cwd: repo, encoding: "utf8" })
+    for (const bug of ["slug", "median", "clamp"]) {
+      expect(run.stdout).toMatch(new RegExp(`${bug}\\s+ramure/${id8}/fix-${bug}  \\S`))
+      // Each branch holds its agent's commit of its one file.
+      expect(git("diff", "--name-only", "main~3", `ramure/${id8}/fix-${bug}`).split("\n")).toContain(`src/${bug}.js`)
+      const created = run.runtimeLog.concat(
+        fs.readFileSync(path.join(run.home, "logs", run.executionId, `fix-${bug}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+      ).find((entry) => entry.event._tag === "AgentCreated")
+      expect(created.event.machine.sandbox.network).toBe("host")
+      expect(created.event.machine.worktree.branch).toBe(`ramure/${id8}/fix-${bug}`)
+      expect(fs.existsSync(path.join(run.home, "work", run.executionId, `fix-${bug}`))).toBe(false)
+    }
+    expect(run.stdout).toContain("merged 3 branches into main (fast-forward, merge, merge)")
+    expect(run.stdout).toContain("ok slug\nok median\nok clamp\nall tests pass")
+    // The merged result is the user's checkout, clean, and its tests pass.
+    expect(git("status", "--porcelain")).toBe("")
+    expect(git("log", "--format=%s", "main").split("\n")).toEqual(expect.arrayContaining([
+      "Lowercase slugs",
+      "Average the middle pair of an even-length list",
+      "Clamp between lo and hi"
+    ]))
+    expect(execFileSync(process.execPath, ["test.js"], { cwd: repo, encoding: "utf8" })).toBe("ok slug\nok median\nok clamp\n")
+    expectClean(run)
+    fs.rmSync(directory, { recursive: true, force: true })
   })
 
   it("attach-pool lets a dispatcher agent use a pool's endpoints as tools", async () => {

@@ -4,6 +4,7 @@
  */
 import type * as RunEvent from "@ramure/core/RunEvent"
 import type { LogEntry } from "@ramure/core/RunEvent"
+import type { MachineInfo } from "@ramure/core/Machine"
 import type { RunStatus } from "@ramure/core/RunStatus"
 import { visible } from "./Terminal.js"
 
@@ -75,7 +76,9 @@ const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
     `endpoint ${e.name} ${e.ok ? "returned" : `failed: ${oneLine(e.error ?? "", 120)}`} in ${e.durationMs} ms`,
   MachineCreated: (e) => `machine ${e.machine.id} (${e.machine.kind}) created`,
   AgentCreated: (e) =>
-    `created on ${e.machine.kind} machine ${e.machine.id}${e.machine.host ? ` on host ${e.machine.host}` : ""}${e.session ? ` (tmux ${e.session})` : ""}`,
+    `created on ${e.machine.kind} machine ${e.machine.id}${e.machine.host ? ` on host ${e.machine.host}` : ""}` +
+    `${e.machine.sandbox ? " (sandboxed)" : ""}${e.machine.worktree ? ` on branch ${e.machine.worktree.branch}` : ""}` +
+    `${e.session ? ` (tmux ${e.session})` : ""}`,
   AgentStartFailed: (e) => `failed to start: ${oneLine(e.reason)}`,
   AgentConnected: (e) => (e.first ? "connected" : `reconnected (after ${e.after})`),
   AgentDisconnected: (e) => `disconnected (code ${e.code})`,
@@ -88,6 +91,14 @@ const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
   ToolReturned: (e) => `← ${e.tool} ${e.isError ? "error" : "ok"}: ${oneLine(e.text, 120)} (${e.durationMs} ms)`,
   MessageDelivered: (e) => `message${e.from ? ` from ${e.from}` : e.via ? ` via ${e.via}` : ""}: ${oneLine(e.text)}`,
   ShutdownRequested: (e) => `asked to shut down: ${oneLine(e.reason, 120)}`,
+  WorktreeReleased: (e) =>
+    e.released._tag === "Saved"
+      ? `worktree of ${e.machine} ${e.released.committed ? "committed" : "left nothing uncommitted"}: ${e.released.branch} at ${e.released.commit.slice(0, 12)}`
+      : `could not save the worktree of ${e.machine} to ${e.released.branch}: ${oneLine(e.released.message, 160)} (files kept in ${e.released.path})`,
+  WorktreeCollected: (e) =>
+    e.released._tag === "Saved"
+      ? `saved the worktree of ${e.machine} (dead run ${e.executionId.slice(0, 8)}) to ${e.released.branch}`
+      : `could not save the worktree of ${e.machine} (dead run ${e.executionId.slice(0, 8)}): ${oneLine(e.released.message, 160)}`,
   PoolMemberReady: (e) => `pool member ${e.member} ready (${e.model || "default model"})`,
   PoolMemberAssigned: (e) => `took pool member ${e.member}`,
   PoolMemberDied: (e) => `pool member ${e.member} died`,
@@ -112,6 +123,11 @@ export const entryLine = (entry: LogEntry): string =>
   `${time(entry.ts)} ${inline(entry.agent ?? (entry.process || "run")).padEnd(8)}  ${inline(describe(entry))}`
 
 const money = (cost: number): string => `$${cost.toFixed(4)}`
+
+/** `kind [host:]cwd`, with the sandbox and the worktree's branch when there are. */
+const machineText = (machine: MachineInfo): string =>
+  `${machine.kind}${machine.sandbox === undefined ? "" : "+sandbox"} ${machine.host === undefined ? "" : `${machine.host}:`}${machine.cwd}` +
+  (machine.worktree === undefined ? "" : ` (${machine.worktree.branch})`)
 
 /** The human status report of a run. */
 export const statusReport = (
@@ -145,7 +161,7 @@ export const statusReport = (
           return [
             a.id,
             a.state,
-            a.machine ? `${a.machine.kind} ${a.machine.host === undefined ? "" : `${a.machine.host}:`}${a.machine.cwd}` : "-",
+            a.machine ? machineText(a.machine) : "-",
             a.session ?? "-",
             `${a.toolCalls}${a.toolErrors > 0 ? ` (${a.toolErrors} failed)` : ""}`,
             `${a.inputTokens}/${a.outputTokens}`,

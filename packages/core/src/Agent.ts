@@ -25,6 +25,8 @@ import { Run } from "./Run.js"
 import type { RunEvent } from "./RunEvent.js"
 import { RunInfo, shortId } from "./RunInfo.js"
 import { RunLimits } from "./RunLimits.js"
+import type { SandboxOptions } from "./Sandbox.js"
+import type { WorktreeOptions } from "./Worktree.js"
 
 export interface AgentOptions {
   readonly systemPrompt?: string
@@ -34,6 +36,10 @@ export interface AgentOptions {
   readonly host?: string
   /** `provider/model`; defaults to the run's model. */
   readonly model?: string
+  /** Work in a worktree of this repository, on a branch of its own (a fresh machine; see `Worktree`). */
+  readonly worktree?: WorktreeOptions
+  /** Run the agent and its commands in a bubblewrap sandbox (a fresh machine; see `Sandbox`). */
+  readonly sandbox?: boolean | SandboxOptions
   /** How long to wait for the agent to connect (default 60 s). */
   readonly startTimeout?: Duration.DurationInput
   /** How long a released agent gets to shut down before it is killed (default 1 s). */
@@ -103,10 +109,17 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
       message: `agent ${name}: give either a machine or a host, not both (the machine ${options.machine.id} decides its host)`
     })
   }
+  const sandboxed = options.sandbox !== undefined && options.sandbox !== false
+  if (options.machine !== undefined && (options.worktree !== undefined || sandboxed)) {
+    return yield* new InvalidArgument({
+      operation: "Agent.make",
+      message: `agent ${name}: worktree and sandbox make a fresh machine: give them to Machine.make, or leave out machine`
+    })
+  }
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
 
   // A pre-started agent from a warm pool already holds its places under the run's limits.
-  const pooled = launcher.pooled?.({ model: options.model, machine: options.machine }) ?? false
+  const pooled = launcher.pooled?.({ model: options.model, machine: options.machine, sandboxed }) ?? false
 
   const start = Effect.gen(function* () {
     if (!pooled) yield* limits.holdLiveSlot(launcher.evictIdle)
@@ -118,8 +131,12 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(Effect.sync(() => owner.agents.delete(session.id)), session.release)
         )
-        const machine = options.machine ??
-          (yield* provider.make(options.host === undefined ? { name: session.id } : { name: session.id, host: options.host }))
+        const machine = options.machine ?? (yield* provider.make({
+          name: session.id,
+          ...(options.host === undefined ? {} : { host: options.host }),
+          ...(options.worktree === undefined ? {} : { worktree: options.worktree }),
+          ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox })
+        }))
         const sessionName = `ramure-${shortId(executionId)}-${session.id}`
         const launched = yield* launcher.launch({
           agentId: session.id,

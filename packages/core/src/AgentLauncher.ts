@@ -24,6 +24,8 @@ export interface PoolQuery {
   readonly model: string | undefined
   /** The machine the agent was given, if any (else it gets a fresh one). */
   readonly machine: Machine | undefined
+  /** Whether the agent's fresh machine is sandboxed (a program started outside cannot move into it). */
+  readonly sandboxed?: boolean
 }
 
 export interface LaunchedAgent {

@@ -8,8 +8,10 @@ import { Context, type Duration, Effect, Schema, Scope, type Stream } from "effe
 import { CurrentProcess } from "./internal/processState.js"
 import type { MachineInfo } from "./MachineInfo.js"
 import { RunLog } from "./RunLog.js"
+import type { SandboxOptions } from "./Sandbox.js"
+import type { MakeError as WorktreeMakeError, Worktree, WorktreeOptions } from "./Worktree.js"
 
-export { MachineInfo, SshAccess } from "./MachineInfo.js"
+export { MachineInfo, SandboxInfo, SshAccess, WorktreeInfo } from "./MachineInfo.js"
 
 /** The result of running a shell command on a machine. */
 export interface ExecResult {
@@ -36,6 +38,12 @@ export interface SpawnSpec {
   readonly cwd?: string
   /** Keep the program's stdin open until it stops (default: closed at once, like `</dev/null`). */
   readonly keepStdinOpen?: boolean
+  /**
+   * Host paths the program needs besides the working directory (a sandboxed
+   * machine shows it only these and the system): its own files (`read`) and
+   * its state (`write`).
+   */
+  readonly needs?: { readonly read?: ReadonlyArray<string>; readonly write?: ReadonlyArray<string> }
 }
 
 export interface Spawned {
@@ -151,6 +159,8 @@ export interface Machine extends MachineFiles {
   readonly describe: MachineInfo
   /** Set when the machine is on another host. */
   readonly remote?: RemoteHost
+  /** Set when the working directory is a worktree of a repository: the agent's work, its branch. */
+  readonly worktree?: Worktree
 }
 
 export interface MachineOptions {
@@ -163,14 +173,25 @@ export interface MachineOptions {
    * providers of this host alone refuse any host.
    */
   readonly host?: string
+  /**
+   * Make the working directory a worktree of a repository, on a branch of
+   * its own (see `Worktree`); released, the machine commits what was left
+   * to the branch and removes the worktree.
+   */
+  readonly worktree?: WorktreeOptions
+  /** Run the machine's programs and commands in a bubblewrap sandbox (see `Sandbox`). */
+  readonly sandbox?: boolean | SandboxOptions
 }
+
+/** Everything making a machine can fail with. */
+export type MakeError = MachineError | HostUnreachable | WorktreeMakeError
 
 /** Creates machines; the machine lives until the scope closes. */
 export class MachineProvider extends Context.Tag("@ramure/core/MachineProvider")<
   MachineProvider,
   {
     readonly kind: string
-    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MachineError | HostUnreachable, Scope.Scope>
+    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MakeError, Scope.Scope>
   }
 >() {}
 
@@ -181,7 +202,7 @@ export class MachineProvider extends Context.Tag("@ramure/core/MachineProvider")
  */
 export const make = (
   options: MachineOptions
-): Effect.Effect<Machine, MachineError | HostUnreachable, MachineProvider | CurrentProcess | RunLog> =>
+): Effect.Effect<Machine, MakeError, MachineProvider | CurrentProcess | RunLog> =>
   Effect.gen(function* () {
     const provider = yield* MachineProvider
     const owner = yield* CurrentProcess

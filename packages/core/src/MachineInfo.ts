@@ -21,12 +21,26 @@ export const SshAccess = Schema.Struct({
 })
 export type SshAccess = typeof SshAccess.Type
 
+/** A machine whose programs run in a bubblewrap sandbox (see `Sandbox`). */
+export const SandboxInfo = Schema.Struct({
+  network: Schema.Literal("host", "none"),
+  /** bwrap and its arguments, up to the program: append `--` and a command to run it in the machine's sandbox. */
+  command: Schema.Array(Schema.String)
+})
+export type SandboxInfo = typeof SandboxInfo.Type
+
+/** A machine whose working directory is a worktree of a repository (see `Worktree`). */
+export const WorktreeInfo = Schema.Struct({ repo: Schema.String, branch: Schema.String, base: Schema.String })
+export type WorktreeInfo = typeof WorktreeInfo.Type
+
 /** What a person (or the CLI) needs to find a machine. */
 export const MachineInfo = Schema.Struct({
   id: Schema.String,
   kind: Schema.String,
   cwd: Schema.String,
   host: Schema.optional(Schema.String),
-  ssh: Schema.optional(SshAccess)
+  ssh: Schema.optional(SshAccess),
+  sandbox: Schema.optional(SandboxInfo),
+  worktree: Schema.optional(WorktreeInfo)
 })
 export type MachineInfo = typeof MachineInfo.Type

@@ -170,6 +170,36 @@ export const ToolCalled = Schema.TaggedStruct("ToolCalled", {
 })
 
 // ---------------------------------------------------------------------------
+// Worktrees
+
+/** What became of a worktree when its machine was released: its work committed to its branch, or not. */
+export const WorktreeOutcome = Schema.Union(
+  Schema.TaggedStruct("Saved", {
+    branch: Schema.String,
+    commit: Schema.String,
+    /** Whether there was uncommitted work to commit. */
+    committed: Schema.Boolean,
+    warnings: Schema.String
+  }),
+  Schema.TaggedStruct("SaveFailed", {
+    branch: Schema.String,
+    /** Where the files still are. */
+    path: Schema.String,
+    message: Schema.String
+  })
+)
+
+export const WorktreeReleased = Schema.TaggedStruct("WorktreeReleased", { machine: Schema.String, released: WorktreeOutcome })
+
+/** The worktree of a dead run, saved and removed by this one. */
+export const WorktreeCollected = Schema.TaggedStruct("WorktreeCollected", {
+  executionId: Schema.String,
+  machine: Schema.String,
+  repo: Schema.String,
+  released: WorktreeOutcome
+})
+
+// ---------------------------------------------------------------------------
 // Warm pool
 
 export const PoolMemberReady = Schema.TaggedStruct("PoolMemberReady", {
@@ -209,6 +239,8 @@ export const RunEvent = Schema.Union(
   ToolReturned,
   MessageDelivered,
   ShutdownRequested,
+  WorktreeReleased,
+  WorktreeCollected,
   PoolMemberReady,
   PoolMemberAssigned,
   PoolMemberDied,

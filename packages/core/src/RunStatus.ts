@@ -215,6 +215,8 @@ const steps: { readonly [T in Tag]: Step<T> } = {
   },
   MessageDelivered: none,
   ShutdownRequested: none,
+  WorktreeReleased: none,
+  WorktreeCollected: none,
   PoolMemberReady: none,
   PoolMemberAssigned: none,
   PoolMemberDied: none,

@@ -19,7 +19,7 @@ export const scripted = (scripts: ScriptedAgents.Scripts, options: Ramure.LayerO
 export const readJsonl = (file: string): Array<any> =>
   fs.readFileSync(file, "utf8").split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line))
 
-/** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself. */
+/** The ramure tmux sessions of a run (`ramure-<id8>-…`), read with tmux itself (on `RAMURE_TMUX_SOCKET`, else `ramure`). */
 export const tmuxSessionsOf = (executionId: string): Array<string> => {
   try {
     return execFileSync("tmux", ["-L", currentSocket(), "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" })

@@ -142,20 +142,39 @@ export class OutputTail {
 /** Run a command to completion and capture its output (for tools such as tmux). */
 export const runCollect = (
   command: Command.Command
-): Effect.Effect<ExecResult, PlatformError, CommandExecutor.CommandExecutor> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const proc = yield* Command.start(Command.stdin(command, Stream.empty))
-      const [stdout, stderr, exitCode] = yield* Effect.all(
-        [collectText(proc.stdout), collectText(proc.stderr), exitCodeOf(proc)],
-        { concurrency: "unbounded" }
-      )
-      return { exitCode: exitCode ?? 1, stdout, stderr }
-    })
-  )
+): Effect.Effect<ExecResult, PlatformError, CommandExecutor.CommandExecutor> => runCommand(command)
 
-const collectText = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<string, E> =>
-  stream.pipe(Stream.decodeText(), Stream.mkString)
+/**
+ * Run `command` to completion (its stdin is `input`, else closed) and capture
+ * its output; an interrupted or timed-out command has its whole process group
+ * killed. A timeout makes the exit code 124, like `timeout(1)`.
+ */
+export const runCommand = (
+  command: Command.Command,
+  options: { readonly timeout?: Duration.DurationInput | undefined; readonly input?: string | undefined } = {}
+): Effect.Effect<ExecResult, PlatformError, CommandExecutor.CommandExecutor> =>
+  Effect.gen(function* () {
+    const stdout: Array<string> = []
+    const stderr: Array<string> = []
+    const drain = (stream: Stream.Stream<Uint8Array, PlatformError>, into: Array<string>) =>
+      stream.pipe(Stream.decodeText(), Stream.runForEach((text) => Effect.sync(() => into.push(text))))
+    const stdin = options.input === undefined ? Stream.empty : Stream.make(new TextEncoder().encode(options.input))
+    const run = Effect.acquireRelease(Command.start(Command.stdin(command, stdin)), (proc, exit) =>
+      Exit.isSuccess(exit) ? Effect.void : killGroup(proc.pid)
+    ).pipe(
+      Effect.flatMap((proc) =>
+        Effect.all([drain(proc.stdout, stdout), drain(proc.stderr, stderr), exitCodeOf(proc)], {
+          concurrency: "unbounded"
+        })
+      ),
+      Effect.map(([, , exitCode]) => exitCode ?? 1),
+      Effect.scoped
+    )
+    const exitCode = yield* options.timeout === undefined
+      ? run
+      : Effect.timeoutTo(run, { duration: options.timeout, onSuccess: (code) => code, onTimeout: () => 124 })
+    return { exitCode, stdout: stdout.join(""), stderr: stderr.join("") }
+  })
 
 const isValidName = (name: string): boolean =>
   name.length > 0 && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0")
@@ -211,32 +230,10 @@ export const makeLocalBase = (
     const ownerEnv = { [Owner.ownerVariable]: Owner.encode(Owner.current(run.executionId, run.home)) }
 
     const exec = Effect.fn("Machine.exec", { attributes })(function* (command: string, execOptions?: ExecOptions) {
-      const stdout: Array<string> = []
-      const stderr: Array<string> = []
-      const drain = (stream: Stream.Stream<Uint8Array, PlatformError>, into: Array<string>) =>
-        stream.pipe(Stream.decodeText(), Stream.runForEach((text) => Effect.sync(() => into.push(text))))
-      const spawned = Command.make("bash", "-c", command).pipe(
-        Command.workingDirectory(cwd),
-        Command.env({ ...execOptions?.env, ...ownerEnv }),
-        Command.stdin(Stream.empty)
-      )
-      const run = Effect.acquireRelease(Command.start(spawned), (proc, exit) =>
-        Exit.isSuccess(exit) ? Effect.void : killGroup(proc.pid)
-      ).pipe(
-        Effect.flatMap((proc) =>
-          Effect.all([drain(proc.stdout, stdout), drain(proc.stderr, stderr), exitCodeOf(proc)], {
-            concurrency: "unbounded"
-          })
-        ),
-        Effect.map(([, , exitCode]) => exitCode ?? 1),
-        Effect.scoped,
-        Effect.provideService(CommandExecutor.CommandExecutor, executor),
-        Effect.mapError(platformFail("exec"))
-      )
-      const exitCode = yield* execOptions?.timeout === undefined
-        ? run
-        : Effect.timeoutTo(run, { duration: execOptions.timeout, onSuccess: (code) => code, onTimeout: () => 124 })
-      return { exitCode, stdout: stdout.join(""), stderr: stderr.join("") }
+      return yield* runCommand(
+        Command.make("bash", "-c", command).pipe(Command.workingDirectory(cwd), Command.env({ ...execOptions?.env, ...ownerEnv })),
+        { timeout: execOptions?.timeout }
+      ).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor), Effect.mapError(platformFail("exec")))
     })
 
     const spawnCwd = (dir: string | undefined) =>

@@ -11,6 +11,7 @@ import * as AgentSessions from "@ramure/core/AgentSessions"
 import * as ChildProcesses from "@ramure/core/ChildProcesses"
 import * as NodeRun from "./internal/runLifecycle.js"
 import * as Server from "./NodeRunServer.js"
+import * as IsolatedMachineProvider from "./IsolatedMachineProvider.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
 import type { LogSink } from "@ramure/core/LogSink"
@@ -76,7 +77,9 @@ export const make = (
     Layer.provideMerge(Layer.mergeAll(RunRoutes.layer, RunControl.layer, RunLimits.layer(options), ChildProcesses.layer)),
     Layer.provideMerge(options.logs ?? JsonlLogSink.layer)
   )
-  const services = (options.machines ?? LocalMachineProvider.layer).pipe(Layer.provideMerge(run))
+  // Worktree and sandboxed machines are made on top of whichever provider the run uses.
+  const machines = IsolatedMachineProvider.layer.pipe(Layer.provide(options.machines ?? LocalMachineProvider.layer))
+  const services = machines.pipe(Layer.provideMerge(run))
   // The launcher needs the run (a warm pool serves its pis' connections) and is released before it.
   return options.launcher.pipe(Layer.provideMerge(services), Layer.provideMerge(base))
 }

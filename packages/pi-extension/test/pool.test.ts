@@ -15,6 +15,7 @@ import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { git, makeRepo } from "../../node/test/gitHelpers.js"
 import { finishTool, noLeftovers, type Provider, runProcesses, tempHome } from "./helpers.js"
 
 
@@ -181,6 +182,46 @@ describe("warm pool lifecycle", () => {
       }).pipe(Effect.provide(run(server, "tmux", home, { size: 1 })))
       // The run is over: its idle pi went with it.
       expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
+      expect(yield* server.failures).toEqual([])
+    }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)), { timeout: 120_000 })
+
+  it.live("a pooled pi moves into a worktree machine; a sandboxed agent starts cold, leaving the pool's pi idle", () =>
+    Effect.gen(function* () {
+      const repo = makeRepo({ "a.txt": "a\n" })
+      const bash = (command: string) => ({ toolCalls: [{ name: "bash", arguments: { command } }] })
+      const finishWithOutput = {
+        toolCalls: [{
+          name: "finish",
+          arguments: (request: ScriptedModel.ChatRequest) => ({ result: ScriptedModel.lastToolResults(request)[0]?.content.trim() ?? "" })
+        }]
+      }
+      const server = yield* ScriptedModel.make({
+        scripts: {
+          wt: [bash("echo pooled > pooled.txt && pwd && git branch --show-current"), finishWithOutput, { text: "(done)" }],
+          boxed: [bash("ls -A $HOME | wc -l"), finishWithOutput, { text: "(done)" }]
+        }
+      })
+      const home = yield* tempHome
+      const { branch, cwd, results } = yield* Effect.gen(function* () {
+        yield* logged("PoolMemberReady")
+        let machine: { cwd: string; branch: string } | undefined
+        const runAgent = (name: string, options: Agent.AgentOptions) =>
+          Process.make(name, () =>
+            Effect.gen(function* () {
+              const agent = yield* Agent.make(name, options)
+              if (agent.machine.worktree !== undefined) machine = { cwd: agent.machine.cwd, branch: agent.machine.worktree.branch }
+              yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
+              yield* agent.send("go")
+              return yield* Process.wait<string>()
+            })
+          )()
+        const results = [yield* runAgent("wt", { worktree: { repo } }), yield* runAgent("boxed", { sandbox: true })]
+        const assigned = yield* Effect.flatMap(RunLog, (runLog) => runLog.history())
+        expect(assigned.filter((entry) => entry.event._tag === "PoolMemberAssigned").map((entry) => entry.agent)).toEqual(["wt"])
+        return { ...machine!, results }
+      }).pipe(Effect.provide(run(server, "tmux", home, { size: 1 })))
+      expect(results).toEqual([`${cwd}\n${branch}`, "0"])
+      expect(git(repo, "show", `${branch}:pooled.txt`)).toBe("pooled\n")
       expect(yield* server.failures).toEqual([])
     }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)), { timeout: 120_000 })
 

@@ -91,6 +91,31 @@ export const extensionPath = (): string | undefined => {
   return found === undefined ? undefined : nodeFs.realpathSync(found)
 }
 
+/** The package directory containing `file` (the nearest `package.json` above it). */
+const packageRoot = (file: string): string => {
+  for (let dir = path.dirname(file); path.dirname(dir) !== dir; dir = path.dirname(dir)) {
+    if (nodeFs.existsSync(path.join(dir, "package.json"))) return dir
+  }
+  return path.dirname(file)
+}
+
+/**
+ * What pi and ramure's extension load: the `node_modules` holding pi (and
+ * its dependencies), and the extension's and ramure core's package
+ * directories (workspace links point outside `node_modules`).
+ */
+const piInstallation = (cli: string, extension: string): Array<string> => {
+  const cliPath = path.resolve(cli)
+  const at = cliPath.lastIndexOf(`${path.sep}node_modules${path.sep}`)
+  const modules = at < 0 ? packageRoot(cliPath) : cliPath.slice(0, at + `${path.sep}node_modules`.length)
+  // The extension's own ramure packages (workspace links point outside node_modules).
+  const ramure = ["@ramure/protocol"].flatMap((name) => {
+    const dir = findPackage(name)
+    return dir === undefined ? [] : [nodeFs.realpathSync(dir)]
+  })
+  return [...new Set([modules, packageRoot(extension), ...ramure])]
+}
+
 const CREDENTIAL =
   /(_API_KEY|_OAUTH_TOKEN)$|^(AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|REGION|PROFILE|BEARER_TOKEN_BEDROCK)|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_(PROJECT|LOCATION)|GCLOUD_PROJECT|COPILOT_GITHUB_TOKEN)$/
 
@@ -214,7 +239,14 @@ export const layer = (
         return {
           agentDir,
           // rpc mode reads commands from stdin and exits when it closes.
-          spec: { command: process.execPath, args, env, keepStdinOpen: !interactive }
+          spec: {
+            command: process.execPath,
+            args,
+            env,
+            keepStdinOpen: !interactive,
+            // What a sandbox must show pi: its installation and ramure's extension (read-only), its own directory.
+            needs: { read: piInstallation(cli, extension), write: [agentDir] }
+          }
         }
       })
 
@@ -255,9 +287,11 @@ export const layer = (
         linkAgentDir: (member, agentId) =>
           fs.symlink(member.agentDir, path.join(agentsDirectory, agentId)).pipe(Effect.ignore)
       })
+      // A sandbox's view is fixed when it starts: a pi started for the pool cannot move into one.
       const pooled = (query: PoolQuery) =>
         hostKinds.has(provider.kind) &&
-        (query.machine === undefined || query.machine.kind === provider.kind) &&
+        query.sandboxed !== true &&
+        (query.machine === undefined || (query.machine.kind === provider.kind && query.machine.describe.sandbox === undefined)) &&
         warmModels.includes(keyOf(query.model))
 
       return AgentLauncher.of({

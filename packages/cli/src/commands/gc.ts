@@ -4,6 +4,7 @@ import * as Orphans from "@ramure/node/Orphans"
 import * as Registry from "@ramure/node/Registry"
 import { shortId } from "@ramure/core/RunInfo"
 import { collectOrphans } from "@ramure/ssh/SshMachineProvider"
+import * as GitWorktree from "@ramure/node/GitWorktree"
 import { Console, Effect } from "effect"
 import * as Runs from "../Runs.js"
 import * as Tmux from "../Tmux.js"
@@ -25,6 +26,13 @@ export const gc = Command.make("gc", {}, () =>
       for (const pid of orphan.processes) lines.push(`killed orphaned process ${pid} (${whose})`)
     }
     for (const { session, why } of unattributed) lines.push(`left tmux session ${session} alone: ${why}`)
+    for (const { executionId, machine, released, repo } of yield* GitWorktree.collectOrphans(home)) {
+      lines.push(
+        released._tag === "Saved"
+          ? `saved the work of ${machine} (run ${shortId(executionId)}) to branch ${released.branch} of ${repo} and removed its worktree`
+          : `could not save the work of ${machine} (run ${shortId(executionId)}) to branch ${released.branch} of ${repo}: ${released.message}; its files are still in ${released.path}`
+      )
+    }
     for (const item of yield* collectOrphans(home)) {
       lines.push(
         item.reached
@@ -38,7 +46,8 @@ export const gc = Command.make("gc", {}, () =>
   Command.withDescription(
     `Remove what dead runs left behind, and only that: registry entries of dead runs, and the tmux sessions (socket ramure, ` +
       `or RAMURE_TMUX_SOCKET) and processes whose owner label names an orchestrator (pid and start time) that is gone, ` +
-      `whatever its RAMURE_HOME; also on the ssh hosts they used. Live runs of any home, sessions without a readable owner ` +
-      `label and unreadable registry entries are reported and left alone.`
+      `whatever its RAMURE_HOME; also on the ssh hosts they used. The work left in dead runs' worktrees is committed to ` +
+      `their branches and the worktrees removed. Live runs of any home, sessions without a readable owner label and ` +
+      `unreadable registry entries are reported and left alone.`
   )
 )
