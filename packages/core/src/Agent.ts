@@ -14,11 +14,12 @@ import {
   InvalidToolName,
   type MessageTooLarge
 } from "./Errors.js"
-import { makeAgent, sessionOf } from "./internal/agent.js"
+import { addUserTool, makeAgent, sessionOf } from "./internal/agent.js"
+import * as BuiltIn from "./internal/builtInTools.js"
 import type * as AgentSession from "./internal/agentSession.js"
 import * as FileTransfer from "./internal/fileTransfer.js"
 import { CurrentProcess } from "./internal/processState.js"
-import { toJsonSchema, toolRunner } from "./internal/tools.js"
+import { handlerContext, toJsonSchema, toolRunner } from "./internal/tools.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
 import { Run } from "./Run.js"
@@ -76,7 +77,7 @@ export interface Agent {
 }
 
 /** The tools ramure gives agents itself (along `connect` edges): a process cannot use these names. */
-export const builtInTools: ReadonlySet<string> = new Set(["message", "send_file", "download_file"])
+export const builtInTools: ReadonlySet<string> = BuiltIn.names
 
 /** What a program printed, without the blank lines and tmux's "Pane is dead" notice around it. */
 const trimOutput = (output: string): string =>
@@ -95,6 +96,7 @@ const killNow = (pid: number): void => {
  * shut down, then killed, then its machine stopped — when that process ends.
  */
 export const make = Effect.fn("Agent.make")(function* (name: string, options: AgentOptions = {}) {
+  yield* Effect.annotateCurrentSpan({ agent: name, ...(options.model === undefined ? {} : { model: options.model }) })
   const sessions = yield* AgentSessions
   const limits = yield* RunLimits
   const run = yield* Run
@@ -226,11 +228,6 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
 })
 
 /** Add a tool under a name the process may use (not one of ramure's built-ins). */
-const addUserTool = (session: AgentSession.AgentSession, handler: AgentSession.ToolHandler) =>
-  builtInTools.has(handler.definition.name)
-    ? Effect.fail(new InvalidToolName({ tool: handler.definition.name, reason: "the name of one of ramure's built-in tools" }))
-    : session.addTool(handler)
-
 const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession: string | undefined, name: string): Agent =>
   makeAgent(session, {
     id: session.id,
@@ -238,7 +235,7 @@ const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession
     machine,
     session: tmuxSession,
     on: (tool, toolOptions, handler) =>
-      Effect.flatMap(Effect.context<any>(), (context) =>
+      Effect.flatMap(handlerContext, (context) =>
         addUserTool(session, {
           definition: { name: tool, description: toolOptions.description, parameters: toJsonSchema(toolOptions.parameters) },
           run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
@@ -248,9 +245,6 @@ const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession
     exec: (command, execOptions) => machine.exec(command, execOptions),
     events: session.events
   })
-
-/** Add a tool to `agent` that is not bound to one of the process's handlers (attached endpoints, built-ins). */
-export const addTool = (agent: Agent, handler: AgentSession.ToolHandler) => addUserTool(sessionOf(agent), handler)
 
 // ---------------------------------------------------------------------------
 // Connections between agents

@@ -19,7 +19,6 @@ import {
   Stream
 } from "effect"
 import type { Agent, ToolOptions } from "./Agent.js"
-import { addTool } from "./Agent.js"
 import {
   describe,
   EndpointFailed,
@@ -32,8 +31,9 @@ import {
   type ProcessError
 } from "./Errors.js"
 import * as EventLog from "./internal/eventLog.js"
+import { addTool } from "./internal/agent.js"
 import { CurrentProcess, type Endpoint, type ProcessEvent, type ProcessState } from "./internal/processState.js"
-import { decoder, invoke, renderResult, toJsonSchema } from "./internal/tools.js"
+import { decoder, handlerContext, invoke, renderResult, toJsonSchema } from "./internal/tools.js"
 import type { ProcessOutcome } from "./RunEvent.js"
 import { RunControl } from "./RunControl.js"
 import { RunLog } from "./RunLog.js"
@@ -234,7 +234,7 @@ export const expose = <A, I, E, R>(
   Effect.gen(function* () {
     const state = yield* CurrentProcess
     const runLog = yield* RunLog
-    const context = yield* Effect.context<any>()
+    const context = yield* handlerContext
     const decode = decoder(options.parameters)
     const failed = (reason: string) => new EndpointFailed({ process: state.path, endpoint: name, reason })
     const parameters = toJsonSchema(options.parameters)

@@ -5,8 +5,11 @@
  *
  * @internal
  */
+import { Effect } from "effect"
 import type { Agent } from "../Agent.js"
-import type { AgentSession } from "./agentSession.js"
+import { InvalidToolName } from "../Errors.js"
+import type { AgentSession, ToolHandler } from "./agentSession.js"
+import * as BuiltIn from "./builtInTools.js"
 
 class AgentValue {
   readonly #session: AgentSession
@@ -27,3 +30,12 @@ export const sessionOf = (agent: Agent): AgentSession => {
   if (session === undefined) throw new TypeError(`not an agent of this run: ${agent.id}`)
   return session
 }
+
+/** Add a tool under a name a process may use (not one of ramure's built-ins). */
+export const addUserTool = (session: AgentSession, handler: ToolHandler) =>
+  BuiltIn.names.has(handler.definition.name)
+    ? Effect.fail(new InvalidToolName({ tool: handler.definition.name, reason: "the name of one of ramure's built-in tools" }))
+    : session.addTool(handler)
+
+/** Add a tool to `agent` that is not one of the process's handlers (an attached endpoint). */
+export const addTool = (agent: Agent, handler: ToolHandler) => addUserTool(sessionOf(agent), handler)

@@ -169,6 +169,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
                   ? finish(true, causeText(cause), Cause.isDie(cause) ? Cause.pretty(cause) : undefined)
                   : Effect.void)
           }),
+          Effect.withSpan("Agent.toolCall", { attributes: { agent: id, tool: call.tool, callId: call.callId } }),
           FiberSet.run(handlers)
         )
       })
@@ -346,7 +347,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         yield* FiberSet.clear(handlers)
         yield* record({ _tag: "AgentReleased" })
         yield* replication.end
-      })
+      }).pipe(Effect.withSpan("Agent.release", { attributes: { agent: id } }))
     }
     return session
   })

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Effect, Either, JSONSchema, ParseResult, Schema } from "effect"
+import { Context, Effect, Either, JSONSchema, ParseResult, Schema, Tracer } from "effect"
 import { describe } from "../Errors.js"
 
 /** The JSON Schema the model sees for a Schema of tool arguments. */
@@ -41,6 +41,13 @@ export const invoke = <A, B, E, R>(name: string, handler: (args: A) => Effect.Ef
 
 export const decoder = <A, I>(schema: Schema.Schema<A, I, never>) =>
   Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "ignore" })
+
+/**
+ * The services a handler runs with: those of the code that registered it,
+ * without that code's span, so that the handler's work is traced under the
+ * call that runs it.
+ */
+export const handlerContext = Effect.map(Effect.context<any>(), (context) => Context.omit(Tracer.ParentSpan)(context))
 
 /** Decode the arguments with `schema`, run `handler`, and render the outcome as tool result text. */
 export const toolRunner = <A, I, E, R>(
