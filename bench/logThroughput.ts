@@ -56,7 +56,7 @@ const sinkAlone = (count: number) =>
   Effect.scoped(
     Effect.gen(function* () {
       const home = yield* tempDirectory("sink")
-      const info = RunInfo.of({ executionId: "sink-bench", home, program: "bench" })
+      const info = RunInfo.of({ executionId: "sink-bench", home, program: "bench", resumed: false })
       let started = 0
       yield* Effect.scoped(
         Effect.gen(function* () {

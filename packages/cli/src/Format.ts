@@ -61,6 +61,7 @@ type Describe<T extends RunEvent.Tag> = (event: RunEvent.Of<T>, entry: LogEntry)
 /** One line per event; a new `RunEvent` without a line here does not compile. */
 const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
   RunStarted: (e) => `run started: ${e.program} (pid ${e.pid})${e.summary === undefined ? "" : ` — ${oneLine(e.summary, 120)}`}`,
+  RunResumed: (e) => `run resumed (pid ${e.pid})`,
   RunEnded: (e) => `run ended: ${e.outcome}${e.error === undefined ? "" : `: ${oneLine(e.error, 160)}`}`,
   OrphansCollected: (e) =>
     `cleaned up dead run ${e.executionId.slice(0, 8)} (pid ${e.pid})${e.sessions.length > 0 ? `: ${e.sessions.join(", ")}` : ""}`,

@@ -10,6 +10,7 @@ import packageJson from "../package.json" with { type: "json" }
 import { connect, ssh } from "./commands/connect.js"
 import { gc } from "./commands/gc.js"
 import { ls } from "./commands/ls.js"
+import { resume } from "./commands/resume.js"
 import { call, send } from "./commands/send.js"
 import { status } from "./commands/status.js"
 import { stop } from "./commands/stop.js"
@@ -22,7 +23,7 @@ const safe = <Name extends string, R, E, A>(verb: Command.Command<Name, R, E, A>
 
 const ramure = Command.make("ramure").pipe(
   Command.withDescription("Watch and steer ramure runs (RAMURE_HOME, default ~/.ramure)."),
-  Command.withSubcommands([safe(ls), safe(status), safe(tail), safe(send), safe(call), safe(stop), safe(connect), safe(ssh), safe(gc)])
+  Command.withSubcommands([safe(ls), safe(status), safe(tail), safe(send), safe(call), safe(stop), safe(resume), safe(connect), safe(ssh), safe(gc)])
 )
 
 const cli = Command.run(ramure, { name: "ramure", version: packageJson.version })

@@ -12,13 +12,36 @@ import * as Protocol from "@ramure/protocol/Protocol"
 // ---------------------------------------------------------------------------
 // The run
 
+/**
+ * How the program was started, so that `ramure resume` can start it again:
+ * node's arguments, the working directory and the environment — without the
+ * values of variables that look like secrets (`redacted` names them; a resume
+ * takes them from its own environment).
+ */
+export const Invocation = Schema.Struct({
+  execPath: Schema.String,
+  execArgv: Schema.Array(Schema.String),
+  argv: Schema.Array(Schema.String),
+  cwd: Schema.String,
+  env: Schema.Record({ key: Schema.String, value: Schema.String }),
+  redacted: Schema.Array(Schema.String)
+})
+export type Invocation = typeof Invocation.Type
+
 export const RunStarted = Schema.TaggedStruct("RunStarted", {
   executionId: Schema.String,
   program: Schema.String,
   pid: Schema.Number,
   url: Schema.String,
   /** A one-line description of the run, when the program gave one. */
-  summary: Schema.optional(Schema.String)
+  summary: Schema.optional(Schema.String),
+  invocation: Schema.optional(Invocation)
+})
+
+/** The run goes on in a new orchestrator (`ramure resume`): the log so far is its journal. */
+export const RunResumed = Schema.TaggedStruct("RunResumed", {
+  pid: Schema.Number,
+  url: Schema.String
 })
 
 export const RunOutcome = Schema.Literal("done", "failed", "cancelled", "interrupted")
@@ -215,6 +238,7 @@ export const PoolStartFailed = Schema.TaggedStruct("PoolStartFailed", { model: S
 
 export const RunEvent = Schema.Union(
   RunStarted,
+  RunResumed,
   RunEnded,
   OrphansCollected,
   ConnectionRefused,

@@ -41,17 +41,23 @@ const End = Symbol("End")
 const matches = (entry: LogEntry, options: EntriesOptions): boolean =>
   entry.n > (options.after ?? 0) && (options.agent === undefined || entry.agent === options.agent)
 
-/** The log of a run; closing the layer writes what is pending and ends every open `entries` stream. */
+/**
+ * The log of a run; closing the layer writes what is pending and ends every
+ * open `entries` stream. A resumed run's log goes on where the sink's ends: its
+ * numbers continue, its status is the fold of everything so far.
+ */
 export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
   RunLog,
   Effect.gen(function* () {
     const sink = yield* LogSink
+    const past = yield* sink.read({})
     const status = RunStatus.empty()
+    for (const entry of past) RunStatus.step(status, entry)
     const hub = yield* PubSub.unbounded<Published>()
     const pending = yield* Queue.unbounded<LogEntry>()
     const failure = yield* Deferred.make<never, LogWriteFailed>()
-    let n = 0
-    let written = 0
+    let n = past.length === 0 ? 0 : past[past.length - 1]!.n
+    let written = n
     let closed = false
     /** Completed (and replaced) after every batch. */
     let batchDone = yield* Deferred.make<void>()

@@ -72,6 +72,8 @@ export const RunStatus = Schema.Struct({
   endedAt: Schema.optional(Schema.String),
   outcome: Schema.optional(Schema.String),
   error: Schema.optional(Schema.String),
+  /** How many times the run was resumed after its orchestrator died. */
+  resumes: Schema.optional(Schema.Number),
   processes: Schema.Array(ProcessStatus),
   agents: Schema.Array(AgentStatus),
   connections: Schema.Array(Schema.Struct({ from: Schema.String, to: Schema.String })),
@@ -139,6 +141,13 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     status.pid = event.pid
     if (event.summary !== undefined) status.summary = event.summary
     status.startedAt = entry.ts
+  },
+  RunResumed: (status, event) => {
+    status.pid = event.pid
+    delete status.endedAt
+    delete status.outcome
+    delete status.error
+    status.resumes = (status.resumes ?? 0) + 1
   },
   RunEnded: (status, event, entry) => {
     status.endedAt = entry.ts

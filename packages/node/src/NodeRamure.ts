@@ -29,6 +29,11 @@ export { RunStartError } from "./internal/runLifecycle.js"
 export interface LayerOptions extends NodeRun.Options, RunLimits.Options, Server.Options {
   /** `RAMURE_HOME` (default: the environment variable, else `~/.ramure`). */
   readonly home?: string
+  /**
+   * Resume the run with this execution id after its orchestrator died (default:
+   * `RAMURE_RESUME`, which `ramure resume` sets): see the README's "Durable runs".
+   */
+  readonly resume?: string
   /** Name shown by `ramure ls` (default: the script's file name). */
   readonly program?: string
 }
@@ -66,7 +71,8 @@ export const make = (
   const base = Layer.merge(
     RunInfo.layer({
       ...(options.home === undefined ? {} : { home: options.home }),
-      ...(options.program === undefined ? {} : { program: options.program })
+      ...(options.program === undefined ? {} : { program: options.program }),
+      ...(options.resume === undefined ? {} : { resume: options.resume })
     }),
     NodeContext.layer
   )

@@ -50,8 +50,8 @@ export interface Collected {
  * Kill every provably orphaned tmux session on the socket and every process
  * (with its group, if it leads one) whose owner marker names a dead orchestrator.
  */
-export const collectSync = (socket = Tmux.currentSocket()): Collected => {
-  const { verdicts } = Tmux.killSync(socket, (verdict) => verdict._tag === "Orphaned")
+export const collectSync = (socket = Tmux.currentSocket(), keep?: string): Collected => {
+  const { verdicts } = Tmux.killSync(socket, (verdict) => verdict._tag === "Orphaned" && verdict.owner.executionId !== keep)
   const byRun = new Map<string, { owner: Owner.Owner; sessions: Array<string>; processes: Array<number> }>()
   const entry = (owner: Owner.Owner) => {
     const key = Owner.encode(owner)
@@ -61,11 +61,11 @@ export const collectSync = (socket = Tmux.currentSocket()): Collected => {
   }
   const unattributed: Array<{ session: string; why: string }> = []
   for (const verdict of verdicts) {
-    if (verdict._tag === "Orphaned") entry(verdict.owner).sessions.push(verdict.session)
+    if (verdict._tag === "Orphaned" && verdict.owner.executionId !== keep) entry(verdict.owner).sessions.push(verdict.session)
     else if (verdict._tag === "Unattributed") unattributed.push({ session: verdict.session, why: verdict.why })
   }
   for (const marked of Owner.markedProcesses()) {
-    if (Owner.ownerAlive(marked.owner)) continue
+    if (Owner.ownerAlive(marked.owner) || marked.owner.executionId === keep) continue
     if (marked.group === marked.pid) signal(-marked.pid, "SIGKILL")
     signal(marked.pid, "SIGKILL")
     entry(marked.owner).processes.push(marked.pid)
@@ -81,11 +81,13 @@ export const collectSync = (socket = Tmux.currentSocket()): Collected => {
  */
 export const collectAtStart = (
   home: string,
-  log: (event: typeof OrphansCollected.Type) => Effect.Effect<void>
+  log: (event: typeof OrphansCollected.Type) => Effect.Effect<void>,
+  /** A run being resumed: what its dead orchestrator left is its to re-adopt. */
+  keep?: string
 ) =>
   Effect.gen(function* () {
-    const stale = yield* Registry.removeStale(home)
-    const { orphans, unattributed } = collectSync()
+    const stale = (yield* Registry.removeStale(home)).filter((entry) => entry.execution_id !== keep)
+    const { orphans, unattributed } = collectSync(Tmux.currentSocket(), keep)
     const runs = new Map<string, { pid: number; home: string; sessions: Array<string>; processes: Array<number>; entry: boolean }>()
     for (const entry of stale) {
       runs.set(entry.execution_id, { pid: entry.pid, home, sessions: [], processes: [], entry: true })

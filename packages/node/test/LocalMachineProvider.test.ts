@@ -21,7 +21,7 @@ afterAll(() => {
 })
 
 const TestLayer = LocalMachineProvider.layer.pipe(
-  Layer.provideMerge(Layer.succeed(RunInfo, { executionId, home, program: "test" })),
+  Layer.provideMerge(Layer.succeed(RunInfo, { executionId, home, program: "test", resumed: false })),
   Layer.provideMerge(NodeContext.layer)
 )
 

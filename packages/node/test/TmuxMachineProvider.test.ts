@@ -16,7 +16,7 @@ const home = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-tmux-test-"))
 const executionId = crypto.randomUUID()
 const prefix = `ramure-${shortId(executionId)}-`
 
-const TestRunInfo = Layer.succeed(RunInfo, { executionId, home, program: "test" })
+const TestRunInfo = Layer.succeed(RunInfo, { executionId, home, program: "test", resumed: false })
 const TestLayer = TmuxMachineProvider.layer({ socket }).pipe(
   Layer.provideMerge(TestRunInfo),
   Layer.provideMerge(NodeContext.layer)

@@ -20,6 +20,7 @@ import { RunInfo } from "@ramure/core/RunInfo"
 import { RunLog } from "@ramure/core/RunLog"
 import { makeSecret, RunRoutes } from "@ramure/core/RunRoutes"
 import * as Control from "./control.js"
+import * as Invocation from "./invocation.js"
 import * as Orphans from "../Orphans.js"
 
 export interface Options {
@@ -67,17 +68,25 @@ export const layer = (
       yield* Effect.addFinalizer((exit) =>
         Effect.zipRight(runLog.log({ process: "" }, { _tag: "RunEnded", ...outcomeOf(exit) }), control.drain)
       )
-      yield* runLog.log({ process: "" }, {
-        _tag: "RunStarted",
-        executionId: info.executionId,
-        program: info.program,
-        pid: process.pid,
-        url,
-        ...(options.summary === undefined ? {} : { summary: options.summary })
-      })
+      yield* runLog.log(
+        { process: "" },
+        info.resumed ? { _tag: "RunResumed", pid: process.pid, url } : {
+          _tag: "RunStarted",
+          executionId: info.executionId,
+          program: info.program,
+          pid: process.pid,
+          url,
+          ...(options.summary === undefined ? {} : { summary: options.summary }),
+          invocation: Invocation.current()
+        }
+      )
 
       if (options.register === false) return
-      yield* Orphans.collectAtStart(info.home, (event) => runLog.log({ process: "" }, event))
+      yield* Orphans.collectAtStart(
+        info.home,
+        (event) => runLog.log({ process: "" }, event),
+        info.resumed ? info.executionId : undefined
+      )
       const file = yield* Registry.register(info.home, {
         execution_id: info.executionId,
         pid: process.pid,
