@@ -5,7 +5,7 @@
  * an entry being on disk — telling an agent something — waits for it with
  * `durable`. A write that fails fails the run.
  */
-import { Chunk, Context, Deferred, Effect, Fiber, FiberId, Layer, Option, PubSub, Queue, Stream } from "effect"
+import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, Stream } from "effect"
 import { LogSink, type LogWriteFailed } from "./LogSink.js"
 import type { LogEntry, RunEvent, Subject } from "./RunEvent.js"
 import * as RunStatus from "./RunStatus.js"
@@ -59,21 +59,34 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     let n = past.length === 0 ? 0 : past[past.length - 1]!.n
     let written = n
     let closed = false
-    /** Completed (and replaced) after every batch. */
-    let batchDone = yield* Deferred.make<void>()
+    let failed: LogWriteFailed | undefined
+    /** Who waits for which entry to be written. */
+    let waiting: Array<{ readonly n: number; readonly done: Deferred.Deferred<void, LogWriteFailed> }> = []
+
+    /** Complete the waits the last batch satisfied (or all of them, once a write failed). */
+    const settle = () => {
+      if (waiting.length === 0) return
+      const still: typeof waiting = []
+      for (const wait of waiting) {
+        if (failed !== undefined) Deferred.unsafeDone(wait.done, Exit.fail(failed))
+        else if (wait.n <= written) Deferred.unsafeDone(wait.done, Exit.void)
+        else still.push(wait)
+      }
+      waiting = still
+    }
 
     const writeBatch = (batch: ReadonlyArray<LogEntry>) =>
       sink.write(batch).pipe(
         Effect.matchEffect({
           // The first failure is the run's; entries of a failed batch are never `durable`.
-          onFailure: (error) => Deferred.fail(failure, error),
+          onFailure: (error) =>
+            Effect.suspend(() => {
+              failed ??= error
+              return Deferred.fail(failure, error)
+            }),
           onSuccess: () => Effect.sync(() => void (written = batch[batch.length - 1]!.n))
         }),
-        Effect.zipRight(Effect.suspend(() => {
-          const done = batchDone
-          batchDone = Deferred.unsafeMake<void>(FiberId.none)
-          return Deferred.succeed(done, undefined)
-        }))
+        Effect.zipRight(Effect.sync(settle))
       )
     // A batch taken is a batch written: interruption (the layer closing) waits for the write.
     const writer = yield* Effect.uninterruptibleMask((restore) =>
@@ -92,11 +105,13 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     )
 
     const durable = (target: number): Effect.Effect<void, LogWriteFailed> =>
-      Effect.suspend(() =>
-        written >= target
-          ? Effect.void
-          : Effect.raceFirst(Deferred.await(batchDone), Deferred.await(failure)).pipe(Effect.zipRight(durable(target)))
-      )
+      Effect.suspend(() => {
+        if (written >= target) return Effect.void
+        if (failed !== undefined) return Effect.fail(failed)
+        const done = Deferred.unsafeMake<void, LogWriteFailed>(FiberId.none)
+        waiting.push({ n: target, done })
+        return Deferred.await(done)
+      })
 
     const unsafeLog = (subject: Subject, event: RunEvent): LogEntry => {
       const entry: LogEntry = {

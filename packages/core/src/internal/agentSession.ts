@@ -169,7 +169,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
                   ? finish(true, causeText(cause), Cause.isDie(cause) ? Cause.pretty(cause) : undefined)
                   : Effect.void)
           }),
-          Effect.withSpan("Agent.toolCall", { attributes: { agent: id, tool: call.tool, callId: call.callId } }),
+          Effect.withSpan("Agent.toolCall", { attributes: { agent: id, tool: call.tool, callId: call.callId }, captureStackTrace: false }),
           FiberSet.run(handlers)
         )
       })
