@@ -71,6 +71,7 @@ const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
   ProcessStarted: (_, entry) => `process ${entry.process} started`,
   ProcessEnded: (e, entry) => `process ${entry.process} ${e.outcome}${e.error ? `: ${oneLine(e.error, 160)}` : ""}`,
   ProcessEmitted: (e) => `event ${e.type}${e.data === undefined ? "" : ` ${json(e.data)}`}`,
+  StepCompleted: (e) => `step ${e.name} ${e.ok ? "done" : `failed: ${oneLine(e.error ?? "", 120)}`}`,
   EndpointExposed: (e) => `endpoint ${e.name} exposed`,
   EndpointCalled: (e) => `endpoint ${e.name} called${e.caller ? ` by ${e.caller}` : ""} ${json(e.args)}`,
   EndpointReturned: (e) =>

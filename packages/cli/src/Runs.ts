@@ -34,10 +34,10 @@ export const reportUnreadable = (unreadable: ReadonlyArray<Registry.UnreadableEn
  * Registry entries of live runs, oldest first. Nothing is removed here: stale
  * entries are `ramure gc`'s (and the next run's) to clean up.
  */
-export const live = Effect.fn("Runs.live")(function* (home: string) {
+export const live = Effect.fn("Runs.live")(function* (home: string, options: { readonly reportStale?: boolean } = {}) {
   const { entries, unreadable } = yield* Registry.scan(home)
   yield* reportUnreadable(unreadable)
-  for (const { entry } of entries.filter((item) => !item.alive)) {
+  for (const { entry } of options.reportStale === false ? [] : entries.filter((item) => !item.alive)) {
     yield* Console.error(
       `ramure: run ${RunInfo.shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid}) is gone but left its registry entry; ramure gc cleans up after it`
     )
@@ -78,8 +78,12 @@ export const distinctPrefixes = (ids: ReadonlyArray<string>): ReadonlyArray<stri
  * The run `prefix` names (any unique prefix of its execution id), or the only
  * live run when there is no prefix.
  */
-export const resolve = Effect.fn("Runs.resolve")(function* (home: string, prefix: Option.Option<string>) {
-  const entries = yield* live(home)
+export const resolve = Effect.fn("Runs.resolve")(function* (
+  home: string,
+  prefix: Option.Option<string>,
+  options: { readonly reportStale?: boolean } = {}
+) {
+  const entries = yield* live(home, options)
   const liveById = new Map(entries.map((entry) => [entry.execution_id, entry]))
   const describe = (ids: ReadonlyArray<string>) =>
     distinctPrefixes(ids).map((short, i) => `${short} (${liveById.has(ids[i]!) ? `live, ${liveById.get(ids[i]!)!.program}` : "finished"})`)

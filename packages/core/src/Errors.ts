@@ -137,7 +137,21 @@ export class LogWriteFailed extends Schema.TaggedError<LogWriteFailed>()("LogWri
   }
 }
 
-export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed | LogWriteFailed
+/** A resumed program did not do again what its journal says it did (see `Journal`). */
+export class ResumeDiverged extends Schema.TaggedError<ResumeDiverged>()("ResumeDiverged", {
+  process: Schema.String,
+  /** What the program did instead ("" for nothing). */
+  got: Schema.String,
+  /** What the journal has that the program did not do again. */
+  expected: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `the resumed program diverged from its journal in process ${this.process}: the journal has ${this.expected.join(", ")}; ` +
+      (this.got === "" ? "the program did not do that again" : `the program did ${this.got} instead`)
+  }
+}
+
+export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed | LogWriteFailed | ResumeDiverged
 export type EndpointError = EndpointNotFound | EndpointFailed
 
 /** A short, human text for any error value. */

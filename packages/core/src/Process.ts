@@ -15,6 +15,7 @@ import {
   Fiber,
   Option,
   ParseResult,
+  Schema,
   Scope,
   Stream
 } from "effect"
@@ -34,6 +35,7 @@ import * as EventLog from "./internal/eventLog.js"
 import { addTool } from "./internal/agent.js"
 import { CurrentProcess, type Endpoint, type ProcessEvent, type ProcessState } from "./internal/processState.js"
 import { decoder, handlerContext, invoke, renderResult, toJsonSchema } from "./internal/tools.js"
+import * as Journal from "./Journal.js"
 import type { ProcessOutcome } from "./RunEvent.js"
 import { RunControl } from "./RunControl.js"
 import { RunLog } from "./RunLog.js"
@@ -46,7 +48,7 @@ export interface ProcessOptions {
 }
 
 /** What running a process needs from the run. */
-export type Requirements = RunLog | RunControl
+export type Requirements = RunLog | RunControl | Journal.Journal
 
 /** A named, runnable process definition. Call it to run it as a nested child. */
 export interface Process<Args extends ReadonlyArray<any>, A, E, R> {
@@ -81,24 +83,36 @@ export const make = <Args extends ReadonlyArray<any>, A, E, R>(
   return process
 }
 
-/** Run `body` as the process `state`: logged, registered for the control channel, supervised, then finished. */
+/**
+ * Run `body` as the process `state`: logged, registered for the control
+ * channel, supervised, then finished. In a resumed run, a process that had
+ * ended returns what it ended with without running again, and one that had
+ * started goes on where its journal says it was.
+ */
 const runIn = <A, E, R>(state: ProcessState, body: Effect.Effect<A, E, R>, options: ProcessOptions) =>
   Effect.gen(function* () {
     const runLog = yield* RunLog
     const control = yield* RunControl
+    const journal = yield* Journal.Journal
+    if (state.parent !== undefined) yield* journal.take(state.parent.path, "child", state.path)
+    const ended = journal.ended(state.path)
+    if (Option.isSome(ended)) return yield* replayed(state, ended.value)
+    const startedAt = journal.startedAt(state.path)
     return yield* Effect.acquireUseRelease(
       Effect.gen(function* () {
-        yield* runLog.log(
-          { process: state.path },
-          { _tag: "ProcessStarted", name: state.name, ...(state.parent === undefined ? {} : { parent: state.parent.path }) }
-        )
+        if (Option.isNone(startedAt)) {
+          yield* runLog.log(
+            { process: state.path },
+            { _tag: "ProcessStarted", name: state.name, ...(state.parent === undefined ? {} : { parent: state.parent.path }) }
+          )
+        }
         yield* state.events.append({ _tag: "started", process: state.path })
         yield* control.register(state.path, {
           names: Effect.sync(() => [...state.endpoints.keys()]),
           call: (endpoint, args, caller) => callEndpoint(state, endpoint, args, caller)
         }).pipe(Scope.extend(state.scope))
       }),
-      () => supervise(state, body, options),
+      () => supervise(state, body, options, Option.getOrUndefined(startedAt)),
       (_, exit) => finish(state, exit)
     )
   }).pipe(Effect.withSpan("Process.run", { attributes: { process: state.path } })) as Effect.Effect<
@@ -129,12 +143,27 @@ const makeState = (name: string, parent: ProcessState | undefined) =>
     return state
   })
 
+/** What a process that ended before the run was resumed returns: its journaled value, or its failure. */
+const replayed = (state: ProcessState, ended: Journal.Ended): Effect.Effect<unknown, ProcessError> => {
+  switch (ended.outcome) {
+    case "done":
+      return Effect.succeed(ended.value)
+    case "cancelled":
+      return Effect.fail(new ProcessCancelled({ process: state.path, reason: ended.error ?? "cancelled" }))
+    case "timeout":
+      return Effect.fail(new ProcessTimeout({ process: state.path, timeout: ended.error ?? "its timeout" }))
+    case "failed":
+      return Effect.fail(new ProcessFailed({ process: state.path, reason: ended.error ?? "failed" }))
+  }
+}
+
 /**
  * Run the body until it returns, `done`/`fail` is called, or the timeout
- * fires; a root process also ends when the run is asked to stop or its log
- * can no longer be written.
+ * fires (counted from the process's first start, when it is resumed); a root
+ * process also ends when the run is asked to stop or its log can no longer
+ * be written.
  */
-const supervise = <A, E, R>(state: ProcessState, body: Effect.Effect<A, E, R>, options: ProcessOptions) =>
+const supervise = <A, E, R>(state: ProcessState, body: Effect.Effect<A, E, R>, options: ProcessOptions, startedAt?: number) =>
   Effect.gen(function* () {
     const completion = Deferred.await(state.completion) as Effect.Effect<A, ProcessError>
     let effect: Effect.Effect<A, E | ProcessError, Exclude<R, CurrentProcess>> = Effect.raceFirst(
@@ -156,10 +185,14 @@ const supervise = <A, E, R>(state: ProcessState, body: Effect.Effect<A, E, R>, o
         )
       )
     }
+    // A resumed process must have done again everything its journal has.
+    const journal = yield* Journal.Journal
+    effect = Effect.tap(effect, () => journal.settle(state.path))
     if (options.timeout !== undefined) {
       const timeout = options.timeout
+      const elapsed = startedAt === undefined ? 0 : Math.max(0, Date.now() - startedAt)
       effect = Effect.timeoutFail(effect, {
-        duration: timeout,
+        duration: Duration.subtract(Duration.decode(timeout), Duration.millis(Math.min(elapsed, Duration.toMillis(timeout)))),
         onTimeout: () => new ProcessTimeout({ process: state.path, timeout: Duration.format(timeout) })
       })
     }
@@ -173,9 +206,11 @@ const finish = (state: ProcessState, exit: Exit.Exit<unknown, unknown>) =>
     let event: ProcessEvent
     let outcome: ProcessOutcome
     let error: string | undefined
+    let value: unknown
     if (Exit.isSuccess(exit)) {
       event = { _tag: "done", value: exit.value }
       outcome = "done"
+      value = Either.getOrUndefined(renderResult(exit.value)) === undefined ? undefined : exit.value
     } else if (Cause.isInterruptedOnly(exit.cause)) {
       event = { _tag: "cancelled", reason: "interrupted" }
       outcome = "cancelled"
@@ -187,7 +222,12 @@ const finish = (state: ProcessState, exit: Exit.Exit<unknown, unknown>) =>
       outcome = cancelled ? "cancelled" : value instanceof ProcessTimeout ? "timeout" : "failed"
       error = describe(value)
     }
-    yield* runLog.log({ process: state.path }, { _tag: "ProcessEnded", outcome, ...(error === undefined ? {} : { error }) })
+    yield* runLog.log({ process: state.path }, {
+      _tag: "ProcessEnded",
+      outcome,
+      ...(error === undefined ? {} : { error }),
+      ...(value === undefined ? {} : { value })
+    })
     yield* state.events.append(event)
     yield* state.events.end
   })
@@ -210,13 +250,65 @@ export const wait = <A = unknown>(): Effect.Effect<A, ProcessError, CurrentProce
   Effect.flatMap(CurrentProcess, (state) => Deferred.await(state.completion) as Effect.Effect<A, ProcessError>)
 
 /** Record a custom event of the current process (seen by `handle.events` and the log). */
-export const emit = (type: string, data?: unknown): Effect.Effect<void, never, CurrentProcess | RunLog> =>
+export const emit = (type: string, data?: unknown): Effect.Effect<void, never, CurrentProcess | RunLog | Journal.Journal> =>
   Effect.gen(function* () {
     const state = yield* CurrentProcess
     const runLog = yield* RunLog
-    yield* runLog.log({ process: state.path }, { _tag: "ProcessEmitted", type, ...(data === undefined ? {} : { data }) })
+    // Replayed in a resumed run: seen on `handle.events` again, not logged twice.
+    const replayed = yield* (yield* Journal.Journal).take(state.path, "emit", type)
+    if (Option.isNone(replayed)) {
+      yield* runLog.log({ process: state.path }, { _tag: "ProcessEmitted", type, ...(data === undefined ? {} : { data }) })
+    }
     yield* state.events.append({ _tag: "event", type, data })
   })
+
+/** A step whose journaled result says it failed (the error itself is not journaled, only what it said). */
+export class StepFailed extends Schema.TaggedError<StepFailed>()("StepFailed", {
+  process: Schema.String,
+  step: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `step ${this.step} of process ${this.process} failed: ${this.reason}`
+  }
+}
+
+/**
+ * Run a side effect of the program's own (not through ramure's API) once, and
+ * journal its result: in a resumed run, a step that completed returns its
+ * journaled result without running again. The value is journaled as JSON, or
+ * with `success` when given; a failure is journaled as its message and
+ * replays as `StepFailed`.
+ */
+export const step = <A, E, R, I = A>(
+  name: string,
+  effect: Effect.Effect<A, E, R>,
+  options: { readonly success?: Schema.Schema<A, I, never> } = {}
+): Effect.Effect<A, E | StepFailed, R | CurrentProcess | RunLog | Journal.Journal> =>
+  Effect.gen(function* () {
+    const state = yield* CurrentProcess
+    const runLog = yield* RunLog
+    const recorded = (yield* Journal.Journal).step(state.path, name)
+    if (Option.isSome(recorded)) {
+      const { error, ok, value } = recorded.value
+      if (!ok) return yield* new StepFailed({ process: state.path, step: name, reason: error ?? "failed" })
+      return options.success === undefined
+        ? (value as A)
+        : yield* Effect.orDie(Schema.decodeUnknown(options.success)(value))
+    }
+    const exit = yield* Effect.exit(effect)
+    const journaled: Either.Either<unknown, ParseResult.ParseError> | undefined = Exit.isSuccess(exit)
+      ? (options.success === undefined ? Either.right(exit.value) : Schema.encodeEither(options.success)(exit.value))
+      : undefined
+    yield* runLog.log({ process: state.path }, {
+      _tag: "StepCompleted",
+      name,
+      ok: Exit.isSuccess(exit),
+      ...(journaled !== undefined && Either.isRight(journaled) ? { value: journaled.right } : {}),
+      ...(Exit.isFailure(exit) ? { error: describe(Cause.squash(exit.cause)) } : {})
+    })
+    return yield* exit
+  }).pipe(Effect.withSpan("Process.step", { attributes: { step: name } }))
 
 /** The current process's path, e.g. `main/review-2`. */
 export const path: Effect.Effect<string, never, CurrentProcess> = Effect.map(CurrentProcess, (state) => state.path)
@@ -268,7 +360,10 @@ export const expose = <A, I, E, R>(
           return yield* result
         }).pipe(Effect.withSpan("Process.endpoint", { attributes: { process: state.path, endpoint: name, caller } }))
     })
-    yield* runLog.log(subject, { _tag: "EndpointExposed", name, description: options.description, parameters })
+    const replayed = yield* (yield* Journal.Journal).take(state.path, "expose", name)
+    if (Option.isNone(replayed)) {
+      yield* runLog.log(subject, { _tag: "EndpointExposed", name, description: options.description, parameters })
+    }
     yield* state.events.append({ _tag: "endpoint", name })
   })
 

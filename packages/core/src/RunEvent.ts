@@ -94,6 +94,16 @@ export type ProcessOutcome = typeof ProcessOutcome.Type
 
 export const ProcessEnded = Schema.TaggedStruct("ProcessEnded", {
   outcome: ProcessOutcome,
+  error: Schema.optional(Schema.String),
+  /** The value it completed with, as JSON (what a resumed run returns for it without running it again). */
+  value: Schema.optional(Schema.Unknown)
+})
+
+/** `Process.step(name, effect)` ran: its result, which a resumed run returns without running it again. */
+export const StepCompleted = Schema.TaggedStruct("StepCompleted", {
+  name: Schema.String,
+  ok: Schema.Boolean,
+  value: Schema.optional(Schema.Unknown),
   error: Schema.optional(Schema.String)
 })
 
@@ -246,6 +256,7 @@ export const RunEvent = Schema.Union(
   ProcessStarted,
   ProcessEnded,
   ProcessEmitted,
+  StepCompleted,
   EndpointExposed,
   EndpointCalled,
   EndpointReturned,

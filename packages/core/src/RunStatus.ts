@@ -174,6 +174,7 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     process.endedAt = entry.ts
   },
   ProcessEmitted: none,
+  StepCompleted: none,
   EndpointExposed: (status, event, entry) => {
     const endpoint = { process: entry.process, name: event.name, description: event.description, parameters: event.parameters }
     const at = status.endpoints.findIndex((e) => e.process === entry.process && e.name === event.name)

@@ -11,6 +11,7 @@ import * as AgentSessions from "@ramure/core/AgentSessions"
 import * as ChildProcesses from "@ramure/core/ChildProcesses"
 import * as NodeRun from "./internal/runLifecycle.js"
 import * as Server from "./NodeRunServer.js"
+import * as Journal from "@ramure/core/Journal"
 import * as IsolatedMachineProvider from "./IsolatedMachineProvider.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
@@ -48,6 +49,7 @@ export type Services =
   | RunLimits.RunLimits
   | AgentSessions.AgentSessions
   | ChildProcesses.ChildProcesses
+  | Journal.Journal
   | Run
   | MachineProvider
   | AgentLauncher
@@ -78,7 +80,7 @@ export const make = (
   )
   const run = NodeRun.layer(options).pipe(
     Layer.provideMerge(Server.layer(options)),
-    Layer.provideMerge(AgentSessions.layer(options)),
+    Layer.provideMerge(Layer.merge(AgentSessions.layer(options), Journal.layer)),
     Layer.provideMerge(RunLog.layer),
     Layer.provideMerge(Layer.mergeAll(RunRoutes.layer, RunControl.layer, RunLimits.layer(options), ChildProcesses.layer)),
     Layer.provideMerge(options.logs ?? JsonlLogSink.layer)

@@ -28,7 +28,8 @@ const standing = (entries: ReadonlyArray<LogEntry>) => {
 export const resume = Cli.make("resume", { id }, ({ id }) =>
   Effect.gen(function* () {
     const home = yield* Runs.home
-    const run = yield* Runs.resolve(home, Option.some(id))
+    // A killed run left its registry entry: resuming it is what cleans that up.
+    const run = yield* Runs.resolve(home, Option.some(id), { reportStale: false })
     const short = shortId(run.id)
     if (run.live !== undefined) {
       return yield* new UsageError({ reason: `run ${short} is live (pid ${run.live.pid}): there is nothing to resume` })
