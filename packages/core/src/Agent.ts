@@ -11,14 +11,15 @@ import {
   type AgentNotLive,
   AgentStartError,
   InvalidArgument,
-  InvalidToolName,
+  type InvalidToolName,
+  type InvalidToolSchema,
   type MessageTooLarge
 } from "./Errors.js"
 import { makeAgent, sessionOf } from "./internal/agent.js"
 import type * as AgentSession from "./internal/agentSession.js"
 import * as FileTransfer from "./internal/fileTransfer.js"
 import { CurrentProcess } from "./internal/processState.js"
-import { toJsonSchema, toolRunner } from "./internal/tools.js"
+import { builtInTools, toJsonSchema, toolName, toolRunner } from "./internal/tools.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
 import { Run } from "./Run.js"
@@ -59,7 +60,7 @@ export interface Agent {
     tool: string,
     options: ToolOptions<A, I>,
     handler: (args: A) => Effect.Effect<unknown, E, R>
-  ) => Effect.Effect<void, InvalidToolName, R>
+  ) => Effect.Effect<void, InvalidToolName | InvalidToolSchema, R>
   readonly removeTool: (tool: string) => Effect.Effect<void>
   /** Deliver a user message. */
   readonly send: (text: string) => Effect.Effect<void, AgentNotLive | MessageTooLarge>
@@ -69,8 +70,7 @@ export interface Agent {
   readonly events: Stream.Stream<RunEvent>
 }
 
-/** The tools ramure gives agents itself (along `connect` edges): a process cannot use these names. */
-export const builtInTools: ReadonlySet<string> = new Set(["message", "send_file", "download_file"])
+export { builtInTools }
 
 /** What a program printed, without the blank lines and tmux's "Pane is dead" notice around it. */
 const trimOutput = (output: string): string =>
@@ -210,9 +210,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
 
 /** Add a tool under a name the process may use (not one of ramure's built-ins). */
 const addUserTool = (session: AgentSession.AgentSession, handler: AgentSession.ToolHandler) =>
-  builtInTools.has(handler.definition.name)
-    ? Effect.fail(new InvalidToolName({ tool: handler.definition.name, reason: "the name of one of ramure's built-in tools" }))
-    : session.addTool(handler)
+  Effect.zipRight(toolName(handler.definition.name), session.addTool(handler))
 
 const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession: string | undefined, name: string): Agent =>
   makeAgent(session, {
@@ -221,9 +219,9 @@ const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession
     machine,
     session: tmuxSession,
     on: (tool, toolOptions, handler) =>
-      Effect.flatMap(Effect.context<any>(), (context) =>
+      Effect.flatMap(Effect.zip(Effect.context<any>(), toJsonSchema(tool, toolOptions.parameters)), ([context, parameters]) =>
         addUserTool(session, {
-          definition: { name: tool, description: toolOptions.description, parameters: toJsonSchema(toolOptions.parameters) },
+          definition: { name: tool, description: toolOptions.description, parameters },
           run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
         })),
     removeTool: (tool) => session.removeTool(tool),
@@ -262,7 +260,9 @@ const builtIn = <A, I>(
   description: string,
   parameters: Schema.Schema<A, I, never>,
   handler: (args: A) => Effect.Effect<unknown, string>
-) => session.addTool({ definition: { name, description, parameters: toJsonSchema(parameters) }, run: toolRunner(name, parameters, handler) })
+) =>
+  Effect.flatMap(Effect.orDie(toJsonSchema(name, parameters)), (json) =>
+    session.addTool({ definition: { name, description, parameters: json }, run: toolRunner(name, parameters, handler) }))
 
 const addEdge = (from: Agent, to: Agent, maxFileBytes: number) =>
   Effect.gen(function* () {

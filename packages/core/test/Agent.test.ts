@@ -14,7 +14,7 @@ const withWorker = (setup: (agent: Agent.Agent) => Effect.Effect<unknown, unknow
       const worker = yield* Agent.make("worker")
       yield* worker.on("finish", { description: "Finish", parameters: Finish }, ({ result }) => Process.done(result))
       yield* setup(worker)
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     })
   )
 

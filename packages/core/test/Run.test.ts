@@ -59,7 +59,7 @@ describe("Run server", () => {
         expect(yield* untilClosed(wrong.closed)).toMatchObject({ status: 401 })
         expect(yield* untilClosed(none.closed)).toMatchObject({ status: 401 })
         yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done("alive"))
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
     return Effect.gen(function* () {
       const result = yield* main().pipe(
@@ -189,8 +189,8 @@ describe("Run server", () => {
         yield* agent.send("sent while disconnected")
         yield* Effect.sleep("50 millis")
         yield* Deferred.succeed(release, undefined)
-        return yield* Process.wait<string>()
-      }))
+        return yield* Process.wait()
+      }), { success: Schema.String })
     return main().pipe(
       Effect.map((text) => expect(JSON.parse(text)).toEqual({ result: "slow result", message: "sent while disconnected" })),
       Effect.provide(
