@@ -42,7 +42,11 @@ const run = (script: string) =>
     })
   })
 
-const start = Process.make("main", () => Effect.flip(Agent.make("worker", { startTimeout: "5 seconds" })))
+const start = Process.make("main", () =>
+  Agent.make("worker", { startTimeout: "5 seconds" }).pipe(
+    Effect.flip,
+    Effect.filterOrDieMessage((error): error is AgentStartError => error instanceof AgentStartError, "not an AgentStartError")
+  ))
 
 describe("An agent that does not start", () => {
   it.live("one that does not connect in time: AgentStartError names its tmux session and says what the program printed", () =>
