@@ -333,7 +333,7 @@ export const expose = <A, I, E, R>(
             ok: Exit.isSuccess(result),
             durationMs: Date.now() - started,
             caller,
-            ...(Exit.isFailure(result) ? { error: describe(Cause.squash(result.cause)) } : {})
+            ...(Exit.isFailure(result) ? { error: reasonOf(result.cause) } : {})
           })
           return yield* result
         }).pipe(Effect.withSpan("Process.endpoint", { attributes: { process: state.path, endpoint: name, caller } }))
@@ -341,6 +341,12 @@ export const expose = <A, I, E, R>(
     yield* runLog.log(subject, { _tag: "EndpointExposed", name, description: options.description, parameters })
     yield* state.events.append({ _tag: "endpoint", name })
   })
+
+/** Why an endpoint call failed, in the handler's words (the log says which endpoint). */
+const reasonOf = (cause: Cause.Cause<EndpointFailed>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof EndpointFailed ? error.reason : describe(error)
+}
 
 // ---------------------------------------------------------------------------
 // Children

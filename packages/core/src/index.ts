@@ -19,6 +19,7 @@ export * as RunLimits from "./RunLimits.js"
 export * as RunLog from "./RunLog.js"
 export * as RunRoutes from "./RunRoutes.js"
 export * as RunStatus from "./RunStatus.js"
+export * as Signature from "./Signature.js"
 export * as WarmPool from "./WarmPool.js"
 export {
   AgentCrashed,

@@ -13,6 +13,7 @@ import * as NodeRun from "./internal/runLifecycle.js"
 import * as Server from "./NodeRunServer.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
+import * as StatusFile from "./StatusFile.js"
 import type { LogSink } from "@ramure/core/LogSink"
 import type { MachineProvider } from "@ramure/core/Machine"
 import type { Run } from "@ramure/core/Run"
@@ -72,6 +73,8 @@ export const make = (
   const run = NodeRun.layer(options).pipe(
     Layer.provideMerge(Server.layer(options)),
     Layer.provideMerge(AgentSessions.layer(options)),
+    // STATUS.md lives beside the log files; it is written last, once the run has ended.
+    Layer.provideMerge(options.logs === undefined ? StatusFile.layer() : Layer.empty),
     Layer.provideMerge(RunLog.layer),
     Layer.provideMerge(Layer.mergeAll(RunRoutes.layer, RunControl.layer, RunLimits.layer(options), ChildProcesses.layer)),
     Layer.provideMerge(options.logs ?? JsonlLogSink.layer)
