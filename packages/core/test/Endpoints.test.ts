@@ -276,6 +276,28 @@ describe("Messages between agents", () => {
   })
 })
 
+/** A child that emits `first`, then `second` once `gate` opens. */
+const talker = (first: string, second: string) =>
+  Process.make("talker", (gate: Deferred.Deferred<void>) =>
+    Effect.gen(function* () {
+      yield* Process.emit(first)
+      yield* Deferred.await(gate)
+      yield* Process.emit(second)
+    }))
+
+/** Run `process` as a spawned child and collect all its events once it has ended. */
+const allEventsOf = <E>(process: Process.Process<[], void, E, never>) =>
+  Process.make("root", () =>
+    Effect.gen(function* () {
+      const handle = yield* Process.spawn(process)
+      yield* Effect.ignore(handle.await)
+      return [...(yield* Stream.runCollect(handle.events))]
+    }))()
+
+/** Wait until `handle` has emitted its first custom event. */
+const firstEvent = (handle: Process.ProcessHandle<unknown, unknown>) =>
+  handle.events.pipe(Stream.filter((e) => e._tag === "event"), Stream.take(1), Stream.runDrain)
+
 describe("Process events", () => {
   it.live("bubble forwards a child's events with its source: the innermost wins, null stays null, each child keeps its own, earlier events too", () => {
     const leaf = Process.make("leaf", (gate: Deferred.Deferred<void>) =>
@@ -306,12 +328,7 @@ describe("Process events", () => {
         yield* a.await
       }))
     return Effect.gen(function* () {
-      const events = yield* Process.make("root", () =>
-        Effect.gen(function* () {
-          const handle = yield* Process.spawn(main)
-          yield* handle.await
-          return [...(yield* Stream.runCollect(handle.events))]
-        }))()
+      const events = yield* allEventsOf(main)
       const forwarded = events.filter((e) => e.source !== undefined)
         .map((e) => `${e.source} ${e._tag === "event" ? `${e.type}=${JSON.stringify(e.data)}` : e._tag}`)
       expect(forwarded.sort()).toEqual([
@@ -337,48 +354,30 @@ describe("Process events", () => {
   })
 
   it.live("bubble's unsubscribe stops the forwarding, and running it twice is harmless", () => {
-    const talker = Process.make("talker", (gate: Deferred.Deferred<void>) =>
-      Effect.gen(function* () {
-        yield* Process.emit("before")
-        yield* Deferred.await(gate)
-        yield* Process.emit("after")
-      }))
     const main = Process.make("main", () =>
       Effect.gen(function* () {
         const gate = yield* Deferred.make<void>()
-        const child = yield* Process.spawn(talker, gate)
+        const child = yield* Process.spawn(talker("before", "after"), gate)
         const stop = yield* Process.bubble(child, { source: "t" })
-        yield* child.events.pipe(Stream.filter((e) => e._tag === "event"), Stream.take(1), Stream.runDrain)
+        yield* firstEvent(child)
         yield* stop
         yield* stop
         yield* Deferred.succeed(gate, undefined)
         yield* child.await
       }))
     return Effect.gen(function* () {
-      const events = yield* Process.make("root", () =>
-        Effect.gen(function* () {
-          const handle = yield* Process.spawn(main)
-          yield* handle.await
-          return [...(yield* Stream.runCollect(handle.events))]
-        }))()
+      const events = yield* allEventsOf(main)
       const forwarded = events.filter((e) => e.source === "t").map((e) => (e._tag === "event" ? e.type : e._tag))
       expect(forwarded).toEqual(["started", "before"])
     }).pipe(Effect.provide(scripted({})))
   })
 
   it.live("subscribe sees only the events after it, where events replays them all", () => {
-    const talker = Process.make("talker", (gate: Deferred.Deferred<void>) =>
-      Effect.gen(function* () {
-        yield* Process.emit("old")
-        yield* Deferred.await(gate)
-        yield* Process.emit("new")
-      }))
     const main = Process.make("main", () =>
       Effect.gen(function* () {
         const gate = yield* Deferred.make<void>()
-        const child = yield* Process.spawn(talker, gate)
-        // `old` is in the log once the first event of the stream after `started` arrives.
-        yield* child.events.pipe(Stream.filter((e) => e._tag === "event"), Stream.take(1), Stream.runDrain)
+        const child = yield* Process.spawn(talker("old", "new"), gate)
+        yield* firstEvent(child)
         const live = yield* child.subscribe
         yield* Deferred.succeed(gate, undefined)
         const names = (events: Iterable<Process.ProcessEvent>) => [...events].map((e) => (e._tag === "event" ? e.type : e._tag))

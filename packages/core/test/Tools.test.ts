@@ -4,21 +4,8 @@ import * as Agent from "../src/Agent.js"
 import { InvalidToolName, InvalidToolSchema, ToolError } from "../src/Errors.js"
 import { toJsonSchema } from "../src/internal/tools.js"
 import * as Process from "../src/Process.js"
-import { scripted } from "./helpers.js"
-
-class Person extends Schema.Class<Person>("Person")({
-  name: Schema.String.annotations({ description: "their full name" }),
-  age: Schema.Int
-}) {}
-
-const Task = Schema.Struct({
-  title: Schema.NonEmptyString,
-  priority: Schema.Int.annotations({ description: "1 is the most urgent" }),
-  kind: Schema.Literal("bug", "feature"),
-  owner: Person,
-  steps: Schema.Array(Schema.Struct({ text: Schema.String, done: Schema.Boolean })),
-  note: Schema.optional(Schema.String)
-})
+import { scripted, withWorker } from "./helpers.js"
+import { expectPlanSchema, Person, Plan } from "./schemas.js"
 
 interface Tree {
   readonly label: string
@@ -37,34 +24,11 @@ const jsonOf = (schema: Schema.Schema<any, any, never>) => Either.getOrThrow(toJ
 
 const Finish = Schema.Struct({ result: Schema.String })
 
-/** A process with one agent `worker` and a `finish` tool; `setup` adds the rest. */
-const withWorker = <R>(setup: (agent: Agent.Agent) => Effect.Effect<unknown, unknown, R>) =>
-  Process.make("main", () =>
-    Effect.gen(function* () {
-      const worker = yield* Agent.make("worker")
-      yield* worker.on("finish", { description: "Finish", parameters: Finish }, ({ result }) => Process.done(result))
-      yield* setup(worker)
-      return yield* Process.wait()
-    }))
-
 describe("Tool JSON Schemas", () => {
   it("are self-contained: integers, classes, nested objects and arrays are written out, with their descriptions", () => {
-    const json = jsonOf(Task)
-    expect(JSON.stringify(json)).not.toContain("$ref")
+    const json = jsonOf(Plan)
     expect(JSON.stringify(json)).not.toContain("$defs")
-    expect(json.required).toEqual(["title", "priority", "kind", "owner", "steps"])
-    expect(json.properties.priority).toMatchObject({ type: "integer", description: "1 is the most urgent" })
-    expect(json.properties.title).toMatchObject({ type: "string", minLength: 1 })
-    expect(json.properties.kind).toEqual({ type: "string", enum: ["bug", "feature"] })
-    expect(json.properties.owner).toMatchObject({
-      type: "object",
-      required: ["name", "age"],
-      properties: { name: { type: "string", description: "their full name" }, age: { type: "integer" } }
-    })
-    expect(json.properties.steps).toMatchObject({
-      type: "array",
-      items: { type: "object", required: ["text", "done"], properties: { text: { type: "string" }, done: { type: "boolean" } } }
-    })
+    expectPlanSchema(json, expect)
   })
 
   it("a Class as the parameters is an object with its fields, not a reference", () => {
@@ -74,7 +38,7 @@ describe("Tool JSON Schemas", () => {
   })
 
   it("allow extra fields, as the decoding ignores them", () => {
-    const json = jsonOf(Task)
+    const json = jsonOf(Plan)
     expect(json.additionalProperties).toBe(true)
     expect(json.properties.owner.additionalProperties).toBe(true)
     expect(json.properties.steps.items.additionalProperties).toBe(true)
