@@ -14,10 +14,13 @@ import { now, type FigureResult, type Size } from "./lib/Figure.js"
 import { scriptedRun, tempDirectory } from "./lib/harness.js"
 import { closedLoop, echoScripts, startEchoAgents, TEXT } from "./lib/load.js"
 
-/** Newlines in every file of the run's log directory (read synchronously: a consistent snapshot). */
+/** The log files of a run's directory (its `.jsonl` files; not STATUS.md). */
+const logFiles = (directory: string): Array<string> => fs.readdirSync(directory).filter((name) => name.endsWith(".jsonl"))
+
+/** Newlines in every log file of the run's log directory (read synchronously: a consistent snapshot). */
 const linesOnDisk = (directory: string): number => {
   let lines = 0
-  for (const name of fs.readdirSync(directory)) {
+  for (const name of logFiles(directory)) {
     const data = fs.readFileSync(path.join(directory, name))
     for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) lines++
   }
@@ -28,7 +31,7 @@ const linesOnDisk = (directory: string): number => {
 const audit = (directory: string) => {
   const seen = new Map<number, number>()
   let lines = 0
-  for (const name of fs.readdirSync(directory)) {
+  for (const name of logFiles(directory)) {
     for (const line of fs.readFileSync(path.join(directory, name), "utf8").split("\n")) {
       if (line.length === 0) continue
       lines++

@@ -73,7 +73,7 @@ const oneAgent = (name: string, marks: { readonly made?: (ms: number) => void; r
         return Process.done(result)
       })
       yield* agent.send("go")
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }))
 
 /** Start `count` agents at once; the wall time until the last one has reported its result. */

@@ -54,9 +54,9 @@ const dispatch = Process.make(
       yield* dispatcher.send(
         "Using pool_run_task, find out (1) the Node.js version (node --version) and (2) the kernel name (uname -s), then call finish."
       )
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }),
-  { timeout: "5 minutes" }
+  { success: Schema.String, timeout: "5 minutes" }
 )
 
 const taskOf = (request: ScriptedModel.ChatRequest): string =>

@@ -52,9 +52,9 @@ const buildAndReview = Process.make(
             : Effect.as(builder.send(`The auditor rejected your submission: ${reason}. Fix it and submit again.`), "sent to the builder")
       )
       yield* builder.send(task)
-      return yield* Process.wait<{ rounds: number; note: string }>()
+      return yield* Process.wait()
     }),
-  { timeout: "10 minutes" }
+  { success: Schema.Struct({ rounds: Schema.Number, note: Schema.String }), timeout: "10 minutes" }
 )
 
 const toolSaw = (text: string) => (request: ScriptedModel.ChatRequest) =>

@@ -20,9 +20,9 @@ const countLines = Process.make("count", (repo: Machine.Machine, pkg: string) =>
       ({ lines }) => Process.done({ pkg, lines })
     )
     yield* agent.send(`Count the lines of the TypeScript files under packages/${pkg}/src and call report.`)
-    return yield* Process.wait<{ pkg: string; lines: number }>()
+    return yield* Process.wait()
   }),
-  { timeout: "5 minutes" }
+  { success: Schema.Struct({ pkg: Schema.String, lines: Schema.Number }), timeout: "5 minutes" }
 )
 
 const fanout = Process.make("fanout", () =>

@@ -25,9 +25,9 @@ const summarize = Process.make(
         ({ summary }) => Process.done(summary)
       )
       yield* agent.send(`Read ${file} and call finish with a two-sentence summary.`)
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }),
-  { timeout: "5 minutes" }
+  { success: Schema.String, timeout: "5 minutes" }
 )
 
 const script = {

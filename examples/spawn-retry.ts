@@ -28,9 +28,9 @@ const attempt = Process.make(
       )
       yield* Process.emit("attempt", { n })
       yield* solver.send(`Attempt ${n}: how many lines does /etc/hostname have? Call solved with the number, or give_up.`)
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }),
-  { timeout: "3 minutes" }
+  { success: Schema.String, timeout: "3 minutes" }
 )
 
 const describeEvent = (event: Process.ProcessEvent): string => {

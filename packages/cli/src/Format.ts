@@ -6,6 +6,7 @@ import type * as RunEvent from "@ramure/core/RunEvent"
 import type { LogEntry } from "@ramure/core/RunEvent"
 import type { MachineInfo } from "@ramure/core/Machine"
 import type { RunStatus } from "@ramure/core/RunStatus"
+import { describeEndpoint } from "@ramure/core/Signature"
 import { visible } from "./Terminal.js"
 
 /** `text` (from a run) fit for one line of a terminal: line breaks as `⏎`, tabs as spaces, controls visible. */
@@ -140,6 +141,7 @@ export const statusReport = (
   const lines: Array<string> = []
   const state = run.live ? `live at ${run.url}` : `ended: ${run.outcome ?? status.outcome ?? "crashed?"}`
   lines.push(inline(`run ${run.id}  ${status.program ?? "?"}  pid ${status.pid ?? "?"}  ${state}`))
+  if (status.summary !== undefined) lines.push(oneLine(status.summary))
   lines.push(`started ${dateTime(status.startedAt)} (${age(status.startedAt)} ago)${status.endedAt ? `, ended ${dateTime(status.endedAt)}` : ""}`)
   lines.push("", "processes")
   lines.push(
@@ -157,7 +159,7 @@ export const statusReport = (
   lines.push(
     status.agents.length === 0 ? "  (none)" : table(
       [
-        ["AGENT", "STATE", "MACHINE", "TMUX", "TOOLS", "TOKENS IN/OUT", "COST", "LAST ACTIVITY"],
+        ["AGENT", "STATE", "MACHINE", "TMUX", "TOOLS", "PI TOOLS", "TOKENS IN/OUT", "COST", "LAST ACTIVITY"],
         ...status.agents.map((a) => {
           const last = lastActivity.get(a.id)
           return [
@@ -166,6 +168,7 @@ export const statusReport = (
             a.machine ? machineText(a.machine) : "-",
             a.session ?? "-",
             `${a.toolCalls}${a.toolErrors > 0 ? ` (${a.toolErrors} failed)` : ""}`,
+            String(a.piToolCalls),
             `${a.inputTokens}/${a.outputTokens}`,
             money(a.cost),
             last ? `${time(last.ts)} ${oneLine(describe(last), 80)}` : "-"
@@ -175,13 +178,19 @@ export const statusReport = (
       "  "
     )
   )
+  const totals = status.totals
+  lines.push(
+    "",
+    `total: ${totals.toolCalls} tool calls, ${totals.piToolCalls} pi tool calls, ` +
+      `${totals.inputTokens}/${totals.outputTokens} tokens in/out, ${money(totals.cost)}`
+  )
   if (status.connections.length > 0) {
     lines.push("", "connections")
     for (const c of status.connections) lines.push(`  ${inline(c.from)} → ${inline(c.to)}`)
   }
   if (status.endpoints.length > 0) {
     lines.push("", "endpoints")
-    lines.push(table(status.endpoints.map((e) => [e.process, e.name, e.description]), "  "))
+    lines.push(table(status.endpoints.map((e) => [e.process, describeEndpoint(e)]), "  "))
   }
   return lines.join("\n")
 }

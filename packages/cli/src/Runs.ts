@@ -13,7 +13,7 @@ import { Console, Effect, Option, Schedule } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as ControlClient from "./ControlClient.js"
-import { AgentNotFound, AmbiguousRun, NoLiveRun, RunNotLive, UnknownRun } from "./Errors.js"
+import { AgentEnded, AgentNotFound, AmbiguousRun, NoLiveRun, RunNotLive, UnknownRun } from "./Errors.js"
 
 /** A run the CLI knows of: live (with its registry entry) or finished. */
 export interface Run {
@@ -166,3 +166,9 @@ export const pickAgent = (run: Run, status: RunStatus.RunStatus, name: Option.Op
   if (all.length === 1) return Effect.succeed(all[0]!)
   return fail()
 }
+
+/** The agent, if it has not ended; otherwise `AgentEnded`, saying how it ended. */
+export const requireActive = (run: Run, agent: RunStatus.AgentStatus) =>
+  agent.state === "done" || agent.state === "crashed"
+    ? Effect.fail(new AgentEnded({ run: RunInfo.shortId(run.id), agent: agent.id, how: agent.ended ?? agent.state }))
+    : Effect.succeed(agent)

@@ -17,11 +17,10 @@ const expectUserError = (result: { code: number | null; stderr: string }, text: 
   expect(result.stderr).not.toMatch(/\n\s+at /)
 }
 
-/** A finished run's log directory, written by hand. */
-const writeLog = (home: string, id: string, ended: string | undefined) => {
+/** A finished run's log directory, written by hand (its entries dated `ts`). */
+const writeLog = (home: string, id: string, ended: string | undefined, ts = new Date().toISOString()) => {
   const directory = path.join(home, "logs", id)
   fs.mkdirSync(directory, { recursive: true })
-  const ts = new Date().toISOString()
   const entries = [
     { ts, n: 1, process: "", event: { _tag: "RunStarted", executionId: id, program: "old", pid: 1, url: "ws://127.0.0.1:1" } },
     { ts, n: 2, process: "main", event: { _tag: "ProcessStarted", name: "main" } },
@@ -84,6 +83,48 @@ layer(built, { timeout: "120 seconds", excludeTestServices: true })("ramure with
       const gc = yield* ramure(home, ["gc"])
       expect(gc.stdout).toMatch(/^removed stale registry entry 5ca1ab1e \(ghost, pid \d+ is gone\)\n/)
       expect(fs.existsSync(file)).toBe(false)
+    }))
+
+  it.scoped("gc --older-than removes the logs and working directories of runs that ended longer ago, never a live run's", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000)
+      const work = (id: string) => {
+        const directory = path.join(home, "work", id, "worker")
+        fs.mkdirSync(directory, { recursive: true })
+        fs.writeFileSync(path.join(directory, "notes.md"), "x".repeat(2000))
+        return path.dirname(directory)
+      }
+      const ids = {
+        old: "01d00000-0000-4000-8000-000000000001",
+        recent: "2ece0000-0000-4000-8000-000000000002",
+        crashed: "c2a50000-0000-4000-8000-000000000003",
+        live: "11fe0000-0000-4000-8000-000000000004"
+      }
+      writeLog(home, ids.old, "done", daysAgo(10).toISOString())
+      writeLog(home, ids.recent, "failed", daysAgo(1).toISOString())
+      // A run killed without a trace of its end: its files' age counts.
+      writeLog(home, ids.crashed, undefined, daysAgo(30).toISOString())
+      writeLog(home, ids.live, undefined, daysAgo(30).toISOString())
+      writeEntry(home, { execution_id: ids.live, pid: process.pid })
+      for (const id of Object.values(ids)) work(id)
+      for (const id of [ids.crashed, ids.live]) {
+        for (const directory of [path.join(home, "logs", id), path.join(home, "work", id)]) {
+          for (const name of [...fs.readdirSync(directory), "."]) fs.utimesSync(path.join(directory, name), daysAgo(20), daysAgo(20))
+        }
+      }
+
+      const gc = yield* ramure(home, ["gc", "--older-than", "7d"])
+      expect(gc.code).toBe(0)
+      expect(gc.stdout).toMatch(/^removed finished run 01d00000 \(old\), ended 10d ago: its logs and working directories, \d+ kB$/m)
+      expect(gc.stdout).toMatch(/^removed finished run c2a50000 \(old\), ended 20d ago: its logs and working directories, \d+ kB$/m)
+      const left = (parent: string) => fs.readdirSync(path.join(home, parent)).sort()
+      expect(left("logs")).toEqual([ids.live, ids.recent].sort())
+      expect(left("work")).toEqual([ids.live, ids.recent].sort())
+
+      expectUserError(yield* ramure(home, ["gc", "--older-than", "soon"]), `--older-than takes an age such as 7d, 12h, 30m or 2w, not "soon"`)
+      expect((yield* ramure(home, ["gc"])).stdout).toBe("nothing to clean up\n")
+      expect(left("logs")).toEqual([ids.live, ids.recent].sort())
     }))
 
   it.scoped("a registry entry of a recycled pid (another start time) is stale", () =>

@@ -73,7 +73,7 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(status.stdout).toMatch(/main\s+running/)
       expect(status.stdout).toMatch(/alice\s+idle\s+local \//)
       expect(status.stdout).toMatch(/bob\s+idle\s+local \//)
-      expect(status.stdout).toMatch(/main\s+add\s+Add two numbers/)
+      expect(status.stdout).toContain("  main  add(a: number, b: number) — Add two numbers")
     }))
 
   it.effect("the run's token appears in no output: ls, status, tail, errors, and no log file", () =>

@@ -11,15 +11,15 @@ import {
   type AgentNotLive,
   AgentStartError,
   InvalidArgument,
-  InvalidToolName,
+  type InvalidToolName,
+  type InvalidToolSchema,
   type MessageTooLarge
 } from "./Errors.js"
 import { addUserTool, makeAgent, sessionOf } from "./internal/agent.js"
-import * as BuiltIn from "./internal/builtInTools.js"
 import type * as AgentSession from "./internal/agentSession.js"
 import * as FileTransfer from "./internal/fileTransfer.js"
 import { CurrentProcess } from "./internal/processState.js"
-import { handlerContext, toJsonSchema, toolRunner } from "./internal/tools.js"
+import { builtInTools, handlerContext, toJsonSchema, toolRunner } from "./internal/tools.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
 import { Run } from "./Run.js"
@@ -66,7 +66,7 @@ export interface Agent {
     tool: string,
     options: ToolOptions<A, I>,
     handler: (args: A) => Effect.Effect<unknown, E, R>
-  ) => Effect.Effect<void, InvalidToolName, R>
+  ) => Effect.Effect<void, InvalidToolName | InvalidToolSchema, R>
   readonly removeTool: (tool: string) => Effect.Effect<void>
   /** Deliver a user message. */
   readonly send: (text: string) => Effect.Effect<void, AgentNotLive | MessageTooLarge>
@@ -77,7 +77,7 @@ export interface Agent {
 }
 
 /** The tools ramure gives agents itself (along `connect` edges): a process cannot use these names. */
-export const builtInTools: ReadonlySet<string> = BuiltIn.names
+export { builtInTools }
 
 /** What a program printed, without the blank lines and tmux's "Pane is dead" notice around it. */
 const trimOutput = (output: string): string =>
@@ -235,9 +235,9 @@ const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession
     machine,
     session: tmuxSession,
     on: (tool, toolOptions, handler) =>
-      Effect.flatMap(handlerContext, (context) =>
+      Effect.flatMap(Effect.zip(handlerContext, toJsonSchema(tool, toolOptions.parameters)), ([context, parameters]) =>
         addUserTool(session, {
-          definition: { name: tool, description: toolOptions.description, parameters: toJsonSchema(toolOptions.parameters) },
+          definition: { name: tool, description: toolOptions.description, parameters },
           run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
         })),
     removeTool: (tool) => session.removeTool(tool),
@@ -273,7 +273,9 @@ const builtIn = <A, I>(
   description: string,
   parameters: Schema.Schema<A, I, never>,
   handler: (args: A) => Effect.Effect<unknown, string>
-) => session.addTool({ definition: { name, description, parameters: toJsonSchema(parameters) }, run: toolRunner(name, parameters, handler) })
+) =>
+  Effect.flatMap(Effect.orDie(toJsonSchema(name, parameters)), (json) =>
+    session.addTool({ definition: { name, description, parameters: json }, run: toolRunner(name, parameters, handler) }))
 
 const addEdge = (from: Agent, to: Agent, maxFileBytes: number) =>
   Effect.gen(function* () {

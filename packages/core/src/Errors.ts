@@ -4,10 +4,15 @@
  */
 import { Schema } from "effect"
 
-/** `Process.fail(reason)` was called. */
+/**
+ * `Process.fail(reason)` was called with a text, or with an error of a type
+ * the process does not declare (`failure` of `Process.make`): then `error`
+ * holds it, and `reason` describes it.
+ */
 export class ProcessFailed extends Schema.TaggedError<ProcessFailed>()("ProcessFailed", {
   process: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  error: Schema.optional(Schema.Unknown)
 }) {
   override get message() {
     return `process ${this.process} failed: ${this.reason}`
@@ -65,6 +70,26 @@ export class InvalidToolName extends Schema.TaggedError<InvalidToolName>()("Inva
   }
 }
 
+/** A tool's (or endpoint's) parameters have no self-contained JSON Schema a model could read (a recursive schema, …). */
+export class InvalidToolSchema extends Schema.TaggedError<InvalidToolSchema>()("InvalidToolSchema", {
+  tool: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `the parameters of "${this.tool}" cannot be described to a model: ${this.reason}`
+  }
+}
+
+/** A process completed with a value (or failed with an error) that its declared Schema does not accept. */
+export class InvalidCompletion extends Schema.TaggedError<InvalidCompletion>()("InvalidCompletion", {
+  process: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `process ${this.process} completed with ${this.reason}`
+  }
+}
+
 /** An option or argument that makes no sense (a typo, two options that exclude each other, …). */
 export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
   operation: Schema.String,
@@ -79,10 +104,22 @@ export class ToolError extends Schema.TaggedError<ToolError>()("ToolError", {
 export class EndpointNotFound extends Schema.TaggedError<EndpointNotFound>()("EndpointNotFound", {
   process: Schema.String,
   endpoint: Schema.String,
-  available: Schema.Array(Schema.String)
+  available: Schema.Array(Schema.String),
+  /** Why waiting for it ended (it was not exposed in time, or the process ended without it). */
+  reason: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `process ${this.process} has no endpoint "${this.endpoint}" (endpoints: ${this.available.join(", ") || "none"})`
+    const why = this.reason === undefined ? "" : `: ${this.reason}`
+    return `process ${this.process} has no endpoint "${this.endpoint}"${why} (endpoints: ${this.available.join(", ") || "none"})`
+  }
+}
+
+/** The process has ended: its endpoints can no longer be called or attached. */
+export class ProcessEnded extends Schema.TaggedError<ProcessEnded>()("ProcessEnded", {
+  process: Schema.String
+}) {
+  override get message() {
+    return `process ${this.process} has ended: its endpoints can no longer be called`
   }
 }
 
@@ -152,7 +189,12 @@ export class ResumeDiverged extends Schema.TaggedError<ResumeDiverged>()("Resume
 }
 
 export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed | LogWriteFailed | ResumeDiverged
-export type EndpointError = EndpointNotFound | EndpointFailed
+
+/** Whether `error` is one of the errors any process can end with. */
+export const isProcessError = (error: unknown): error is ProcessError =>
+  error instanceof ProcessFailed || error instanceof ProcessTimeout || error instanceof ProcessCancelled ||
+  error instanceof AgentCrashed || error instanceof LogWriteFailed || error instanceof ResumeDiverged
+export type EndpointError = EndpointNotFound | EndpointFailed | ProcessEnded
 
 /** A short, human text for any error value. */
 export const describe = (error: unknown): string => {

@@ -41,7 +41,9 @@ export const AgentStatus = Schema.Struct({
   inputTokens: Schema.Number,
   outputTokens: Schema.Number,
   cost: Schema.Number,
-  lastActivity: Schema.optional(Schema.String)
+  lastActivity: Schema.optional(Schema.String),
+  /** How it ended, once it has: released with its process, crashed (with its exit code), or did not start. */
+  ended: Schema.optional(Schema.String)
 })
 export type AgentStatus = typeof AgentStatus.Type
 
@@ -53,6 +55,21 @@ export const EndpointStatus = Schema.Struct({
   parameters: Schema.Unknown
 })
 export type EndpointStatus = typeof EndpointStatus.Type
+
+/** A call of an endpoint, and how it went once it returned. */
+export const EndpointCall = Schema.Struct({
+  process: Schema.String,
+  name: Schema.String,
+  caller: Schema.optional(Schema.String),
+  at: Schema.String,
+  ok: Schema.optional(Schema.Boolean),
+  error: Schema.optional(Schema.String),
+  durationMs: Schema.optional(Schema.Number)
+})
+export type EndpointCall = typeof EndpointCall.Type
+
+/** How many recent endpoint calls the status keeps. */
+export const recentCalls = 20
 
 export const Totals = Schema.Struct({
   inputTokens: Schema.Number,
@@ -78,6 +95,8 @@ export const RunStatus = Schema.Struct({
   agents: Schema.Array(AgentStatus),
   connections: Schema.Array(Schema.Struct({ from: Schema.String, to: Schema.String })),
   endpoints: Schema.Array(EndpointStatus),
+  /** The most recent endpoint calls, oldest first (a status from an older run has none). */
+  calls: Schema.optionalWith(Schema.Array(EndpointCall), { default: () => [] }),
   totals: Totals
 })
 export type RunStatus = typeof RunStatus.Type
@@ -86,12 +105,13 @@ type DraftAgent = Types.Mutable<AgentStatus>
 
 /** The fold's working copy; snapshots are taken with `snapshot`. */
 export type Draft =
-  & Types.Mutable<Omit<RunStatus, "processes" | "agents" | "connections" | "endpoints" | "totals">>
+  & Types.Mutable<Omit<RunStatus, "processes" | "agents" | "connections" | "endpoints" | "calls" | "totals">>
   & {
     readonly processes: Array<Types.Mutable<ProcessStatus>>
     readonly agents: Array<DraftAgent>
     readonly connections: Array<{ readonly from: string; readonly to: string }>
     readonly endpoints: Array<EndpointStatus>
+    readonly calls: Array<Types.Mutable<EndpointCall>>
     readonly totals: Types.Mutable<Totals>
   }
 
@@ -100,6 +120,7 @@ export const empty = (): Draft => ({
   agents: [],
   connections: [],
   endpoints: [],
+  calls: [],
   totals: { inputTokens: 0, outputTokens: 0, cost: 0, toolCalls: 0, piToolCalls: 0 }
 })
 
@@ -181,8 +202,23 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     if (at >= 0) status.endpoints[at] = endpoint
     else status.endpoints.push(endpoint)
   },
-  EndpointCalled: none,
-  EndpointReturned: none,
+  EndpointCalled: (status, event, entry) => {
+    status.calls.push({
+      process: entry.process,
+      name: event.name,
+      ...(event.caller === undefined ? {} : { caller: event.caller }),
+      at: entry.ts
+    })
+    if (status.calls.length > recentCalls) status.calls.shift()
+  },
+  EndpointReturned: (status, event, entry) => {
+    const call = [...status.calls].reverse().find((c) =>
+      c.process === entry.process && c.name === event.name && c.caller === event.caller && c.ok === undefined)
+    if (call === undefined) return
+    call.ok = event.ok
+    call.durationMs = event.durationMs
+    if (event.error !== undefined) call.error = event.error
+  },
   MachineCreated: none,
   AgentCreated: (status, event, entry) => {
     const agent = agentOf(status, entry)
@@ -192,22 +228,28 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     if (event.session !== undefined) agent.session = event.session
     if (event.model !== undefined) agent.model = event.model
   },
-  AgentStartFailed: (status, _event, entry) => {
+  AgentStartFailed: (status, event, entry) => {
     const agent = agentOf(status, entry)
-    if (agent !== undefined) agent.state = "crashed"
+    if (agent === undefined) return
+    agent.state = "crashed"
+    agent.ended = `did not start: ${event.reason}`
   },
   AgentConnected: (status, _event, entry) => {
     const agent = agentOf(status, entry)
     if (agent !== undefined && agent.state === "starting") agent.state = "idle"
   },
   AgentDisconnected: none,
-  AgentCrashed: (status, _event, entry) => {
+  AgentCrashed: (status, event, entry) => {
     const agent = agentOf(status, entry)
-    if (agent !== undefined) agent.state = "crashed"
+    if (agent === undefined) return
+    agent.state = "crashed"
+    agent.ended = `crashed (exit code ${event.exitCode ?? "unknown"})`
   },
   AgentReleased: (status, _event, entry) => {
     const agent = agentOf(status, entry)
-    if (agent !== undefined && agent.state !== "crashed") agent.state = "done"
+    if (agent === undefined) return
+    if (agent.state !== "crashed") agent.state = "done"
+    agent.ended ??= `released when its process ${agent.process} ended`
   },
   ConnectionAdded: (status, event, entry) => {
     if (entry.agent !== undefined) status.connections.push({ from: entry.agent, to: event.to })

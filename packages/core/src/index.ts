@@ -20,6 +20,7 @@ export * as RunLog from "./RunLog.js"
 export * as RunRoutes from "./RunRoutes.js"
 export * as RunStatus from "./RunStatus.js"
 export * as Sandbox from "./Sandbox.js"
+export * as Signature from "./Signature.js"
 export * as WarmPool from "./WarmPool.js"
 export {
   AgentCrashed,

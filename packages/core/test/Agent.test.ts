@@ -1,22 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import * as Agent from "../src/Agent.js"
-import * as Process from "../src/Process.js"
 import { ToolError } from "../src/Errors.js"
-import { scripted } from "./helpers.js"
-
-const Finish = Schema.Struct({ result: Schema.String })
-
-/** A process with one agent, a `finish` tool that completes it, and whatever `setup` adds. */
-const withWorker = (setup: (agent: Agent.Agent) => Effect.Effect<unknown, unknown>) =>
-  Process.make("main", () =>
-    Effect.gen(function* () {
-      const worker = yield* Agent.make("worker")
-      yield* worker.on("finish", { description: "Finish", parameters: Finish }, ({ result }) => Process.done(result))
-      yield* setup(worker)
-      return yield* Process.wait<string>()
-    })
-  )
+import { scripted, withWorker } from "./helpers.js"
 
 describe("Agent tools", () => {
   it.live("a tool call round-trips with Schema-decoded arguments", () => {

@@ -41,7 +41,7 @@ const withPair = <A>(options: {
         options.prepare?.(pair)
         yield* a.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done(undefined))
         yield* a.send("go")
-        return yield* Process.wait<void>()
+        return yield* Process.wait()
       }))
     yield* main().pipe(
       Effect.provide(scripted({
@@ -186,7 +186,7 @@ describe("send_file and download_file", () => {
           yield* a.on("finish", { description: "", parameters: Schema.Struct({ results: Schema.Array(Schema.String) }) }, ({ results }) =>
             Effect.sync(() => (received = fs.readdirSync(b.machine.cwd).sort())).pipe(Effect.zipRight(Process.done(results))))
           yield* a.send("go")
-          return yield* Process.wait<ReadonlyArray<string>>()
+          return yield* Process.wait()
         }))
       const results = yield* main().pipe(
         Effect.provide(scripted({
@@ -225,8 +225,8 @@ describe("send_file and download_file", () => {
           yield* b.on("finish", { description: "", parameters: Schema.Struct({ results: Schema.Array(Schema.String) }) }, ({ results }) =>
             Process.done({ results, received: fs.readdirSync(b.machine.cwd) }))
           yield* b.send("go")
-          return yield* Process.wait<{ results: ReadonlyArray<string>; received: ReadonlyArray<string> }>()
-        }))
+          return yield* Process.wait()
+        }), { success: Schema.Struct({ results: Schema.Array(Schema.String), received: Schema.Array(Schema.String) }) })
       const outcome = yield* main().pipe(
         Effect.provide(scripted({
           b: (driver) =>

@@ -36,7 +36,7 @@ describe("Process completion", () => {
         const a = yield* Agent.make("a")
         created.push(a)
         yield* a.on("finish", { description: "", parameters: Done }, ({ value }) => Process.done(value))
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       })
     )
     return Effect.gen(function* () {
@@ -158,7 +158,7 @@ describe("Nested processes", () => {
         yield* agent.on("report", { description: "", parameters: Schema.Struct({ square: Schema.Number }) }, ({ square }) =>
           Process.done(square))
         yield* agent.send(String(i))
-        return yield* Process.wait<number>()
+        return yield* Process.wait()
       }))
     const main = Process.make("main", () =>
       Effect.all(Array.from({ length: 8 }, (_, i) => worker(i)), { concurrency: "unbounded" }))
@@ -183,7 +183,7 @@ describe("spawn", () => {
       yield* agent.on("result", { description: "", parameters: Schema.Struct({ ok: Schema.Boolean }) }, ({ ok }) =>
         ok ? Process.done(`solved on attempt ${n}`) : Process.fail(`attempt ${n} failed`))
       yield* agent.send(String(n))
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }))
   const solver: Script = (driver) =>
     Effect.gen(function* () {
@@ -247,7 +247,7 @@ describe("expose, call and attach", () => {
       yield* Process.expose("mul", { description: "Multiply", parameters: Args }, ({ a, b }) => Effect.succeed(a * b))
       yield* Process.expose("finish", { description: "Finish the pool", parameters: Schema.Struct({}) }, () =>
         Effect.zipRight(Process.emit("finishing"), Process.done("pool finished")))
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }))
 
   it.live("call runs endpoints in the child; done inside an endpoint completes the child", () => {
@@ -257,7 +257,7 @@ describe("expose, call and attach", () => {
         while ((yield* child.endpoints).length < 3) yield* Effect.sleep("5 millis")
         const sum = yield* child.call("add", { a: 2, b: 3 })
         const invalid = yield* Effect.flip(child.call("add", { a: "x" }))
-        const missing = yield* Effect.flip(child.call("div", { a: 1, b: 2 }))
+        const missing = yield* Effect.flip(child.call("div", { a: 1, b: 2 }, { timeout: "50 millis" }))
         yield* child.call("finish")
         return { sum, invalid: invalid.message, missing: missing.message, result: yield* child.await }
       }))
@@ -281,8 +281,8 @@ describe("expose, call and attach", () => {
         yield* child.attach(dispatcher, { only: ["add", "finish"], prefix: "pool_" })
         yield* dispatcher.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
           Process.done(text))
-        return yield* Process.wait<string>()
-      }))
+        return yield* Process.wait()
+      }), { success: Schema.String })
     return main().pipe(
       Effect.map((report) => expect(JSON.parse(report)).toEqual({ tools: ["pool_add", "pool_finish", "report"], sum: "7" })),
       Effect.provide(
@@ -292,10 +292,9 @@ describe("expose, call and attach", () => {
               yield* driver.waitForTool("report")
               yield* driver.waitForTool("pool_finish")
               const sum = yield* driver.call("pool_add", { a: 3, b: 4 })
+              const tools = [...driver.tools().keys()].sort()
               yield* driver.call("pool_finish", {})
-              yield* driver.call("report", {
-                text: JSON.stringify({ tools: [...driver.tools().keys()].sort(), sum: sum.text })
-              })
+              yield* driver.call("report", { text: JSON.stringify({ tools, sum: sum.text }) })
             })
         })
       )
@@ -313,7 +312,7 @@ describe("connect", () => {
           yield* agent.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
             Process.done(`${agent.id}: ${text}`))
         }
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
   const tools: Record<string, Array<string>> = {}
   const recordTools = (name: string, then?: Script): Script => (driver) =>
@@ -368,8 +367,8 @@ describe("connect", () => {
         yield* Agent.connect(a, b, { direction: "a->b" })
         yield* b.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
           Effect.flatMap(b.exec("cat review/x.ts"), (copied) => Process.done({ message: text, copied: copied.stdout })))
-        return yield* Process.wait<{ message: string; copied: string }>()
-      }))
+        return yield* Process.wait()
+      }), { success: Schema.Struct({ message: Schema.String, copied: Schema.String }) })
     return main().pipe(
       Effect.map(({ copied, message }) => {
         expect(message).toBe("[From: a] sent you a file: review/x.ts")
@@ -401,7 +400,7 @@ describe("tools added after start", () => {
         yield* Deferred.await(ready)
         yield* agent.on("late", { description: "added later", parameters: Schema.Struct({ x: Schema.Number }) }, ({ x }) =>
           Process.done(x))
-        return yield* Process.wait<number>()
+        return yield* Process.wait()
       }))
     return main().pipe(
       Effect.map((x) => expect(x).toBe(9)),
@@ -427,7 +426,7 @@ describe("Concurrency limits", () => {
       Effect.gen(function* () {
         const agent = yield* Agent.make(`w${i}`)
         yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done(i))
-        return yield* Process.wait<number>()
+        return yield* Process.wait()
       }))
     const main = Process.make("main", () =>
       Effect.gen(function* () {

@@ -59,7 +59,7 @@ describe("Run server", () => {
         expect(yield* untilClosed(wrong.closed)).toMatchObject({ status: 401 })
         expect(yield* untilClosed(none.closed)).toMatchObject({ status: 401 })
         yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done("alive"))
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
     return Effect.gen(function* () {
       const result = yield* main().pipe(
@@ -189,8 +189,8 @@ describe("Run server", () => {
         yield* agent.send("sent while disconnected")
         yield* Effect.sleep("50 millis")
         yield* Deferred.succeed(release, undefined)
-        return yield* Process.wait<string>()
-      }))
+        return yield* Process.wait()
+      }), { success: Schema.String })
     return main().pipe(
       Effect.map((text) => expect(JSON.parse(text)).toEqual({ result: "slow result", message: "sent while disconnected" })),
       Effect.provide(
@@ -224,9 +224,10 @@ describe("Log tree", () => {
         Effect.provide(scripted({ writer: (d) => Effect.zipRight(d.waitForTool("finish"), d.call("finish", {})) }, { home }))
       )
       const directory = path.join(home, "logs", executionId)
-      expect(fs.readdirSync(directory).sort()).toEqual(["_runtime.jsonl", "writer.jsonl"])
+      expect(fs.readdirSync(directory).sort()).toEqual(["STATUS.md", "_runtime.jsonl", "writer.jsonl"])
       expect(fs.statSync(directory).mode & 0o777).toBe(0o700)
       expect(fs.statSync(path.join(directory, "writer.jsonl")).mode & 0o777).toBe(0o600)
+      expect(fs.statSync(path.join(directory, "STATUS.md")).mode & 0o777).toBe(0o600)
       const runtimeLines = readJsonl(path.join(directory, "_runtime.jsonl"))
       const agentLines = readJsonl(path.join(directory, "writer.jsonl"))
       expect(runtimeLines.map((l) => l.event._tag)).toEqual(["RunStarted", "ProcessStarted", "ProcessEnded", "RunEnded"])

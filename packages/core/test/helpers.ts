@@ -2,8 +2,9 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect } from "effect"
-import type * as Agent from "../src/Agent.js"
+import { Effect, Schema } from "effect"
+import * as Agent from "../src/Agent.js"
+import * as Process from "../src/Process.js"
 import { sessionOf } from "../src/internal/agent.js"
 import * as Ramure from "ramure/Ramure"
 import { currentSocket } from "@ramure/node/TmuxMachineProvider"
@@ -46,3 +47,14 @@ export const dropFromServer = (agent: Agent.Agent, reason = "dropped by the test
     state._tag === "Connected" && state.connection.isOpen()
       ? Effect.as(state.connection.close(4002, reason), true)
       : Effect.succeed(false))
+
+/** A process with one agent `worker` and a `finish` tool that completes it with its `result`; `setup` adds the rest. */
+export const withWorker = <R>(setup: (agent: Agent.Agent) => Effect.Effect<unknown, unknown, R>) =>
+  Process.make("main", () =>
+    Effect.gen(function* () {
+      const worker = yield* Agent.make("worker")
+      yield* worker.on("finish", { description: "Finish", parameters: Schema.Struct({ result: Schema.String }) }, ({ result }) =>
+        Process.done(result))
+      yield* setup(worker)
+      return yield* Process.wait()
+    }))

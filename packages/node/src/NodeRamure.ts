@@ -15,6 +15,7 @@ import * as Journal from "@ramure/core/Journal"
 import * as IsolatedMachineProvider from "./IsolatedMachineProvider.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
+import * as StatusFile from "./StatusFile.js"
 import type { LogSink } from "@ramure/core/LogSink"
 import type { MachineProvider } from "@ramure/core/Machine"
 import type { Run } from "@ramure/core/Run"
@@ -81,6 +82,8 @@ export const make = (
   const run = NodeRun.layer(options).pipe(
     Layer.provideMerge(Server.layer(options)),
     Layer.provideMerge(Layer.merge(AgentSessions.layer(options), Journal.layer)),
+    // STATUS.md lives beside the log files; it is written last, once the run has ended.
+    Layer.provideMerge(options.logs === undefined ? StatusFile.layer() : Layer.empty),
     Layer.provideMerge(RunLog.layer),
     Layer.provideMerge(Layer.mergeAll(RunRoutes.layer, RunControl.layer, RunLimits.layer(options), ChildProcesses.layer)),
     Layer.provideMerge(options.logs ?? JsonlLogSink.layer)

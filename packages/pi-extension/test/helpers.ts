@@ -19,12 +19,15 @@ export const tempHome = Effect.acquireRelease(
   (home) => Effect.sync(() => fs.rmSync(home, { recursive: true, force: true }))
 )
 
-/** A run of real pi agents whose model is `server` (one models.json per agent: its own script). */
+/**
+ * A run of real pi agents whose model is `server` (one models.json per agent: its own script),
+ * reached through the provider API `api` (default `openai-completions`).
+ */
 export const piRun = (
   server: ScriptedModel.ScriptedModelServer,
   provider: Provider,
   home: string,
-  options: { readonly env?: Record<string, string> } = {}
+  { api, ...options }: { readonly env?: Record<string, string>; readonly api?: ScriptedModel.Api } = {}
 ) =>
   Ramure.layer({
     home,
@@ -32,7 +35,7 @@ export const piRun = (
     provider,
     register: false,
     model: `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`,
-    modelsJson: (agent) => ScriptedModel.piModelsJson(server.baseUrl(agent)),
+    modelsJson: (agent) => ScriptedModel.piModelsJson(server.baseUrl(agent, api), api === undefined ? {} : { api }),
     ...options
   })
 

@@ -12,7 +12,7 @@ import * as RunInfo from "@ramure/core/RunInfo"
 import type { LogEntry, RunEvent } from "@ramure/core/RunEvent"
 import { RunLog } from "@ramure/core/RunLog"
 import * as ScriptedModel from "@ramure/testing/ScriptedModel"
-import { Effect, Stream } from "effect"
+import { Effect, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { git, makeRepo } from "../../node/test/gitHelpers.js"
@@ -83,8 +83,9 @@ const observeWorker = (provider: Provider, pool?: PiAgents.PoolOptions) =>
           worker = yield* Agent.make("worker", { systemPrompt: "You are a careful test worker." })
           yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* worker.send("Where are you?")
-          return yield* Process.wait<string>()
-        })
+          return yield* Process.wait()
+        }),
+        { success: Schema.String }
       )()
       const [first] = yield* server.requests("worker")
       expect(yield* server.failures).toEqual([])
@@ -169,7 +170,7 @@ describe("warm pool lifecycle", () => {
               const pid = Number((yield* agent.exec("echo $PPID")).stdout.trim())
               agentPids.push(pid)
               yield* agent.send("go")
-              return yield* Process.wait<string>()
+              return yield* Process.wait()
             })
           )()
         expect(yield* runAgent("a")).toBe("a done")
@@ -260,7 +261,7 @@ describe("warm pool lifecycle", () => {
               const agent = yield* Agent.make(name)
               yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
               yield* agent.send("go")
-              return yield* Process.wait<string>()
+              return yield* Process.wait()
             })
           )())
         expect(results).toEqual(["a", "b"])

@@ -110,7 +110,7 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
               return yield* Process.done({ result, received, where, hosts: [alice.machine.describe.host, bob.machine.describe.host] })
             }))
           yield* alice.send("Add 2 and 3, send report.txt to bob, then finish.")
-          return yield* Process.wait<{ result: string; received: string; where: string; hosts: Array<string> }>()
+          return yield* Process.wait()
         }))
       let executionId = ""
       return scenario(
@@ -199,7 +199,7 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
             }))
           yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* agent.send("Call slow.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         }))
       return scenario(
         {

@@ -77,7 +77,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           )
           yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* worker.send("Add 2 and 3, then finish.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       return scenario(
@@ -133,7 +133,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           )
           yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* worker.send("Add 1 and one.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       return scenario(
@@ -169,7 +169,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           // Back to back: the second arrives before the first prompt's agent_start.
           yield* worker.send("first")
           yield* worker.send("second")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       const allThree = (request: ScriptedModel.ChatRequest) => {
@@ -200,7 +200,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
               "unlocked"
             ))
           yield* worker.send("Unlock, then use the secret tool.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       const tools = (request: ScriptedModel.ChatRequest) => request.tools.map((t) => t.name)
@@ -261,7 +261,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
             // The result is logged while the agent is away; the reconnect replays it.
             yield* Deferred.succeed(release, undefined)
           }))
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       return scenario(
@@ -381,7 +381,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           yield* alice.on("finish", finishTool, ({ result }) =>
             Effect.flatMap(alice.exec("cat inbox/notes.md"), (copied) => Process.done({ result, copied: copied.stdout })))
           yield* alice.send("Download notes.md and pipe from bob, then finish.")
-          return yield* Process.wait<{ result: string; copied: string }>()
+          return yield* Process.wait()
         }))
       return scenario(
         provider,
@@ -450,7 +450,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
               events.some((e) => e._tag === "AgentConnected" && e.after > 0))
             yield* eventually(resumed, (yes) => yes)
             yield* agent.send("second")
-            return yield* Process.wait<string>()
+            return yield* Process.wait()
           }))
         return scenario(
           provider,

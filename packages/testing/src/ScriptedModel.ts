@@ -1,13 +1,19 @@
 /**
- * A fake OpenAI-compatible model server that replays scripted assistant turns, one script per
- * agent. pi talks to it in tests and offline examples: point `models.json` at `baseUrl()` (see
- * {@link piModelsJson}) and every chat completion consumes the agent's next turn.
+ * A fake model server that replays scripted assistant turns, one script per agent. It speaks
+ * OpenAI's chat completions (`openai-completions`) and Anthropic's messages API
+ * (`anthropic-messages`), so tests see what pi really sends through either provider. pi talks
+ * to it in tests and offline examples: point `models.json` at `baseUrl()` (see
+ * {@link piModelsJson}) and every request consumes the agent's next turn.
  */
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Clock, Context, Effect, Layer, Ref, Schema, Scope, Stream } from "effect"
 import * as Http from "node:http"
+import * as Anthropic from "./internal/anthropicMessages.js"
+
+/** The provider APIs the server speaks (pi's `api` values). */
+export type Api = "openai-completions" | "anthropic-messages"
 
 /**
  * A tool call the scripted model makes; `arguments` is JSON-encoded for the
@@ -37,7 +43,10 @@ export interface ChatToolCall {
   readonly function: { readonly name: string; readonly arguments: string }
 }
 
-/** A request message; `content` is flattened to a string (text parts joined, `null` → `""`). */
+/**
+ * A request message; `content` is flattened to a string (text parts joined, `null` → `""`).
+ * Anthropic's tool results are `tool` messages and its `tool_use` blocks `tool_calls`, as in OpenAI's.
+ */
 export interface ChatMessage {
   readonly role: string
   readonly content: string
@@ -45,8 +54,10 @@ export interface ChatMessage {
   readonly tool_call_id?: string
 }
 
-/** A chat completion request, decoded from the OpenAI body. */
+/** A request, decoded from either API's body into one shape (Anthropic's `system` is the first message). */
 export interface ChatRequest {
+  /** The API the request came through. */
+  readonly api: Api
   readonly model: string
   readonly messages: ReadonlyArray<ChatMessage>
   readonly tools: ReadonlyArray<{ readonly name: string; readonly description?: string; readonly parameters?: unknown }>
@@ -68,9 +79,10 @@ export interface ScriptedModelServer {
   /**
    * `${url}/${encodeURIComponent(agent)}/v1`: the agent is identified by the
    * path; `${url}/v1` without one: by the `x-ramure-agent` header, else by the
-   * request's model name.
+   * request's model name. For `anthropic-messages` the same without `/v1`
+   * (Anthropic's clients add it).
    */
-  readonly baseUrl: (agent?: string) => string
+  readonly baseUrl: (agent?: string, api?: Api) => string
   /** Replaces the agent's script and restarts it at its first turn (recorded requests are kept). */
   readonly setScript: (agent: string, script: Script) => Effect.Effect<void>
   /** The requests the agent has sent so far, oldest first. */
@@ -133,6 +145,7 @@ const RawRequest = Schema.Struct({
 const decodeRequest = Schema.decodeUnknown(Schema.parseJson(RawRequest))
 
 const toChatRequest = (raw: typeof RawRequest.Type): ChatRequest => ({
+  api: "openai-completions",
   model: raw.model,
   stream: raw.stream === true,
   messages: raw.messages.map((m): ChatMessage => ({
@@ -299,6 +312,17 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
       if (message !== undefined) yield* fail({ agent, turn: turnIndex, message })
     }
     const reply: Answer = turn === undefined ? { text: finishedText, toolCalls: [] } : { text: turn.text ?? "", toolCalls }
+    if (request.api === "anthropic-messages") {
+      const { completion_tokens, prompt_tokens } = usageOf(request, reply)
+      const usage = { input: prompt_tokens, output: completion_tokens }
+      const id = `msg_${encodeURIComponent(agent)}_${turnIndex}`
+      return request.stream
+        ? HttpServerResponse.stream(Stream.fromIterable(Anthropic.events(request, reply, id, usage)).pipe(Stream.encodeText), {
+          contentType: "text/event-stream",
+          headers: { "cache-control": "no-cache" }
+        })
+        : HttpServerResponse.unsafeJson(Anthropic.message(request, reply, id, usage))
+    }
     const created = Math.floor((yield* Clock.currentTimeMillis) / 1000)
     const id = `chatcmpl-${encodeURIComponent(agent)}-${turnIndex}`
     return request.stream
@@ -315,18 +339,27 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
     if (req.method === "GET" && segments.length === 1 && segments[0] === "health") {
       return HttpServerResponse.unsafeJson({ status: "ok" })
     }
-    const tail = segments.slice(-3).join("/")
-    if (req.method !== "POST" || tail !== "v1/chat/completions" || segments.length > 4) {
+    const openAi = segments.slice(-3).join("/") === "v1/chat/completions" && segments.length <= 4
+    const anthropic = segments.slice(-2).join("/") === "v1/messages" && segments.length <= 3
+    if (req.method !== "POST" || !(openAi || anthropic)) {
       return errorResponse(404, `no route for ${req.method} ${req.url}`)
     }
     const body = yield* req.text.pipe(Effect.orElseSucceed(() => ""))
-    return yield* decodeRequest(body).pipe(
-      Effect.map(toChatRequest),
+    const decoded: Effect.Effect<ChatRequest, { readonly message: string }> = openAi
+      ? Effect.map(decodeRequest(body), toChatRequest)
+      : Effect.map(Anthropic.decode(body), (request): ChatRequest => ({ api: "anthropic-messages", ...request }))
+    return yield* decoded.pipe(
       Effect.matchEffect({
-        onFailure: (error) => Effect.succeed(errorResponse(400, `malformed request: ${error.message}`)),
+        onFailure: (error) =>
+          Effect.succeed(
+            openAi
+              ? errorResponse(400, `malformed request: ${error.message}`)
+              : HttpServerResponse.unsafeJson(Anthropic.error(`malformed request: ${error.message}`), { status: 400 })
+          ),
         onSuccess: (request) => {
           const header = req.headers[agentHeader]
-          const agent = segments.length === 4 ? safeDecode(segments[0]!) : header || request.model
+          const inPath = segments.length === (openAi ? 4 : 3)
+          const agent = inPath ? safeDecode(segments[0]!) : header || request.model
           return answer(agent, request)
         }
       })
@@ -344,7 +377,10 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
 
   return {
     url,
-    baseUrl: (agent) => (agent === undefined ? `${url}/v1` : `${url}/${encodeURIComponent(agent)}/v1`),
+    baseUrl: (agent, api = "openai-completions") => {
+      const base = agent === undefined ? url : `${url}/${encodeURIComponent(agent)}`
+      return api === "anthropic-messages" ? base : `${base}/v1`
+    },
     setScript: (agent, script) =>
       Ref.update(agents, (all) => new Map(all).set(agent, { ...(all.get(agent) ?? emptyAgent), script, next: 0 })),
     requests: (agent) => Ref.get(agents).pipe(Effect.map((all) => all.get(agent)?.requests ?? [])),
@@ -368,18 +404,22 @@ export const agentHeader = "x-ramure-agent"
 
 /**
  * pi's models.json content: provider "ramure-scripted", model "scripted",
- * pointing at `baseUrl`. With `baseUrl()` (no agent) the same file serves
- * every agent — each request names its agent in a header that pi resolves
- * from the environment variable `RAMURE_AGENT_ID` when it sends it.
+ * pointing at `baseUrl` (`server.baseUrl(agent, api)`), through the provider
+ * API `api` (default `openai-completions`). With no agent in `baseUrl` the
+ * same file serves every agent — each request names its agent in a header
+ * that pi resolves from the environment variable `RAMURE_AGENT_ID` when it
+ * sends it.
  */
-export const piModelsJson = (baseUrl: string): object => ({
+export const piModelsJson = (baseUrl: string, options: { readonly api?: Api } = {}): object => ({
   providers: {
     [piProvider]: {
       baseUrl,
-      api: "openai-completions",
+      api: options.api ?? "openai-completions",
       apiKey: "ramure-scripted-key",
       headers: { [agentHeader]: "RAMURE_AGENT_ID" },
-      compat: { supportsDeveloperRole: false, supportsReasoningEffort: false, supportsStore: false },
+      ...(options.api === "anthropic-messages"
+        ? {}
+        : { compat: { supportsDeveloperRole: false, supportsReasoningEffort: false, supportsStore: false } }),
       models: [
         {
           id: piModel,

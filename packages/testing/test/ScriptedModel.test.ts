@@ -197,6 +197,68 @@ describe("ScriptedModel", () => {
       assert.deepStrictEqual(yield* server.failures, [])
     }))
 
+  it.scoped("speaks Anthropic's messages API: streamed events, tool_use input in pieces, stop_reason, usage", () =>
+    Effect.gen(function*() {
+      const server = yield* ScriptedModel.make({
+        scripts: { ann: [{ text: "let me look", toolCalls: [{ name: "bash", arguments: { command: "ls" } }] }, { text: "done" }] }
+      })
+      assert.strictEqual(server.baseUrl("ann", "anthropic-messages"), `${server.url}/ann`)
+      const response = yield* post(`${server.baseUrl("ann", "anthropic-messages")}/v1/messages`, {
+        model: "scripted",
+        stream: true,
+        system: [{ type: "text", text: "You are terse." }],
+        messages: [{ role: "user", content: "go" }],
+        tools: [{ name: "bash", description: "run", input_schema: { type: "object", properties: { command: { type: "string" } }, required: ["command"] } }]
+      })
+      assert.include(response.headers.get("content-type"), "text/event-stream")
+      const events = (yield* Effect.promise(() => response.text())).split("\n\n").filter((e) => e.length > 0).map((event) => {
+        const [name, data] = event.split("\n")
+        return { name: name!.replace(/^event: /, ""), data: JSON.parse(data!.replace(/^data: /, "")) }
+      })
+      assert.deepStrictEqual(events.map((e) => e.name), [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop"
+      ])
+      assert.deepStrictEqual(events[4]!.data.content_block, { type: "tool_use", id: "call_1", name: "bash", input: {} })
+      const input = events.filter((e) => e.data.delta?.type === "input_json_delta").map((e) => e.data.delta.partial_json).join("")
+      assert.deepStrictEqual(JSON.parse(input), { command: "ls" })
+      assert.strictEqual(events[2]!.data.delta.text, "let me look")
+      assert.strictEqual(events[8]!.data.delta.stop_reason, "tool_use")
+      assert.isAbove(events[0]!.data.message.usage.input_tokens, 0)
+
+      // The tool result comes back in a user turn: decoded as OpenAI's tool message.
+      const second = yield* post(`${server.baseUrl("ann", "anthropic-messages")}/v1/messages`, {
+        model: "scripted",
+        messages: [
+          { role: "user", content: [{ type: "text", text: "go" }] },
+          { role: "assistant", content: [{ type: "text", text: "let me look" }, { type: "tool_use", id: "call_1", name: "bash", input: { command: "ls" } }] },
+          { role: "user", content: [{ type: "tool_result", tool_use_id: "call_1", content: [{ type: "text", text: "a.txt" }], is_error: false }] }
+        ]
+      }).pipe(Effect.flatMap(json))
+      assert.deepStrictEqual(second.content, [{ type: "text", text: "done" }])
+      assert.strictEqual(second.stop_reason, "end_turn")
+      const requests = yield* server.requests("ann")
+      assert.strictEqual(requests[0]!.api, "anthropic-messages")
+      assert.deepStrictEqual(requests[0]!.messages[0], { role: "system", content: "You are terse." })
+      assert.deepStrictEqual(requests[0]!.tools[0], {
+        name: "bash",
+        description: "run",
+        parameters: { type: "object", properties: { command: { type: "string" } }, required: ["command"] }
+      })
+      assert.deepStrictEqual(ScriptedModel.lastToolResults(requests[1]!), [{ toolCallId: "call_1", content: "a.txt" }])
+      assert.deepStrictEqual(requests[1]!.messages[1]!.tool_calls, [
+        { id: "call_1", type: "function", function: { name: "bash", arguments: JSON.stringify({ command: "ls" }) } }
+      ])
+    }))
+
   it.scoped("is available as a layer", () =>
     Effect.gen(function*() {
       const server = yield* ScriptedModel.ScriptedModel

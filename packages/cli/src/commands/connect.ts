@@ -41,7 +41,8 @@ export const connect = Cli.make("connect", { id: runId, agent, readOnly }, (opti
     const home = yield* Runs.home
     const run = yield* Runs.resolve(home, options.id)
     yield* Runs.requireLive(home, run)
-    const target = yield* Runs.pickAgent(run, yield* Runs.status(home, run), options.agent)
+    const target = yield* Effect.flatMap(Runs.pickAgent(run, yield* Runs.status(home, run), options.agent), (agent) =>
+      Runs.requireActive(run, agent))
     if (target.session === undefined) {
       return yield* new HostError({
         reason: `agent ${target.id} has no tmux session (it runs on a ${target.machine?.kind ?? "?"} machine); try ramure tail or ramure ssh`

@@ -1,17 +1,27 @@
 /** `ramure gc`: remove what dead runs left behind, and only that. */
-import { Command } from "@effect/cli"
+import { Command, Options } from "@effect/cli"
 import * as Orphans from "@ramure/node/Orphans"
 import * as Registry from "@ramure/node/Registry"
 import { shortId } from "@ramure/core/RunInfo"
 import { collectOrphans } from "@ramure/ssh/SshMachineProvider"
 import * as GitWorktree from "@ramure/node/GitWorktree"
-import { Console, Effect } from "effect"
+import { Console, Effect, Option } from "effect"
+import * as Format from "../Format.js"
+import * as Prune from "../Prune.js"
 import * as Runs from "../Runs.js"
 import * as Tmux from "../Tmux.js"
 
-export const gc = Command.make("gc", {}, () =>
+const olderThan = Options.text("older-than").pipe(
+  Options.withDescription(
+    "Also remove the logs and working directories of finished runs that ended longer ago than this (7d, 12h, 30m, 2w); live runs are never touched."
+  ),
+  Options.optional
+)
+
+export const gc = Command.make("gc", { olderThan }, (options) =>
   Effect.gen(function* () {
     const home = yield* Runs.home
+    const age = yield* Option.match(options.olderThan, { onNone: () => Effect.succeed(undefined), onSome: Prune.parseAge })
     const { unreadable } = yield* Registry.scan(home)
     const removed = yield* Registry.removeStale(home)
     const lines: Array<string> = []
@@ -40,6 +50,13 @@ export const gc = Command.make("gc", {}, () =>
           : `host ${item.host} of dead run ${shortId(item.executionId)} did not answer; try again later`
       )
     }
+    if (age !== undefined) {
+      for (const run of yield* Prune.prune(home, age)) {
+        const what = `finished run ${shortId(run.id)}${run.program === undefined ? "" : ` (${run.program})`}, ended ${Format.age(new Date(run.endedAt).toISOString())} ago`
+        lines.push(`removed ${what}: its logs and working directories, ${Prune.size(run.bytes)}`)
+        for (const failure of run.failures) lines.push(`could not remove all of ${what}: ${failure}`)
+      }
+    }
     yield* Console.log(lines.length === 0 ? "nothing to clean up" : lines.join("\n"))
   })
 ).pipe(
@@ -48,6 +65,7 @@ export const gc = Command.make("gc", {}, () =>
       `or RAMURE_TMUX_SOCKET) and processes whose owner label names an orchestrator (pid and start time) that is gone, ` +
       `whatever its RAMURE_HOME; also on the ssh hosts they used. The work left in dead runs' worktrees is committed to ` +
       `their branches and the worktrees removed. Live runs of any home, sessions without a readable owner label and ` +
-      `unreadable registry entries are reported and left alone.`
+      `unreadable registry entries are reported and left alone. With --older-than, also the logs and working ` +
+      `directories of runs that ended longer ago than that.`
   )
 )

@@ -17,6 +17,15 @@ interface Row {
   readonly live: boolean
   readonly outcome: string | undefined
   readonly agents: number
+  /** The run's one-line description, when its program gave one. */
+  readonly summary: string | undefined
+}
+
+/** What the run's own log says of its start. */
+const started = (home: string, id: string) => {
+  const entries = Runs.readLogFile(path.join(logsDirectory(home, id), RUNTIME_FILE))
+  const entry = entries.find((e) => e.event._tag === "RunStarted")
+  return { entries, entry, event: entry?.event._tag === "RunStarted" ? entry.event : undefined }
 }
 
 const all = Options.boolean("all").pipe(
@@ -35,23 +44,23 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
       startedAt: entry.started_at,
       live: true,
       outcome: undefined,
-      agents: Runs.agentCount(home, entry.execution_id)
+      agents: Runs.agentCount(home, entry.execution_id),
+      summary: started(home, entry.execution_id).event?.summary
     }))
     if (all) {
       const liveIds = new Set(rows.map((row) => row.id))
       for (const id of Runs.logged(home)) {
         if (liveIds.has(id)) continue
-        const entries = Runs.readLogFile(path.join(logsDirectory(home, id), RUNTIME_FILE))
-        const started = entries.find((entry) => entry.event._tag === "RunStarted")
-        const event = started?.event._tag === "RunStarted" ? started.event : undefined
+        const { entries, entry, event } = started(home, id)
         rows.push({
           id,
           program: event?.program ?? "?",
           pid: event?.pid,
-          startedAt: started?.ts,
+          startedAt: entry?.ts,
           live: false,
           outcome: Runs.outcomeOf(entries),
-          agents: Runs.agentCount(home, id)
+          agents: Runs.agentCount(home, id),
+          summary: event?.summary
         })
       }
       rows.sort((a, b) => (a.startedAt ?? "").localeCompare(b.startedAt ?? ""))
@@ -60,7 +69,7 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
     if (rows.length === 0) return yield* Console.log(all ? "no runs" : "no live runs (--all lists finished ones)")
     yield* Console.log(
       Format.table([
-        ["ID", "PROGRAM", "PID", "STARTED", "AGE", "AGENTS", "STATE"],
+        ["ID", "PROGRAM", "PID", "STARTED", "AGE", "AGENTS", "STATE", "SUMMARY"],
         ...rows.map((row) => [
           shortId(row.id),
           row.program,
@@ -68,7 +77,8 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
           Format.dateTime(row.startedAt),
           Format.age(row.startedAt),
           String(row.agents),
-          row.live ? "live" : row.outcome ?? "?"
+          row.live ? "live" : row.outcome ?? "?",
+          row.summary === undefined ? "" : Format.oneLine(row.summary, 60)
         ])
       ])
     )

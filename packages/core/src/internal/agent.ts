@@ -7,9 +7,8 @@
  */
 import { Effect } from "effect"
 import type { Agent } from "../Agent.js"
-import { InvalidToolName } from "../Errors.js"
 import type { AgentSession, ToolHandler } from "./agentSession.js"
-import * as BuiltIn from "./builtInTools.js"
+import { toolName } from "./tools.js"
 
 class AgentValue {
   readonly #session: AgentSession
@@ -33,9 +32,7 @@ export const sessionOf = (agent: Agent): AgentSession => {
 
 /** Add a tool under a name a process may use (not one of ramure's built-ins). */
 export const addUserTool = (session: AgentSession, handler: ToolHandler) =>
-  BuiltIn.names.has(handler.definition.name)
-    ? Effect.fail(new InvalidToolName({ tool: handler.definition.name, reason: "the name of one of ramure's built-in tools" }))
-    : session.addTool(handler)
+  Effect.zipRight(toolName(handler.definition.name), session.addTool(handler))
 
 /** Add a tool to `agent` that is not one of the process's handlers (an attached endpoint). */
 export const addTool = (agent: Agent, handler: ToolHandler) => addUserTool(sessionOf(agent), handler)

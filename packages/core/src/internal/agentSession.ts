@@ -53,7 +53,8 @@ export interface AgentSession {
   /** Record an event about this agent; an event the agent must be told becomes an entry of its replication log. */
   readonly record: (event: RunEvent) => Effect.Effect<void>
   readonly addTool: (handler: ToolHandler) => Effect.Effect<void, InvalidToolName>
-  readonly removeTool: (name: string) => Effect.Effect<void>
+  /** Remove the tool `name` (only if it is still `handler`, when given). */
+  readonly removeTool: (name: string, handler?: ToolHandler) => Effect.Effect<void>
   readonly hasTool: (name: string) => Effect.Effect<boolean>
   readonly deliver: (
     text: string,
@@ -290,7 +291,12 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           tools.set(name, handler)
           return record({ _tag: "ToolAdded", tool: handler.definition })
         }),
-      removeTool: (name) => Effect.suspend(() => (tools.delete(name) ? record({ _tag: "ToolRemoved", name }) : Effect.void)),
+      removeTool: (name, handler) =>
+        Effect.suspend(() =>
+          (handler === undefined || tools.get(name) === handler) && tools.delete(name)
+            ? record({ _tag: "ToolRemoved", name })
+            : Effect.void
+        ),
       hasTool: (name) => Effect.sync(() => tools.has(name)),
       deliver: (text, { from, via } = {}) =>
         Effect.flatMap(Ref.get(lifecycle), (state): Effect.Effect<void, AgentNotLive | MessageTooLarge> => {

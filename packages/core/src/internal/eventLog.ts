@@ -13,6 +13,13 @@ export interface EventLog<A> {
   readonly items: Effect.Effect<ReadonlyArray<A>>
   /** Items with index ≥ `from` (0-based), then live items, until `end`. */
   readonly stream: (from?: number) => Stream.Stream<A>
+  /**
+   * Call `f` on the items from `from` on — those appended already at once,
+   * then each new one in the same synchronous step as its append — until the
+   * returned function (idempotent) is called or the log ends. An `f` that
+   * throws is not called again.
+   */
+  readonly unsafeSubscribe: (from: number, f: (item: A) => void) => () => void
   /** Run `f` on the items of `stream(from)`, in order: the same items, without a Stream's cost per item. */
   readonly forEach: <E, R>(from: number, f: (item: A) => Effect.Effect<void, E, R>) => Effect.Effect<void, E, R>
   /** No more items: open streams end after the last one. Idempotent. */
@@ -29,6 +36,16 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
     let dropped = 0
     let closed = false
     const hub = yield* PubSub.unbounded<Signal<A>>()
+    const listeners = new Set<(item: A) => void>()
+    const call = (f: (item: A) => void, item: A): boolean => {
+      try {
+        f(item)
+        return true
+      } catch {
+        listeners.delete(f)
+        return false
+      }
+    }
 
     // Appending and publishing are one synchronous step: a fiber that yielded in between would let a
     // concurrent append publish first, and live readers would see the items out of log order.
@@ -41,6 +58,7 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
         dropped++
       }
       hub.unsafeOffer({ index, item: Option.some(item) })
+      for (const f of [...listeners]) call(f, item)
       return index + 1
     }
     const append = (item: A) => Effect.sync(() => unsafeAppend(item))
@@ -48,8 +66,18 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
     const end = Effect.sync(() => {
       if (closed) return
       closed = true
+      listeners.clear()
       hub.unsafeOffer({ index: dropped + buffer.length, item: Option.none() })
     })
+
+    const unsafeSubscribe = (from: number, f: (item: A) => void): (() => void) => {
+      const listener = (item: A) => f(item)
+      for (const item of buffer.slice(Math.max(from, dropped) - dropped)) {
+        if (!call(listener, item)) return () => {}
+      }
+      if (!closed) listeners.add(listener)
+      return () => void listeners.delete(listener)
+    }
 
     const stream = (from = 0): Stream.Stream<A> =>
       Stream.unwrapScoped(
@@ -93,6 +121,7 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
       size: Effect.sync(() => dropped + buffer.length),
       items: Effect.sync(() => buffer.slice()),
       stream,
+      unsafeSubscribe,
       forEach,
       end,
       ended: Effect.sync(() => closed)

@@ -6,14 +6,24 @@
  *
  * @internal
  */
-import { Context, Effect, Either, JSONSchema, ParseResult, Schema, Tracer } from "effect"
-import { describe } from "../Errors.js"
+import { Context, Effect, Either, ParseResult, Schema, Tracer } from "effect"
+import { describe, InvalidToolName } from "../Errors.js"
+import * as BuiltIn from "./builtInTools.js"
 
-/** The JSON Schema the model sees for a Schema of tool arguments. */
-export const toJsonSchema = (schema: Schema.Schema<any, any, never>): unknown => {
-  const { $schema: _ignored, ...rest } = JSONSchema.make(schema) as unknown as Record<string, unknown>
-  return rest
-}
+export { toJsonSchema } from "./toolSchema.js"
+
+/** The tools ramure gives agents itself (along `connect` edges): a process cannot use these names. */
+export const builtInTools: ReadonlySet<string> = BuiltIn.names
+
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
+
+/** `name` if a process may give a tool (or an endpoint) that name: 1-64 letters, digits, `_`, `-`, not a built-in. */
+export const toolName = (name: string): Either.Either<string, InvalidToolName> =>
+  !TOOL_NAME.test(name)
+    ? Either.left(new InvalidToolName({ tool: name }))
+    : builtInTools.has(name)
+    ? Either.left(new InvalidToolName({ tool: name, reason: "the name of one of ramure's built-in tools" }))
+    : Either.right(name)
 
 /** A handler's success value as the text of a tool result; a value JSON cannot carry is an error. */
 export const renderResult = (value: unknown): Either.Either<string, string> => {
