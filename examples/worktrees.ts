@@ -76,6 +76,14 @@ const demoRepository = (directory: string): string => {
 
 const Done = Schema.Struct({ summary: Schema.String.annotations({ description: "one line: what you changed" }) })
 
+/** What one fix comes to. */
+const Fixed = Schema.Struct({
+  bug: Schema.Literal("slug", "median", "clamp"),
+  summary: Schema.String,
+  branch: Schema.String,
+  commits: Schema.Array(Schema.String)
+})
+
 /** One agent fixes one bug in its own sandboxed worktree; its branch holds the fix once it is released. */
 const fix = Process.make("fix", (repo: string, bug: Bug) =>
   Effect.gen(function* () {
@@ -94,9 +102,9 @@ const fix = Process.make("fix", (repo: string, bug: Bug) =>
       `\`node test.js ${bug}\` fails. Fix src/${bug}.js (nothing else), check that the test passes, ` +
         "commit the fix with a one-line message, then call done."
     )
-    return yield* Process.wait<{ bug: Bug; summary: string; branch: string; commits: ReadonlyArray<string> }>()
+    return yield* Process.wait()
   }),
-  { timeout: "10 minutes" }
+  { timeout: "10 minutes", success: Fixed }
 )
 
 const fixAll = Process.make("fix-all", (repo: string) =>

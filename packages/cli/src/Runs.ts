@@ -37,7 +37,9 @@ export const reportUnreadable = (unreadable: ReadonlyArray<Registry.UnreadableEn
 export const live = Effect.fn("Runs.live")(function* (home: string, options: { readonly reportStale?: boolean } = {}) {
   const { entries, unreadable } = yield* Registry.scan(home)
   yield* reportUnreadable(unreadable)
-  for (const { entry } of options.reportStale === false ? [] : entries.filter((item) => !item.alive)) {
+  // A gone run whose agents wait for a resume is not stale: `ramure ls` shows it as interrupted.
+  const stale = entries.filter((item) => !item.alive && item.waitingUntil === undefined)
+  for (const { entry } of options.reportStale === false ? [] : stale) {
     yield* Console.error(
       `ramure: run ${RunInfo.shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid}) is gone but left its registry entry; ramure gc cleans up after it`
     )
@@ -46,6 +48,14 @@ export const live = Effect.fn("Runs.live")(function* (home: string, options: { r
     .filter((item) => item.alive)
     .map((item) => item.entry)
     .sort((a, b) => a.started_at.localeCompare(b.started_at))
+})
+
+/** Runs whose orchestrator is gone while their agents wait for `ramure resume`, oldest first. */
+export const interrupted = Effect.fn("Runs.interrupted")(function* (home: string) {
+  const { entries } = yield* Registry.scan(home)
+  return entries
+    .flatMap((item) => (item.waitingUntil === undefined ? [] : [{ entry: item.entry, until: item.waitingUntil }]))
+    .sort((a, b) => a.entry.started_at.localeCompare(b.entry.started_at))
 })
 
 /** Execution ids that have a log directory. */
@@ -115,13 +125,18 @@ export const agentCount = (home: string, id: string): number => {
   }
 }
 
-/** How a finished run ended, from its `RunEnded` entry ("crashed?" without one). */
+/**
+ * How a run that is not live ended, from its `RunEnded` entry; without one it
+ * was interrupted (its orchestrator died): resumable when it recorded how it
+ * started, "crashed?" otherwise.
+ */
 export const outcomeOf = (entries: ReadonlyArray<LogEntry>): string => {
   for (let i = entries.length - 1; i >= 0; i--) {
     const event = entries[i]!.event
     if (event._tag === "RunEnded") return event.error === undefined ? event.outcome : `${event.outcome}: ${event.error}`
   }
-  return "crashed?"
+  const start = entries.find((entry) => entry.event._tag === "RunStarted")?.event
+  return start?._tag === "RunStarted" && start.invocation !== undefined ? "interrupted (resumable)" : "crashed?"
 }
 
 /** The outcome of a run that is no longer live, from `_runtime.jsonl`. */

@@ -4,7 +4,7 @@
  * A `MachineProvider` creates machines inside a `Scope`; closing the scope
  * releases the machine and everything started on it.
  */
-import { Context, type Duration, Effect, Schema, Scope, type Stream } from "effect"
+import { Context, type Duration, Effect, type Option, Schema, Scope, type Stream } from "effect"
 import { CurrentProcess } from "./internal/processState.js"
 import type { MachineInfo } from "./MachineInfo.js"
 import { RunLog } from "./RunLog.js"
@@ -156,6 +156,13 @@ export interface Machine extends MachineFiles {
    * kills its session).
    */
   readonly spawn: (spec: SpawnSpec) => Effect.Effect<Spawned, MachineError, Scope.Scope>
+  /**
+   * Take over the program that a previous orchestrator of this run spawned
+   * as `name`, if it still runs (machines whose programs outlive their
+   * orchestrator, such as tmux ones): from here on it is watched and stopped
+   * as if `spawn` had started it. None when it is gone.
+   */
+  readonly adopt?: (name: string) => Effect.Effect<Option.Option<Spawned>, MachineError, Scope.Scope>
   readonly describe: MachineInfo
   /** Set when the machine is on another host. */
   readonly remote?: RemoteHost

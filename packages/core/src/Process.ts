@@ -8,6 +8,7 @@ import {
   Cause,
   Deferred,
   Duration,
+  Either,
   Effect,
   ExecutionStrategy,
   Exit,

@@ -12,6 +12,7 @@ import {
   EndpointNotFound,
   type EndpointError,
   MessageTooLarge,
+  ProcessEnded,
   ProcessNotFound
 } from "./Errors.js"
 import { LogEntry } from "./RunEvent.js"
@@ -97,7 +98,7 @@ export class ControlRpcs extends RpcGroup.make(
   Rpc.make("Call", {
     payload: { process: Schema.optional(Schema.String), endpoint: Schema.String, args: Schema.Unknown },
     success: Schema.Unknown,
-    error: Schema.Union(EndpointNotFound, EndpointFailed, ProcessNotFound)
+    error: Schema.Union(EndpointNotFound, EndpointFailed, ProcessEnded, ProcessNotFound)
   }),
   /** Ask the run to stop: its root process is cancelled and every scope closes. */
   Rpc.make("Stop", { payload: { reason: Schema.optional(Schema.String) } }),

@@ -43,7 +43,7 @@ describe("Spans", () => {
         const agent = yield* Agent.make("worker")
         yield* agent.on("finish", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
           Effect.zipRight(handle.call("echo", { text }), Process.done(text)))
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
     const run = main().pipe(
       Effect.provide(scripted({ worker: (driver) => Effect.zipRight(driver.waitForTool("finish"), driver.call("finish", { text: "hi" })) }))

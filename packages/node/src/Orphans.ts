@@ -40,15 +40,25 @@ export interface Orphan {
   readonly processes: ReadonlyArray<number>
 }
 
+/** A gone run whose agents wait for a resume: what it left is kept until `until` (epoch ms). */
+export interface Waiting {
+  readonly owner: Owner.Owner
+  readonly sessions: ReadonlyArray<string>
+  readonly until: number
+}
+
 export interface Collected {
   readonly orphans: ReadonlyArray<Orphan>
+  /** Runs whose agents wait to be re-adopted: left alone. */
+  readonly waiting: ReadonlyArray<Waiting>
   /** ramure sessions nobody can be shown to own, left alone. */
   readonly unattributed: ReadonlyArray<{ readonly session: string; readonly why: string }>
 }
 
 /**
  * Kill every provably orphaned tmux session on the socket and every process
- * (with its group, if it leads one) whose owner marker names a dead orchestrator.
+ * (with its group, if it leads one) whose owner marker names a dead
+ * orchestrator — but not what a gone run whose agents wait for a resume left.
  */
 export const collectSync = (socket = Tmux.currentSocket(), keep?: string): Collected => {
   const { verdicts } = Tmux.killSync(socket, (verdict) => verdict._tag === "Orphaned" && verdict.owner.executionId !== keep)
@@ -60,17 +70,25 @@ export const collectSync = (socket = Tmux.currentSocket(), keep?: string): Colle
     return found
   }
   const unattributed: Array<{ session: string; why: string }> = []
+  const waiting = new Map<string, { owner: Owner.Owner; sessions: Array<string>; until: number }>()
   for (const verdict of verdicts) {
     if (verdict._tag === "Orphaned" && verdict.owner.executionId !== keep) entry(verdict.owner).sessions.push(verdict.session)
     else if (verdict._tag === "Unattributed") unattributed.push({ session: verdict.session, why: verdict.why })
+    else if (verdict._tag === "Waiting" && verdict.owner.executionId !== keep) {
+      const key = Owner.encode(verdict.owner)
+      const found = waiting.get(key) ?? { owner: verdict.owner, sessions: [], until: verdict.until }
+      found.sessions.push(verdict.session)
+      waiting.set(key, found)
+    }
   }
   for (const marked of Owner.markedProcesses()) {
     if (Owner.ownerAlive(marked.owner) || marked.owner.executionId === keep) continue
+    if (Registry.waitingUntil(marked.owner.home, marked.owner.executionId) !== undefined) continue
     if (marked.group === marked.pid) signal(-marked.pid, "SIGKILL")
     signal(marked.pid, "SIGKILL")
     entry(marked.owner).processes.push(marked.pid)
   }
-  return { orphans: [...byRun.values()], unattributed }
+  return { orphans: [...byRun.values()], waiting: [...waiting.values()], unattributed }
 }
 
 /**
@@ -86,7 +104,7 @@ export const collectAtStart = (
   keep?: string
 ) =>
   Effect.gen(function* () {
-    const stale = (yield* Registry.removeStale(home)).filter((entry) => entry.execution_id !== keep)
+    const stale = yield* Registry.removeStale(home, keep === undefined ? {} : { keep })
     const { orphans, unattributed } = collectSync(Tmux.currentSocket(), keep)
     const runs = new Map<string, { pid: number; home: string; sessions: Array<string>; processes: Array<number>; entry: boolean }>()
     for (const entry of stale) {

@@ -4,8 +4,15 @@
  * when the root run starts and removed when it ends; entries whose process
  * (pid and start time) is gone are stale and removed by the next run or
  * `ramure gc`. An entry that cannot be read is reported, never dropped.
+ *
+ * A run that can be resumed (`ramure resume`) says how long its agents wait
+ * for it when it is gone (`resumable_for_ms`), and its orchestrator touches
+ * its entry every `heartbeat` while it lives: when it dies without ending,
+ * its entry stays, and what it left — tmux sessions, worktrees — is its
+ * agents' until that window has passed (`waitingUntil`), so no cleanup takes
+ * what a resume would re-adopt.
  */
-import { Effect, Either, ParseResult, Schema } from "effect"
+import { Duration, Effect, Either, ParseResult, Schedule, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { processAlive, startTimeOf } from "./Owner.js"
@@ -19,7 +26,9 @@ export const RegistryEntry = Schema.Struct({
   program: Schema.String,
   started_at: Schema.String,
   /** The process's start time (`/proc/<pid>/stat` field 22), so a recycled pid is not taken for the run. */
-  pid_started: Schema.optional(Schema.String)
+  pid_started: Schema.optional(Schema.String),
+  /** How long the run's agents wait for it after its orchestrator's last heartbeat; absent when it cannot be resumed. */
+  resumable_for_ms: Schema.optional(Schema.Number)
 })
 export type RegistryEntry = typeof RegistryEntry.Type
 
@@ -58,6 +67,35 @@ export interface ListedEntry {
   readonly file: string
   readonly entry: RegistryEntry
   readonly alive: boolean
+  /** Its run is gone, and its agents wait to be re-adopted until then (epoch ms). */
+  readonly waitingUntil: number | undefined
+}
+
+/** How often a live run touches its entry. */
+export const heartbeat = Duration.seconds(5)
+
+/** Until when the agents of a gone run wait for it (its entry touched at `touchedMs`), if they do still. */
+const windowOf = (entry: RegistryEntry, touchedMs: number, now = Date.now()): number | undefined => {
+  if (entry.resumable_for_ms === undefined) return undefined
+  const until = touchedMs + Duration.toMillis(heartbeat) + entry.resumable_for_ms
+  return until > now ? until : undefined
+}
+
+/**
+ * Until when the agents of the run `executionId` of `home` wait to be
+ * re-adopted: its orchestrator is gone, its entry says it can be resumed,
+ * and the window since its last heartbeat is open. Undefined otherwise (a
+ * live run, a run that ended, one that cannot be resumed, or a window passed).
+ */
+export const waitingUntil = (home: string, executionId: string): number | undefined => {
+  const file = entryPath(home, executionId)
+  try {
+    const decoded = decodeEntry(fs.readFileSync(file, "utf8"))
+    if (Either.isLeft(decoded) || entryAlive(decoded.right)) return undefined
+    return windowOf(decoded.right, fs.statSync(file).mtimeMs)
+  } catch {
+    return undefined
+  }
 }
 
 /** An entry that cannot be read or decoded: reported, and left where it is. */
@@ -99,7 +137,14 @@ export const scan = (home: string): Effect.Effect<Scan> =>
         unreadable.push({ file, reason: ParseResult.TreeFormatter.formatErrorSync(decoded.left).split("\n").slice(0, 3).join(" ") })
         continue
       }
-      entries.push({ file, entry: decoded.right, alive: entryAlive(decoded.right) })
+      const alive = entryAlive(decoded.right)
+      let touched = 0
+      try {
+        touched = fs.statSync(file).mtimeMs
+      } catch {
+        // removed meanwhile: its window is closed
+      }
+      entries.push({ file, entry: decoded.right, alive, waitingUntil: alive ? undefined : windowOf(decoded.right, touched) })
     }
     return { entries, unreadable }
   })
@@ -107,11 +152,14 @@ export const scan = (home: string): Effect.Effect<Scan> =>
 /** Every readable registry entry, with whether its process is still alive. */
 export const list = (home: string): Effect.Effect<ReadonlyArray<ListedEntry>> => Effect.map(scan(home), (found) => found.entries)
 
-/** Remove entries whose process is gone (unreadable ones stay); returns what was removed. */
-export const removeStale = (home: string): Effect.Effect<ReadonlyArray<RegistryEntry>> =>
+/**
+ * Remove entries whose process is gone (unreadable ones stay, and so do those
+ * of runs whose agents still wait to be re-adopted); returns what was removed.
+ */
+export const removeStale = (home: string, options: { readonly keep?: string } = {}): Effect.Effect<ReadonlyArray<RegistryEntry>> =>
   Effect.map(list(home), (listed) =>
-    listed.flatMap(({ alive, entry, file }) => {
-      if (alive) return []
+    listed.flatMap(({ alive, entry, file, waitingUntil }) => {
+      if (alive || waitingUntil !== undefined || entry.execution_id === options.keep) return []
       try {
         fs.rmSync(file, { force: true })
       } catch {
@@ -121,22 +169,39 @@ export const removeStale = (home: string): Effect.Effect<ReadonlyArray<RegistryE
     })
   )
 
-/** Write the entry for this run; the scope's end removes it. */
+/**
+ * Write the entry for this run and touch it every `heartbeat` (the window of
+ * a run that can be resumed is counted from the last touch); the scope's end
+ * removes it.
+ */
 export const register = (home: string, entry: RegistryEntry) =>
-  Effect.acquireRelease(
-    Effect.gen(function* () {
-      yield* ensureDirectory(home)
-      const file = entryPath(home, entry.execution_id)
-      yield* Effect.try({
-        try: () => {
-          const temporary = `${file}.${process.pid}.tmp`
-          fs.writeFileSync(temporary, JSON.stringify(entry, null, 2) + "\n", { mode: 0o600 })
-          fs.chmodSync(temporary, 0o600)
-          fs.renameSync(temporary, file)
-        },
-        catch: (error) => new RegistryError({ path: file, message: String(error) })
-      })
-      return file
-    }),
-    (file) => Effect.sync(() => fs.rmSync(file, { force: true }))
-  )
+  Effect.gen(function* () {
+    const file = yield* Effect.acquireRelease(write(home, entry), (file) => Effect.sync(() => fs.rmSync(file, { force: true })))
+    yield* Effect.sync(() => {
+      const now = new Date()
+      fs.utimesSync(file, now, now)
+    }).pipe(
+      // A failed touch only shortens the window that a resume has.
+      Effect.ignore,
+      Effect.repeat(Schedule.spaced(heartbeat)),
+      Effect.forkScoped
+    )
+    return file
+  })
+
+/** Write an entry atomically (0600); its path. */
+const write = (home: string, entry: RegistryEntry) =>
+  Effect.gen(function* () {
+    yield* ensureDirectory(home)
+    const file = entryPath(home, entry.execution_id)
+    yield* Effect.try({
+      try: () => {
+        const temporary = `${file}.${process.pid}.tmp`
+        fs.writeFileSync(temporary, JSON.stringify(entry, null, 2) + "\n", { mode: 0o600 })
+        fs.chmodSync(temporary, 0o600)
+        fs.renameSync(temporary, file)
+      },
+      catch: (error) => new RegistryError({ path: file, message: String(error) })
+    })
+    return file
+  })

@@ -14,6 +14,7 @@ import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Data, Effect, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as Owner from "./Owner.js"
+import * as Registry from "./Registry.js"
 
 // ---- the dialect ------------------------------------------------------------------------
 
@@ -234,11 +235,18 @@ export const labelArgs = (session: string, owner: Owner.Owner): Array<string> =>
 export type SessionVerdict =
   | { readonly _tag: "Live"; readonly session: string; readonly owner: Owner.Owner }
   | { readonly _tag: "Orphaned"; readonly session: string; readonly owner: Owner.Owner; readonly groups: ReadonlyArray<number> }
+  /** Its orchestrator is gone, and its agents wait until `until` (epoch ms) for the run to be resumed: left alone. */
+  | { readonly _tag: "Waiting"; readonly session: string; readonly owner: Owner.Owner; readonly until: number }
   /** A `ramure-*` session without a label, or with one that names no owner: left alone. */
   | { readonly _tag: "Unattributed"; readonly session: string; readonly why: string }
 
-/** Judge every ramure session on the socket by its owner label (see `Owner.ownerAlive`). */
-export const judge = (panes: ReadonlyArray<Pane>): Array<SessionVerdict> => {
+/** Until when the agents of a gone owner's run wait to be re-adopted (see `Registry.waitingUntil`). */
+export type WaitingUntil = (owner: Owner.Owner) => number | undefined
+
+const registryWindow: WaitingUntil = (owner) => Registry.waitingUntil(owner.home, owner.executionId)
+
+/** Judge every ramure session on the socket by its owner label (see `Owner.ownerAlive`) and its run's resume window. */
+export const judge = (panes: ReadonlyArray<Pane>, waitingUntil: WaitingUntil = registryWindow): Array<SessionVerdict> => {
   const bySession = new Map<string, Array<Pane>>()
   for (const pane of panes) bySession.set(pane.session, [...(bySession.get(pane.session) ?? []), pane])
   const verdicts: Array<SessionVerdict> = []
@@ -249,10 +257,13 @@ export const judge = (panes: ReadonlyArray<Pane>): Array<SessionVerdict> => {
       continue
     }
     const owner = Owner.decode(label)
+    const until = Owner.isOwner(owner) && !Owner.ownerAlive(owner) ? waitingUntil(owner) : undefined
     if (!Owner.isOwner(owner)) {
       verdicts.push({ _tag: "Unattributed", session, why: owner.invalid })
     } else if (Owner.ownerAlive(owner)) {
       verdicts.push({ _tag: "Live", session, owner })
+    } else if (until !== undefined) {
+      verdicts.push({ _tag: "Waiting", session, owner, until })
     } else {
       const groups = sessionPanes.flatMap((pane) => (pane.panePid === undefined ? [] : [pane.panePid]))
       verdicts.push({ _tag: "Orphaned", session, owner, groups })

@@ -11,7 +11,7 @@
  */
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Context, Deferred, Effect, Layer, Schedule } from "effect"
+import { Context, Deferred, Effect, Layer, Option, Schedule } from "effect"
 import * as crypto from "node:crypto"
 import * as path from "node:path"
 import * as Batcher from "./internal/batcher.js"
@@ -91,88 +91,74 @@ interface Shared {
 const stateOf = (panes: ReadonlyMap<string, Tmux.Pane>, paneId: string): Tmux.PaneState =>
   panes.get(paneId)?.state ?? { exitCode: undefined }
 
-const spawn = (base: LocalBase, shared: Shared) =>
-  Effect.fn("TmuxMachine.spawn", { attributes: { machine: base.id } })(function* (spec: SpawnSpec) {
-    const { envDirectory, fs, socket } = shared
-    const cwd = yield* base.spawnCwd(spec.cwd)
-    const session = sessionName(spec.name)
-    const invalid = Tmux.invalidEnvNames(spec.env)
-    if (invalid.length > 0) return yield* Effect.fail(base.fail("spawn", `invalid environment variable names: ${invalid.join(", ")}`))
+/** A pane this provider runs a program in: its ids, for watching, renaming and releasing it. */
+interface PaneHandle {
+  readonly paneId: string
+  readonly panePid: number | undefined
+  /** The session's id: it stays valid when the session is renamed. */
+  readonly sessionId: string
+  readonly session: string
+}
+
+/**
+ * The pane's state once tmux has recorded it: tmux 3.3a can mark a pane dead
+ * a moment before it records the exit status, and sometimes misses the
+ * SIGCHLD of a pane's process altogether (it is woken up). A listing that
+ * cannot be had (no process could be started) is asked again: it says
+ * nothing about the pane.
+ */
+const settledState = (shared: Shared, paneId: string): Effect.Effect<"running" | SpawnExit> =>
+  Effect.gen(function* () {
+    let dying = 0
+    while (true) {
+      const panes = yield* shared.panes.pipe(Effect.either)
+      if (panes._tag === "Left") {
+        yield* Effect.sleep("100 millis")
+        continue
+      }
+      const state = stateOf(panes.right, paneId)
+      if (state !== "dying") return state
+      const server = panes.right.get(paneId)?.serverPid
+      if (server !== undefined) signalProcess(server, "SIGCHLD")
+      if (++dying >= 50) return { exitCode: undefined }
+      yield* Effect.sleep("20 millis")
+    }
+  })
+
+/**
+ * Run the program in the pane that `acquire` gives (a new one, or one taken
+ * over) as a `Spawned` until the scope closes, then stop it (its process
+ * group, then its session) and `cleanup`.
+ */
+const watch = <E>(
+  base: LocalBase,
+  shared: Shared,
+  name: string,
+  acquire: Effect.Effect<PaneHandle, E>,
+  cleanup: Effect.Effect<void>
+) =>
+  Effect.gen(function* () {
+    const { socket } = shared
     const provide = Effect.provideService(CommandExecutor.CommandExecutor, shared.executor)
-
-    /**
-     * The pane's state once tmux has recorded it: tmux 3.3a can mark a pane dead
-     * a moment before it records the exit status, and sometimes misses the
-     * SIGCHLD of a pane's process altogether (it is woken up). A listing that
-     * cannot be had (no process could be started) is asked again: it says
-     * nothing about the pane.
-     */
-    const settledState = (paneId: string): Effect.Effect<"running" | SpawnExit> =>
-      Effect.gen(function* () {
-        let dying = 0
-        while (true) {
-          const panes = yield* shared.panes.pipe(Effect.either)
-          if (panes._tag === "Left") {
-            yield* Effect.sleep("100 millis")
-            continue
-          }
-          const state = stateOf(panes.right, paneId)
-          if (state !== "dying") return state
-          const server = panes.right.get(paneId)?.serverPid
-          if (server !== undefined) signalProcess(server, "SIGCHLD")
-          if (++dying >= 50) return { exitCode: undefined }
-          yield* Effect.sleep("20 millis")
-        }
-      })
-
     const exited = yield* Deferred.make<SpawnExit>()
-    const envFile = path.join(envDirectory, `${session}-${crypto.randomBytes(6).toString("hex")}.env`)
-    const removeEnvFile = fs.remove(envFile, { force: true }).pipe(Effect.ignore)
-    const env = Tmux.envScript({ ...spec.env, [Owner.ownerVariable]: Owner.encode(shared.owner) })
-    yield* fs.writeFileString(envFile, env, { mode: 0o600 }).pipe(
-      Effect.mapError((error) => {
-        const advice = Tmux.resourceAdvice(error.message)
-        return base.fail("spawn", advice === undefined ? `${spec.name}: ${error.message}` : `cannot write the environment file of ${spec.name}: ${advice}`)
-      })
-    )
-    const { paneId, panePid, sessionId } = yield* Effect.acquireRelease(
-      Tmux.runChecked(socket, [
-        "new-session", "-d", "-s", session, "-c", cwd.replaceAll("#", "##"),
-        "-P", "-F", "#{pane_id} #{pane_pid} #{session_id}", "--", "sh", "-c", Tmux.wrapper, "sh", envFile, spec.command, ...spec.args,
-        // In the same client, so no session is ever without its label.
-        ";", ...Tmux.labelArgs(session, shared.owner)
-      ], { config: shared.config }).pipe(
-        provide,
-        Effect.mapError(toMachineError(base.id, "new-session")),
-        Effect.tapError(() => removeEnvFile),
-        Effect.map((out) => {
-          const [paneId, panePid, sessionId] = out.trim().split(" ")
-          return {
-            paneId: paneId?.startsWith("%") ? paneId : "",
-            panePid: Number(panePid) || undefined,
-            // The session's id stays valid when the session is renamed.
-            sessionId: sessionId?.startsWith("$") ? sessionId : Tmux.exact(session)
-          }
-        })
-      ),
-      ({ paneId, panePid, sessionId }) =>
-        Effect.gen(function* () {
-          const before = yield* settledState(paneId)
-          // A program that has exited leaves at most its wrapper, which needs no grace.
-          if (panePid !== undefined) yield* killGroup(panePid, before === "running" ? "1500 millis" : "200 millis")
-          const after = before === "running" ? yield* settledState(paneId) : before
-          yield* shared.killSession(sessionId).pipe(
-            Effect.retry(Schedule.exponential("50 millis").pipe(Schedule.upTo("10 seconds")))
-          )
-          yield* removeEnvFile
-          yield* Deferred.succeed(exited, after === "running" ? { exitCode: undefined } : after)
-        }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`releasing tmux session ${session}`, cause)))
-    )
+    const pane = yield* Effect.acquireRelease(acquire, ({ paneId, panePid, sessionId }) =>
+      Effect.gen(function* () {
+        const before = yield* settledState(shared, paneId)
+        // A program that has exited leaves at most its wrapper, which needs no grace.
+        if (panePid !== undefined) yield* killGroup(panePid, before === "running" ? "1500 millis" : "200 millis")
+        const after = before === "running" ? yield* settledState(shared, paneId) : before
+        yield* shared.killSession(sessionId).pipe(
+          Effect.retry(Schedule.exponential("50 millis").pipe(Schedule.upTo("10 seconds")))
+        )
+        yield* cleanup
+        yield* Deferred.succeed(exited, after === "running" ? { exitCode: undefined } : after)
+      }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`releasing tmux session ${name}`, cause))))
+    const { paneId, panePid, sessionId } = pane
     // Watch the pane's process locally and ask tmux only once it has stopped: a tmux
     // client per agent every 200 ms would keep a run with many agents busy.
     yield* Effect.sync(() => panePid !== undefined && processRunning(panePid)).pipe(
       Effect.repeat({ schedule: Schedule.spaced("200 millis"), while: (running) => running }),
-      Effect.zipRight(settledState(paneId).pipe(
+      Effect.zipRight(settledState(shared, paneId).pipe(
         Effect.repeat(
           Schedule.recurWhile((state: "running" | SpawnExit) => state === "running").pipe(Schedule.addDelay(() => "200 millis"))
         )
@@ -184,23 +170,23 @@ const spawn = (base: LocalBase, shared: Shared) =>
     const pid = yield* shared.panes.pipe(
       Effect.map((panes) => panes.get(paneId)),
       Effect.repeat(
-        Schedule.recurUntil((pane: Tmux.Pane | undefined) =>
-          pane === undefined || pane.state !== "running" || pane.programPid !== undefined
+        Schedule.recurUntil((found: Tmux.Pane | undefined) =>
+          found === undefined || found.state !== "running" || found.programPid !== undefined
         ).pipe(Schedule.addDelay(() => "20 millis"), Schedule.upTo("5 seconds"))
       ),
-      Effect.map((pane) => pane?.programPid ?? panePid),
+      Effect.map((found) => found?.programPid ?? panePid),
       Effect.orElseSucceed(() => panePid)
     )
-    let currentName = session
+    let currentName = pane.session
     return {
-      name: spec.name,
+      name,
       pid,
       get session() {
         return currentName
       },
-      rename: (name: string) =>
+      rename: (newName: string) =>
         Effect.gen(function* () {
-          const target = sessionName(name)
+          const target = sessionName(newName)
           yield* Tmux.runChecked(socket, ["rename-session", "-t", sessionId, target]).pipe(
             provide,
             Effect.mapError(toMachineError(base.id, "rename-session"))
@@ -216,6 +202,75 @@ const spawn = (base: LocalBase, shared: Shared) =>
       )
     } satisfies Spawned
   })
+
+const spawn = (base: LocalBase, shared: Shared) =>
+  Effect.fn("TmuxMachine.spawn", { attributes: { machine: base.id } })(function* (spec: SpawnSpec) {
+    const { envDirectory, fs, socket } = shared
+    const cwd = yield* base.spawnCwd(spec.cwd)
+    const session = sessionName(spec.name)
+    const invalid = Tmux.invalidEnvNames(spec.env)
+    if (invalid.length > 0) return yield* Effect.fail(base.fail("spawn", `invalid environment variable names: ${invalid.join(", ")}`))
+    const provide = Effect.provideService(CommandExecutor.CommandExecutor, shared.executor)
+    const envFile = path.join(envDirectory, `${session}-${crypto.randomBytes(6).toString("hex")}.env`)
+    const removeEnvFile = fs.remove(envFile, { force: true }).pipe(Effect.ignore)
+    const env = Tmux.envScript({ ...spec.env, [Owner.ownerVariable]: Owner.encode(shared.owner) })
+    yield* fs.writeFileString(envFile, env, { mode: 0o600 }).pipe(
+      Effect.mapError((error) => {
+        const advice = Tmux.resourceAdvice(error.message)
+        return base.fail("spawn", advice === undefined ? `${spec.name}: ${error.message}` : `cannot write the environment file of ${spec.name}: ${advice}`)
+      })
+    )
+    const create = Tmux.runChecked(socket, [
+      "new-session", "-d", "-s", session, "-c", cwd.replaceAll("#", "##"),
+      "-P", "-F", "#{pane_id} #{pane_pid} #{session_id}", "--", "sh", "-c", Tmux.wrapper, "sh", envFile, spec.command, ...spec.args,
+      // In the same client, so no session is ever without its label.
+      ";", ...Tmux.labelArgs(session, shared.owner)
+    ], { config: shared.config }).pipe(
+      provide,
+      Effect.mapError(toMachineError(base.id, "new-session")),
+      Effect.tapError(() => removeEnvFile),
+      Effect.map((out): PaneHandle => {
+        const [paneId, panePid, sessionId] = out.trim().split(" ")
+        return {
+          paneId: paneId?.startsWith("%") ? paneId : "",
+          panePid: Number(panePid) || undefined,
+          sessionId: sessionId?.startsWith("$") ? sessionId : Tmux.exact(session),
+          session
+        }
+      })
+    )
+    return yield* watch(base, shared, spec.name, create, removeEnvFile)
+  })
+
+/**
+ * Take over the program a previous orchestrator of this run started as
+ * `name`, if it still runs: the session is labelled with this orchestrator
+ * and watched and released as if spawned now.
+ */
+const adopt = (base: LocalBase, shared: Shared, executionId: string) =>
+  Effect.fn("TmuxMachine.adopt", { attributes: { machine: base.id } })(function* (name: string) {
+    const session = sessionName(name)
+    const panes = yield* shared.panes.pipe(Effect.mapError(toMachineError(base.id, "list-panes")))
+    const found = [...panes.values()].find((pane) => pane.session === session)
+    if (found === undefined || found.state !== "running") return Option.none()
+    const label = Owner.decode(found.ownerLabel)
+    if (!Owner.isOwner(label) || label.executionId !== executionId) return Option.none()
+    const relabel = Tmux.runChecked(shared.socket, [
+      "display-message", "-p", "-t", found.id, "#{session_id}", ";", ...Tmux.labelArgs(session, shared.owner)
+    ]).pipe(
+      Effect.provideService(CommandExecutor.CommandExecutor, shared.executor),
+      Effect.map((out): PaneHandle => ({
+        paneId: found.id,
+        panePid: found.panePid,
+        sessionId: out.trim().startsWith("$") ? out.trim() : Tmux.exact(session),
+        session
+      })),
+      Effect.mapError(toMachineError(base.id, "adopt"))
+    )
+    const spawned = yield* watch(base, shared, name, relabel, Effect.void)
+    return Option.some(spawned)
+  })
+
 
 const signalProcess = (pid: number, signal: NodeJS.Signals): void => {
   try {
@@ -292,6 +347,7 @@ export const layer = (
           openFile: base.openFile,
           writeFileFrom: base.writeFileFrom,
           spawn: spawnIn,
+          adopt: adopt(base, shared, executionId),
           describe: { id: base.id, kind: "tmux", cwd: base.cwd }
         } satisfies Machine
       })

@@ -201,7 +201,7 @@ describe("Sandboxed machines (bubblewrap)", () => {
         yield* sender.machine.writeFile("report.txt", "made by the sender")
         yield* receiver.on("got", { description: "", parameters: Schema.Struct({}) }, () =>
           Effect.flatMap(receiver.exec("cat inbox/report.txt"), (result) => Process.done(result.stdout)))
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
     return main().pipe(
       Effect.provide(scripted({

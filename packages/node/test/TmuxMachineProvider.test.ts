@@ -1,6 +1,6 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { afterAll, expect, layer } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer, Scope } from "effect"
+import { Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { MachineProvider } from "@ramure/core/Machine"
 import { startTimeOf } from "../src/Owner.js"
 import { RunInfo, shortId } from "@ramure/core/RunInfo"
+import * as Registry from "../src/Registry.js"
 import * as TmuxMachineProvider from "../src/TmuxMachineProvider.js"
 
 const socket = `ramure-test-${process.pid}-${crypto.randomBytes(3).toString("hex")}`
@@ -21,6 +22,14 @@ const TestLayer = TmuxMachineProvider.layer({ socket }).pipe(
   Layer.provideMerge(TestRunInfo),
   Layer.provideMerge(NodeContext.layer)
 )
+
+/** A registry entry as a run writes it; its path. */
+const writeRegistryEntry = (home: string, entry: Registry.RegistryEntry): string => {
+  const file = Registry.entryPath(home, entry.execution_id)
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+  fs.writeFileSync(file, JSON.stringify(entry), { mode: 0o600 })
+  return file
+}
 
 const tmux = (...args: Array<string>) => spawnSync("tmux", ["-L", socket, ...args], { encoding: "utf8" })
 const hasSession = (name: string) => tmux("has-session", "-t", `=${name}`).status === 0
@@ -215,6 +224,73 @@ layer(TestLayer, { excludeTestServices: true })("TmuxMachineProvider", (it) => {
         if (!kept.startsWith(prefix)) tmux("kill-session", "-t", `=${kept}`)
       }
       expect(isAlive(ours.pid!)).toBe(true)
+    }))
+
+  it.scoped("a program a dead orchestrator of this run left is adopted: labelled with this one, watched, stopped with the scope", () =>
+    Effect.gen(function* () {
+      const m = yield* machine("adopted")
+      const deadPid = spawnSync("true").pid!
+      const session = `${prefix}adopted`
+      expect(tmux(
+        "new-session", "-d", "-s", session, "sleep", "1000", ";",
+        "set-option", "-t", `=${session}:`, "@ramure_owner", `${deadPid}:123:${executionId}:${home}`
+      ).status).toBe(0)
+      const other = "ramure-ffffffff-adopted"
+      expect(tmux(
+        "new-session", "-d", "-s", other, "sleep", "1000", ";",
+        "set-option", "-t", `=${other}:`, "@ramure_owner", `${deadPid}:123:ffffffff-0000-4000-8000-000000000000:${home}`
+      ).status).toBe(0)
+
+      // Another run's session, and a name nothing runs under, are not this run's to adopt.
+      expect(yield* Effect.scoped(m.adopt!(other))).toEqual(Option.none())
+      expect(yield* Effect.scoped(m.adopt!(`${prefix}missing`))).toEqual(Option.none())
+      tmux("kill-session", "-t", `=${other}`)
+
+      const scope = yield* Scope.make()
+      const adopted = yield* Scope.extend(m.adopt!(session), scope)
+      const spawned = Option.getOrThrow(adopted)
+      expect(spawned.session).toBe(session)
+      const pane = tmux("list-panes", "-t", `=${session}`, "-F", "#{pane_pid}").stdout.trim()
+      expect(spawned.pid).toBe(Number(pane))
+      const label = tmux("show-options", "-t", `=${session}:`, "-v", "@ramure_owner").stdout.trim()
+      expect(label).toBe(`${process.pid}:${startTimeOf(process.pid)}:${executionId}:${home}`)
+      yield* Scope.close(scope, Exit.void)
+      expect(hasSession(session)).toBe(false)
+      expect(isAlive(Number(pane))).toBe(false)
+      expect((yield* spawned.exited).exitCode).toBeUndefined()
+    }))
+
+  it.effect("what a gone run left is kept while its agents wait for a resume, and collected once the window has passed", () =>
+    Effect.gen(function* () {
+      const deadPid = spawnSync("true").pid!
+      const waitingRun = crypto.randomUUID()
+      const session = `ramure-${shortId(waitingRun)}-waiting`
+      expect(tmux(
+        "new-session", "-d", "-s", session, "sleep", "1000", ";",
+        "set-option", "-t", `=${session}:`, "@ramure_owner", `${deadPid}:123:${waitingRun}:${home}`
+      ).status).toBe(0)
+      const entry = writeRegistryEntry(home, {
+        execution_id: waitingRun,
+        pid: deadPid,
+        pid_started: "123",
+        server_url: "ws://127.0.0.1:9",
+        token: "t",
+        program: "gone",
+        started_at: new Date().toISOString(),
+        resumable_for_ms: 60_000
+      })
+      const verdicts = yield* TmuxMachineProvider.collectOrphans({ socket })
+      const verdict = verdicts.find((v) => v.session === session)
+      expect(verdict?._tag).toBe("Waiting")
+      expect(hasSession(session)).toBe(true)
+
+      // Its last heartbeat an hour ago: the window has passed.
+      const anHourAgo = new Date(Date.now() - 3_600_000)
+      fs.utimesSync(entry, anHourAgo, anHourAgo)
+      const later = yield* TmuxMachineProvider.collectOrphans({ socket })
+      expect(later.find((v) => v.session === session)?._tag).toBe("Orphaned")
+      expect(hasSession(session)).toBe(false)
+      fs.rmSync(entry)
     }))
 
   it.effect("out of file descriptors: the programs that cannot start get a clear MachineError, none is taken for exited, nothing leaks", () =>

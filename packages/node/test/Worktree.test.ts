@@ -5,7 +5,7 @@
  * run), and the process reading and merging the work.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Stream } from "effect"
+import { Deferred, type Duration, Effect, Fiber, Stream } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -22,7 +22,7 @@ import { scripted, tempHome } from "../../core/test/helpers.js"
 const root = path.resolve(__dirname, "../../..")
 
 /** Run `body` as the root process of a scripted run in `home`. */
-const inRun = <A, E>(body: () => Effect.Effect<A, E, any>, home = tempHome(), options: Process.ProcessOptions = {}) =>
+const inRun = <A, E>(body: () => Effect.Effect<A, E, any>, home = tempHome(), options: { readonly timeout?: Duration.DurationInput } = {}) =>
   Process.make("main", body, options)().pipe(Effect.provide(scripted({}, { home, register: false }))) as Effect.Effect<
     A,
     E | ProcessFailed | ProcessTimeout | ProcessCancelled

@@ -66,7 +66,7 @@ describe("pi agents on worktrees, in a sandbox", () => {
             return yield* Process.done(result)
           }))
         yield* fixer.send("Fix the greeting in greet.js, commit it, then call finish.")
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
 
     return scenario(
@@ -141,7 +141,7 @@ describe("pi agents on worktrees, in a sandbox", () => {
           const agent = yield* Agent.make("offline", { sandbox: { network: "none", forwardPorts: [modelPort] } })
           yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* agent.send("Probe the port, then finish.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         }))
       return yield* scenario(
         {

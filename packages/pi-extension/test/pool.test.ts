@@ -213,7 +213,7 @@ describe("warm pool lifecycle", () => {
               if (agent.machine.worktree !== undefined) machine = { cwd: agent.machine.cwd, branch: agent.machine.worktree.branch }
               yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
               yield* agent.send("go")
-              return yield* Process.wait<string>()
+              return yield* Process.wait()
             })
           )()
         const results = [yield* runAgent("wt", { worktree: { repo } }), yield* runAgent("boxed", { sandbox: true })]

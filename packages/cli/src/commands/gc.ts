@@ -29,13 +29,19 @@ export const gc = Command.make("gc", { olderThan }, (options) =>
       lines.push(`removed stale registry entry ${shortId(entry.execution_id)} (${entry.program}, pid ${entry.pid} is gone)`)
     }
     for (const entry of unreadable) lines.push(`left unreadable registry entry ${entry.file} alone: ${entry.reason}`)
-    const { orphans, unattributed } = Orphans.collectSync(Tmux.socket())
+    const { orphans, unattributed, waiting } = Orphans.collectSync(Tmux.socket())
     for (const orphan of orphans) {
       const whose = `run ${shortId(orphan.owner.executionId)}${orphan.owner.home === home ? "" : ` of ${orphan.owner.home}`}, pid ${orphan.owner.pid} is gone`
       for (const session of orphan.sessions) lines.push(`killed orphaned tmux session ${session} (${whose})`)
       for (const pid of orphan.processes) lines.push(`killed orphaned process ${pid} (${whose})`)
     }
     for (const { session, why } of unattributed) lines.push(`left tmux session ${session} alone: ${why}`)
+    for (const run of waiting) {
+      lines.push(
+        `left run ${shortId(run.owner.executionId)} alone (pid ${run.owner.pid} is gone): its agents wait for ` +
+          `\`ramure resume ${shortId(run.owner.executionId)}\` until ${new Date(run.until).toISOString()} (${run.sessions.join(", ")})`
+      )
+    }
     for (const { executionId, machine, released, repo } of yield* GitWorktree.collectOrphans(home)) {
       lines.push(
         released._tag === "Saved"

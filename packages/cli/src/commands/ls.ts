@@ -47,6 +47,18 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
       agents: Runs.agentCount(home, entry.execution_id),
       summary: started(home, entry.execution_id).event?.summary
     }))
+    for (const { entry, until } of yield* Runs.interrupted(home)) {
+      rows.push({
+        id: entry.execution_id,
+        program: entry.program,
+        pid: entry.pid,
+        startedAt: entry.started_at,
+        live: false,
+        outcome: `interrupted, resumable: its agents wait until ${Format.time(new Date(until).toISOString())}`,
+        agents: Runs.agentCount(home, entry.execution_id),
+        summary: started(home, entry.execution_id).event?.summary
+      })
+    }
     if (all) {
       const liveIds = new Set(rows.map((row) => row.id))
       for (const id of Runs.logged(home)) {
@@ -83,4 +95,9 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
       ])
     )
   })
-).pipe(Command.withDescription("List live runs (id, program, pid, start, age, agents); --all adds finished runs."))
+).pipe(
+  Command.withDescription(
+    "List live runs (id, program, pid, start, age, agents) and interrupted ones whose agents wait for `ramure resume`; " +
+      "--all adds finished runs."
+  )
+)

@@ -7,7 +7,8 @@
  * @internal
  */
 import { Deferred, Duration, Effect, Either, Option, Stream } from "effect"
-import { addTool, type Agent } from "../Agent.js"
+import type { Agent } from "../Agent.js"
+import { addTool } from "./agent.js"
 import { EndpointNotFound, InvalidToolName, ProcessEnded } from "../Errors.js"
 import { sessionOf } from "./agent.js"
 import type { ToolHandler } from "./agentSession.js"

@@ -9,7 +9,7 @@
 import { Effect, Schema } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
-import { isAlive } from "../Registry.js"
+import { isAlive, waitingUntil } from "../Registry.js"
 
 export const WorktreeRecord = Schema.Struct({
   executionId: Schema.String,
@@ -87,6 +87,8 @@ export const claimOrphans = (home: string): Effect.Effect<ReadonlyArray<{ readon
         return []
       }
       if (record.pid === process.pid || isAlive(record.pid)) return []
+      // A gone run whose agents still wait for a resume keeps its worktrees.
+      if (waitingUntil(home, record.executionId) !== undefined) return []
       const claimed = `${fileOf(home, record)}${claimSuffix}${process.pid}`
       try {
         nodeFs.renameSync(file, claimed)

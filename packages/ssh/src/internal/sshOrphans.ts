@@ -12,6 +12,7 @@ import { Effect, Schema } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { processAlive } from "@ramure/node/Owner"
+import * as Registry from "@ramure/node/Registry"
 import { shortId } from "@ramure/core/RunInfo"
 import { runCollect } from "@ramure/node/LocalMachine"
 import { remoteCommand } from "./sshConnection.js"
@@ -85,7 +86,11 @@ export const collect = (home: string): Effect.Effect<ReadonlyArray<Collected>, n
         return []
       }
       const record = decode(text)
-      return record._tag === "Some" && !processAlive(record.value.pid, record.value.pidStarted) ? [{ file, record: record.value }] : []
+      // A gone run whose agents still wait for a resume keeps what it has there.
+      return record._tag === "Some" && !processAlive(record.value.pid, record.value.pidStarted) &&
+          Registry.waitingUntil(home, record.value.executionId) === undefined
+        ? [{ file, record: record.value }]
+        : []
     })
     return yield* Effect.forEach(dead, ({ file, record }) =>
       Effect.gen(function* () {
