@@ -44,7 +44,7 @@ export interface JournalService {
 }
 
 /** The operations the journal matches, and the events that journal them. */
-export type Kind = "agent" | "emit" | "expose" | "child"
+export type Kind = "agent" | "emit" | "expose" | "child" | "machine"
 
 const keyOf = (entry: LogEntry): readonly [Kind, string] | undefined => {
   const event = entry.event
@@ -55,6 +55,8 @@ const keyOf = (entry: LogEntry): readonly [Kind, string] | undefined => {
       return ["emit", event.type]
     case "EndpointExposed":
       return ["expose", event.name]
+    case "MachineCreated":
+      return ["machine", event.machine.id]
     case "ProcessStarted":
       return event.parent === undefined ? undefined : ["child", entry.process]
     default:

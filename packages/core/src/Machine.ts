@@ -4,9 +4,10 @@
  * A `MachineProvider` creates machines inside a `Scope`; closing the scope
  * releases the machine and everything started on it.
  */
-import { Context, type Duration, Effect, type Option, Schema, Scope, type Stream } from "effect"
+import { Context, type Duration, Effect, Option, Schema, Scope, type Stream } from "effect"
 import { CurrentProcess } from "./internal/processState.js"
 import type { MachineInfo } from "./MachineInfo.js"
+import { Journal } from "./Journal.js"
 import { RunLog } from "./RunLog.js"
 import type { SandboxOptions } from "./Sandbox.js"
 import type { MakeError as WorktreeMakeError, Worktree, WorktreeOptions } from "./Worktree.js"
@@ -188,6 +189,12 @@ export interface MachineOptions {
   readonly worktree?: WorktreeOptions
   /** Run the machine's programs and commands in a bubblewrap sandbox (see `Sandbox`). */
   readonly sandbox?: boolean | SandboxOptions
+  /**
+   * The machine of a resumed run: take over what a previous orchestrator of
+   * the run made under this name (its working directory, its worktree and
+   * branch) as it is, instead of refusing it.
+   */
+  readonly adopt?: boolean
 }
 
 /** Everything making a machine can fail with. */
@@ -209,12 +216,16 @@ export class MachineProvider extends Context.Tag("@ramure/core/MachineProvider")
  */
 export const make = (
   options: MachineOptions
-): Effect.Effect<Machine, MakeError, MachineProvider | CurrentProcess | RunLog> =>
+): Effect.Effect<Machine, MakeError, MachineProvider | CurrentProcess | RunLog | Journal> =>
   Effect.gen(function* () {
     const provider = yield* MachineProvider
     const owner = yield* CurrentProcess
     const runLog = yield* RunLog
-    const machine = yield* provider.make(options).pipe(Scope.extend(owner.scope))
-    yield* runLog.log({ process: owner.path }, { _tag: "MachineCreated", machine: machine.describe })
+    // In a resumed run, the machine it had: the same name, so the same working directory.
+    const journaled = yield* (yield* Journal).take(owner.path, "machine", options.name)
+    const machine = yield* provider.make(Option.isSome(journaled) ? { ...options, adopt: true } : options).pipe(
+      Scope.extend(owner.scope)
+    )
+    if (Option.isNone(journaled)) yield* runLog.log({ process: owner.path }, { _tag: "MachineCreated", machine: machine.describe })
     return machine
   })

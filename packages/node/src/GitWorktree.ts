@@ -44,8 +44,14 @@ export interface MakeContext {
   readonly machine: string
   readonly executionId: string
   readonly home: string
-  /** Where the checkout goes; must not exist. */
+  /** Where the checkout goes; must not exist (unless it is adopted). */
   readonly path: string
+  /**
+   * A resumed run: take over the worktree a previous orchestrator of the run
+   * made for this machine (its checkout and branch as they are) when there
+   * is one, instead of refusing the branch and path that exist.
+   */
+  readonly adopt?: boolean
   /** Told what became of the worktree when it is released. */
   readonly onRelease?: (released: Released) => Effect.Effect<void>
 }
@@ -132,6 +138,12 @@ export const make = (
     const git = (args: ReadonlyArray<string>, gitOptions?: Git.GitOptions) =>
       Git.value([`--git-dir=${repository.gitDir}`, ...args], gitOptions)
 
+    const adopted = context.adopt === true ? yield* Records.read(context.home, context.executionId, context.machine) : undefined
+    if (adopted !== undefined && adopted.repo === repository.root && nodeFs.existsSync(adopted.path)) {
+      const record = { ...adopted, pid: process.pid }
+      return yield* worktreeOf(record, context, Records.write(context.home, record))
+    }
+
     const baseName = options.base ?? "HEAD"
     // In the checkout given (a linked worktree has a HEAD of its own).
     const base = yield* Git.value(["rev-parse", "--verify", "--quiet", "--end-of-options", `${baseName}^{commit}`], { cwd: repository.root }).pipe(
@@ -168,9 +180,6 @@ export const make = (
       base,
       identity: identityOf(context.machine)
     }
-    const layout = layoutOf(record)
-    const released = yield* Ref.make(false)
-
     const create = Effect.gen(function* () {
       // Recorded before anything exists, so that a run killed at any point leaves nothing unaccounted for.
       yield* Records.write(context.home, record)
@@ -204,6 +213,25 @@ export const make = (
         Effect.mapError(fail("make"))
       )
     })
+
+    return yield* worktreeOf(record, context, create)
+  }).pipe(Effect.withSpan("Worktree.make", { attributes: { machine: context.machine, repo: options.repo } }))
+
+/** The worktree of `record`, made by `create` (or taken over as it is); closing the scope saves and removes it. */
+const worktreeOf = <E>(
+  record: Records.WorktreeRecord,
+  context: MakeContext,
+  create: Effect.Effect<void, E, CommandExecutor.CommandExecutor>
+): Effect.Effect<Worktree, E, Scope.Scope | CommandExecutor.CommandExecutor> =>
+  Effect.gen(function* () {
+    const repository = { root: record.repo, gitDir: record.gitDir, bare: record.bare, objectFormat: record.objectFormat }
+    const { base, branch } = record
+    const fail = (operation: string) => (error: { readonly message: string }) =>
+      new WorktreeError({ repo: repository.root, operation, message: error.message })
+    const git = (args: ReadonlyArray<string>, gitOptions?: Git.GitOptions) =>
+      Git.value([`--git-dir=${repository.gitDir}`, ...args], gitOptions)
+    const layout = layoutOf(record)
+    const released = yield* Ref.make(false)
 
     yield* Effect.acquireRelease(create, (_, exit) =>
       Effect.gen(function* () {
@@ -272,7 +300,7 @@ export const make = (
         Effect.map(git(logArgs(Repo.branchRef(branch))), parseLog)
       )
     } satisfies Worktree
-  }).pipe(Effect.withSpan("Worktree.make", { attributes: { machine: context.machine, repo: options.repo } }))
+  })
 
 /** The object directories a sandboxed agent must read for its worktree's repository (the user's, read-only). */
 export const objectDirectories = (worktree: Worktree): Effect.Effect<ReadonlyArray<string>, never, CommandExecutor.CommandExecutor> =>

@@ -67,6 +67,7 @@ export const layer: Layer.Layer<MachineProvider, never, MachineProvider | Run | 
           executionId,
           home,
           path: path.join(workDirectory(home, executionId), options.name),
+          ...(options.adopt === true ? { adopt: true } : {}),
           onRelease: (released) =>
             released._tag === "Saved"
               ? log({ _tag: "WorktreeReleased", machine: options.name, released })

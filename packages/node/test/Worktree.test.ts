@@ -5,8 +5,9 @@
  * run), and the process reading and merging the work.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, type Duration, Effect, Fiber, Stream } from "effect"
+import { Deferred, type Duration, Effect, Exit, Fiber, Scope, Stream } from "effect"
 import { spawn } from "node:child_process"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -16,6 +17,7 @@ import * as Process from "@ramure/core/Process"
 import * as RunInfo from "@ramure/core/RunInfo"
 import { RunLog } from "@ramure/core/RunLog"
 import * as Worktree from "ramure/Worktree"
+import * as GitWorktree from "../src/GitWorktree.js"
 import { checkoutState, git, makeRepo, writeFiles } from "./gitHelpers.js"
 import { scripted, tempHome } from "../../core/test/helpers.js"
 
@@ -438,4 +440,28 @@ describe("Worktree machines of a run that is stopped", () => {
       expectSaved(repo, run.executionId, run.checkout)
       expect(fs.readdirSync(path.join(home, "worktrees"))).toEqual([])
     }), { timeout: 90_000 })
+
+  it.live("a resumed run takes over the worktree its dead orchestrator made: the same checkout, branch and work", () =>
+    Effect.gen(function* () {
+      const repo = makeRepo({ "a.txt": "a\n" })
+      const home = tempHome()
+      const executionId = crypto.randomUUID()
+      const context = { machine: "keeper", executionId, home, path: path.join(home, "work", executionId, "keeper") }
+      // The first orchestrator makes it and dies: its scope is never closed.
+      const first = yield* GitWorktree.make({ repo }, context).pipe(Scope.extend(yield* Scope.make()))
+      writeFiles(first.path, { "b.txt": "work before the crash\n" })
+
+      const scope = yield* Scope.make()
+      const again = yield* GitWorktree.make({ repo }, { ...context, adopt: true }).pipe(Scope.extend(scope))
+      expect({ path: again.path, branch: again.branch, base: again.base }).toEqual({ path: first.path, branch: first.branch, base: first.base })
+      expect(fs.readFileSync(path.join(again.path, "b.txt"), "utf8")).toBe("work before the crash\n")
+      expect((yield* again.changedFiles).map((file) => file.path)).toEqual(["b.txt"])
+      yield* Scope.close(scope, Exit.void)
+      expect(fs.existsSync(again.path)).toBe(false)
+      expect(show(repo, again.branch, "b.txt")).toBe("work before the crash\n")
+
+      // Without `adopt`, the same machine is refused: its branch exists.
+      const refused = yield* Effect.flip(Effect.scoped(GitWorktree.make({ repo }, context)))
+      expect(refused._tag).toBe("BranchExists")
+    }).pipe(Effect.provide(NodeContext.layer)))
 })

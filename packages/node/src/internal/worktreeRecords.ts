@@ -53,6 +53,17 @@ export const write = (home: string, record: WorktreeRecord): Effect.Effect<void>
     nodeFs.renameSync(`${file}.tmp`, file)
   })
 
+/** The record of the machine `machine` of the run `executionId`, if there is one. */
+export const read = (home: string, executionId: string, machine: string): Effect.Effect<WorktreeRecord | undefined> =>
+  Effect.sync(() => {
+    try {
+      const decoded = Schema.decodeUnknownOption(Schema.parseJson(WorktreeRecord))(nodeFs.readFileSync(fileOf(home, { executionId, machine }), "utf8"))
+      return decoded._tag === "Some" ? decoded.value : undefined
+    } catch {
+      return undefined
+    }
+  })
+
 export const remove = (home: string, record: WorktreeRecord): Effect.Effect<void> =>
   Effect.sync(() => nodeFs.rmSync(fileOf(home, record), { force: true }))
 
