@@ -304,6 +304,8 @@ export const LogEntry = Schema.Struct({
   process: Schema.String,
   /** The agent the entry is about. */
   agent: Schema.optional(Schema.String),
+  /** Logged by the handler of this call (`tool:<agent>/<callId>`, `endpoint:<process>/<name>`). */
+  call: Schema.optional(Schema.String),
   event: RunEvent
 })
 export type LogEntry = typeof LogEntry.Type
@@ -312,6 +314,8 @@ export type LogEntry = typeof LogEntry.Type
 export interface Subject {
   readonly process: string
   readonly agent?: string | undefined
+  /** The call whose handler logs it (by default, the one the logging fiber works for). */
+  readonly call?: string | undefined
 }
 
 /** The events that are entries of an agent's replication log, in the form the agent receives them. */

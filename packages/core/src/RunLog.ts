@@ -5,7 +5,8 @@
  * an entry being on disk — telling an agent something — waits for it with
  * `durable`. A write that fails fails the run.
  */
-import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberId, Layer, Option, PubSub, Queue, Stream } from "effect"
+import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, PubSub, Queue, Stream } from "effect"
+import { currentCall } from "./internal/callContext.js"
 import { LogSink, type LogWriteFailed } from "./LogSink.js"
 import type { LogEntry, RunEvent, Subject } from "./RunEvent.js"
 import * as RunStatus from "./RunStatus.js"
@@ -18,7 +19,10 @@ export interface EntriesOptions {
 }
 
 export interface RunLogService {
-  /** Record an event. Never fails: a failed write fails the run (see `failed`). */
+  /**
+   * Record an event. Never fails: a failed write fails the run (see
+   * `failed`). Logged by a call's handler, the entry says so (`call`).
+   */
   readonly log: (subject: Subject, event: RunEvent) => Effect.Effect<LogEntry>
   /** `log`, as a plain call, for callers that must log in the same synchronous step as something else. */
   readonly unsafeLog: (subject: Subject, event: RunEvent) => LogEntry
@@ -119,6 +123,7 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
         ts: new Date().toISOString(),
         process: subject.process,
         ...(subject.agent === undefined ? {} : { agent: subject.agent }),
+        ...(subject.call === undefined ? {} : { call: subject.call }),
         event
       }
       RunStatus.step(status, entry)
@@ -154,7 +159,9 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
       )
 
     return {
-      log: (subject, event) => Effect.sync(() => unsafeLog(subject, event)),
+      log: (subject, event) =>
+        Effect.map(FiberRef.get(currentCall), (call) =>
+          unsafeLog(call === undefined || subject.call !== undefined ? subject : { ...subject, call }, event)),
       unsafeLog,
       durable,
       entries,

@@ -11,6 +11,7 @@ import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import { toEntryBody, type RunEvent } from "../RunEvent.js"
 import type { RunLogService } from "../RunLog.js"
+import { currentCall, toolCall } from "./callContext.js"
 import * as EventLog from "./eventLog.js"
 import type { Connection } from "@ramure/protocol/Connection"
 
@@ -143,7 +144,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         const tool = tools.get(call.tool)
         const started = Date.now()
         const run: Effect.Effect<string, string> = tool
-          ? tool.run(call.args)
+          ? Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId))
           : Effect.fail(`unknown tool "${call.tool}" (available: ${[...tools.keys()].join(", ") || "none"})`)
         const finish = (isError: boolean, text: string, cause?: string) => {
           const size = Buffer.byteLength(text)

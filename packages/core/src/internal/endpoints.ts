@@ -9,6 +9,7 @@
 import { Deferred, Duration, Effect, Either, Option, Stream } from "effect"
 import type { Agent } from "../Agent.js"
 import { addTool } from "./agent.js"
+import { currentCall, endpointCall } from "./callContext.js"
 import { EndpointNotFound, InvalidToolName, ProcessEnded } from "../Errors.js"
 import { sessionOf } from "./agent.js"
 import type { ToolHandler } from "./agentSession.js"
@@ -34,7 +35,9 @@ export const callEndpoint = (state: ProcessState, endpoint: string, args: unknow
   Effect.flatMap(Deferred.isDone(state.ended), (isEnded) => {
     if (isEnded) return Effect.fail(ended(state))
     const found = state.endpoints.get(endpoint)
-    return found === undefined ? Effect.fail(notFound(state, endpoint)) : found.call(args, caller)
+    return found === undefined
+      ? Effect.fail(notFound(state, endpoint))
+      : Effect.locally(found.call(args, caller), currentCall, endpointCall(state.path, endpoint))
   })
 
 /** Wait until the process has exposed `endpoint`; fails if it ends first, or after `timeout`. */
