@@ -163,6 +163,9 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(stopped.stdout).toMatch(new RegExp(`^run ${duo.id.slice(0, 8)} stopped after [\\d.]+ s: cancelled\nno tmux sessions left\n$`))
       expect(isAlive(duo.pid)).toBe(false)
       expect(fs.existsSync(path.join(home, "runtimes", `${duo.id}.json`))).toBe(false)
+      // The program (run with `Ramure.runMain`) says why it ended, in one line, without a stack trace.
+      expect(yield* duo.process.exited).toBe(1)
+      expect(duo.process.output().stderr).toBe("ProcessCancelled: process main was cancelled: ramure stop\n")
 
       expect(yield* follower.exited).toBe(0)
       const lines = follower.output().stdout.trimEnd().split("\n")
