@@ -130,6 +130,9 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       const missing = yield* ramure(home, ["call", duo.id.slice(0, 8), "subtract"])
       expect(missing.stderr).toContain("subtract")
       expect(missing.stderr.split("\n")).toHaveLength(2)
+      // A value JSON cannot carry is an answer too, not a call that waits forever.
+      const big = yield* ramure(home, ["call", duo.id.slice(0, 8), "big"])
+      expect(big).toMatchObject({ code: 1, stderr: "ramure: the result cannot be sent: Do not know how to serialize a BigInt\n" })
     }))
 
   it.effect("tail prints recent entries: -n limits, --agent filters, --json gives log entries", () =>

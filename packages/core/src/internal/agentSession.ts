@@ -130,7 +130,15 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         if (body !== undefined) replication.unsafeAppend({ n: entry.n, body })
       })
 
-    const tooLarge = (text: string) => Buffer.byteLength(text) > options.maxMessageBytes - 1024
+    /** The size of `text` in a frame if it would not fit in one (with room for the envelope), else `undefined`. */
+    const tooLarge = (text: string): number | undefined => {
+      const room = options.maxMessageBytes - 1024
+      const raw = Buffer.byteLength(text)
+      // JSON escapes make a text up to six times larger (`\u0001`): measure the encoding when it matters.
+      if (raw * 6 <= room) return undefined
+      const encoded = raw > room ? raw : Buffer.byteLength(JSON.stringify(text))
+      return encoded > room ? encoded : undefined
+    }
 
     const live = Effect.map(Ref.get(lifecycle), (state) => state._tag !== "ShuttingDown" && state._tag !== "Released")
 
@@ -145,8 +153,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           ? tool.run(call.args)
           : Effect.fail(`unknown tool "${call.tool}" (available: ${[...tools.keys()].join(", ") || "none"})`)
         const finish = (isError: boolean, text: string, cause?: string) => {
-          const size = Buffer.byteLength(text)
-          const [error, shown] = tooLarge(text)
+          const size = tooLarge(text)
+          const [error, shown] = size !== undefined
             ? [true, `the result of ${call.tool} is too large to send (${size} bytes; the limit is ${options.maxMessageBytes})`]
             : [isError, text]
           return record({
@@ -296,9 +304,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           if (state._tag === "ShuttingDown" || state._tag === "Released") {
             return Effect.fail(new AgentNotLive({ agent: id, state: state._tag === "Released" ? "released" : "shutting down" }))
           }
-          if (tooLarge(text)) {
-            return Effect.fail(new MessageTooLarge({ agent: id, bytes: Buffer.byteLength(text), limit: options.maxMessageBytes }))
-          }
+          const bytes = tooLarge(text)
+          if (bytes !== undefined) return Effect.fail(new MessageTooLarge({ agent: id, bytes, limit: options.maxMessageBytes }))
           return record({
             _tag: "MessageDelivered",
             text,

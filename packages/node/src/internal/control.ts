@@ -21,8 +21,18 @@ export const make = Effect.gen(function* () {
   const serve = (connection: Connection) =>
     Effect.gen(function* () {
       const requests = yield* FiberSet.make()
+      // A value JSON cannot carry (a BigInt, a cycle) is an error reply: every request gets its answer.
       const reply = (id: number, result: { ok: true; value: unknown } | { ok: false; error: string }) =>
-        connection.send(Protocol.encode({ _tag: "ControlReply", id, ...result }))
+        Effect.suspend(() => {
+          let frame: string
+          try {
+            frame = Protocol.encode({ _tag: "ControlReply", id, ...result })
+          } catch (error) {
+            const reason = error instanceof Error ? error.message : String(error)
+            frame = Protocol.encode({ _tag: "ControlReply", id, ok: false, error: `the result cannot be sent: ${reason}` })
+          }
+          return connection.send(frame)
+        })
 
       const handle = (id: number, command: Protocol.ControlCommand): Effect.Effect<void> => {
         switch (command._tag) {
