@@ -3,7 +3,9 @@
  * run's status and published at once, and written by the `LogSink` in
  * batches (one write per batch, off the caller's fiber). Whatever depends on
  * an entry being on disk — telling an agent something — waits for it with
- * `durable`. A write that fails fails the run.
+ * `durable`. A write that fails fails the run: from then on nothing more is
+ * durable, and only the run's own entries (its processes' ends, its own end
+ * and why) are still written.
  */
 import { Chunk, Context, Deferred, Effect, Fiber, FiberId, Layer, Option, PubSub, Queue, Stream } from "effect"
 import { LogSink, type LogWriteFailed } from "./LogSink.js"
@@ -52,17 +54,24 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     const failure = yield* Deferred.make<never, LogWriteFailed>()
     let n = 0
     let written = 0
+    /** The first entry of the first batch that could not be written: from it on, nothing is `durable`. */
+    let lost: number | undefined
     let closed = false
     /** Completed (and replaced) after every batch. */
     let batchDone = yield* Deferred.make<void>()
 
-    const writeBatch = (batch: ReadonlyArray<LogEntry>) =>
-      sink.write(batch).pipe(
-        Effect.matchEffect({
-          // The first failure is the run's; entries of a failed batch are never `durable`.
-          onFailure: (error) => Deferred.fail(failure, error),
-          onSuccess: () => Effect.sync(() => void (written = batch[batch.length - 1]!.n))
-        }),
+    const writeBatch = (entries: ReadonlyArray<LogEntry>) =>
+      Effect.suspend(() => {
+        // Once a write failed, only the run's own entries are written: what room is left is for why the run ends.
+        const batch = lost === undefined ? entries : entries.filter((entry) => entry.agent === undefined)
+        return batch.length === 0 ? Effect.void : sink.write(batch).pipe(
+          Effect.matchEffect({
+            // The first failure is the run's.
+            onFailure: (error) => Effect.zipRight(Effect.sync(() => void (lost ??= entries[0]!.n)), Deferred.fail(failure, error)),
+            onSuccess: () => Effect.sync(() => void (written = batch[batch.length - 1]!.n))
+          })
+        )
+      }).pipe(
         Effect.zipRight(Effect.suspend(() => {
           const done = batchDone
           batchDone = Deferred.unsafeMake<void>(FiberId.none)
@@ -87,9 +96,11 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
 
     const durable = (target: number): Effect.Effect<void, LogWriteFailed> =>
       Effect.suspend(() =>
-        written >= target
+        lost !== undefined && target >= lost
+          ? Deferred.await(failure)
+          : written >= target
           ? Effect.void
-          : Effect.raceFirst(Deferred.await(batchDone), Deferred.await(failure)).pipe(Effect.zipRight(durable(target)))
+          : Effect.zipRight(Deferred.await(batchDone), durable(target))
       )
 
     const unsafeLog = (subject: Subject, event: RunEvent): LogEntry => {

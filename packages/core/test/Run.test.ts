@@ -13,6 +13,7 @@ import { Run } from "../src/Run.js"
 import { decodeLine, type LogEntry } from "../src/RunEvent.js"
 import { RunInfo } from "../src/RunInfo.js"
 import { RunLog } from "../src/RunLog.js"
+import { makeSecret, secretPrefix } from "../src/RunRoutes.js"
 import * as RunStatus from "../src/RunStatus.js"
 import { dropFromServer, readJsonl, scripted, tempHome } from "./helpers.js"
 
@@ -241,6 +242,56 @@ describe("Log tree", () => {
       expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i + 1))
       const token = JSON.stringify([...runtimeLines, ...agentLines])
       expect(token).not.toMatch(/"token"/)
+    })
+  })
+})
+
+describe("Secrets in the log", () => {
+  it.live("a secret in an entry (whole or cut off) is redacted in the log file; the rest of the entry is kept", () => {
+    const home = tempHome()
+    const secret = makeSecret()
+    let executionId = ""
+    return Effect.gen(function* () {
+      yield* Process.make("main", () =>
+        Effect.gen(function* () {
+          executionId = (yield* RunInfo).executionId
+          yield* Process.emit("leak", { env: `RAMURE_TOKEN=${secret}`, cut: `${secret.slice(0, 30)}…` })
+        }))().pipe(Effect.provide(scripted({}, { home })))
+      const text = fs.readFileSync(path.join(home, "logs", executionId, "_runtime.jsonl"), "utf8")
+      expect(text).not.toContain(secret.slice(secretPrefix.length, 30))
+      const leak = readJsonl(path.join(home, "logs", executionId, "_runtime.jsonl")).find((l) => l.event._tag === "ProcessEmitted")
+      expect(leak.event.data).toEqual({ env: "RAMURE_TOKEN=ramure_secret_[redacted]", cut: "ramure_secret_[redacted]…" })
+    })
+  })
+})
+
+describe("Agent log files", () => {
+  it.live("every agent name maps to a safe file of its own: 300 characters, path separators, dots, non-ASCII", () => {
+    const home = tempHome()
+    const names = ["a".repeat(300), `${"b".repeat(299)}c`, "../../escape", "_runtime", "résumé ✓"]
+    let executionId = ""
+    const ids: Array<string> = []
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        executionId = (yield* RunInfo).executionId
+        for (const name of names) {
+          const agent = yield* Agent.make(name)
+          ids.push(agent.id)
+          yield* agent.send(`hello ${name}`)
+        }
+      }))
+    return Effect.gen(function* () {
+      yield* main().pipe(Effect.provide(scripted({}, { home })))
+      const directory = path.join(home, "logs", executionId)
+      expect(new Set(ids).size).toBe(names.length)
+      expect(fs.readdirSync(directory).sort()).toEqual(["_runtime.jsonl", ...ids.map((id) => `${id}.jsonl`)].sort())
+      for (const [i, id] of ids.entries()) {
+        expect(id).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$/)
+        const lines = readJsonl(path.join(directory, `${id}.jsonl`))
+        expect(lines.find((l) => l.event._tag === "AgentCreated")?.event.name).toBe(names[i])
+        expect(lines.find((l) => l.event._tag === "MessageDelivered")?.event.text).toBe(`hello ${names[i]}`)
+        expect(lines.at(-1).event._tag).toBe("AgentReleased")
+      }
     })
   })
 })
