@@ -11,7 +11,8 @@ import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import { toEntryBody, type RunEvent } from "../RunEvent.js"
 import type { RunLogService } from "../RunLog.js"
-import * as EventLog from "./eventLog.js"
+import * as CallIds from "./callIds.js"
+import * as Replication from "./replication.js"
 import type { Connection } from "@ramure/protocol/Connection"
 
 export interface ToolHandler {
@@ -65,7 +66,7 @@ export interface AgentSession {
   readonly peerIds: Effect.Effect<ReadonlyArray<string>>
   readonly peers: Effect.Effect<ReadonlyArray<Peer>>
   readonly lifecycle: Effect.Effect<Lifecycle>
-  /** What the agent has been told, in order (entry `seq` is at index `seq - 1`). */
+  /** What the agent has been told, in order (entry `seq` is at index `seq - 1`), read back from the run's log. */
   readonly entries: Effect.Effect<ReadonlyArray<Protocol.EntryBody>>
   /** Completes when the agent first says `Hello`. */
   readonly connected: Effect.Effect<void>
@@ -77,12 +78,6 @@ export interface AgentSession {
   readonly serve: (connection: Connection) => Effect.Effect<void>
   /** Released: handlers interrupted, nothing more delivered, `events` ends. */
   readonly release: Effect.Effect<void>
-}
-
-/** An entry of the replication log: the agent's `seq` is its position, `n` its number in the run's log. */
-interface Replicated {
-  readonly n: number
-  readonly body: Protocol.EntryBody
 }
 
 const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
@@ -113,10 +108,10 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
   Effect.gen(function* () {
     const { id, runLog } = options
     const subject = { process: options.process, agent: id }
-    const replication = yield* EventLog.make<Replicated>()
+    const replication = yield* Replication.make(id, runLog)
     const tools = new Map<string, ToolHandler>()
     const peers = new Map<string, Peer>()
-    const calls = new Set<string>()
+    const calls = CallIds.make()
     const handlers = yield* FiberSet.make()
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
@@ -127,7 +122,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
       Effect.sync(() => {
         const entry = runLog.unsafeLog(subject, event)
         const body = toEntryBody(event)
-        if (body !== undefined) replication.unsafeAppend({ n: entry.n, body })
+        if (body !== undefined) replication.unsafeAppend(entry.n, body)
       })
 
     /** The size of `text` in a frame if it would not fit in one (with room for the envelope), else `undefined`. */
@@ -144,8 +139,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
 
     const handleToolCall = (call: typeof Protocol.ToolCall.Type) =>
       Effect.gen(function* () {
-        if (calls.has(call.callId)) return
-        calls.add(call.callId)
+        if (!calls.claim(call.callId)) return
         yield* record({ _tag: "ToolCalled", callId: call.callId, tool: call.tool, args: call.args })
         const tool = tools.get(call.tool)
         const started = Date.now()
@@ -157,15 +151,18 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           const [error, shown] = size !== undefined
             ? [true, `the result of ${call.tool} is too large to send (${size} bytes; the limit is ${options.maxMessageBytes})`]
             : [isError, text]
-          return record({
-            _tag: "ToolReturned",
-            callId: call.callId,
-            tool: call.tool,
-            isError: error,
-            text: shown,
-            durationMs: Date.now() - started,
-            ...(cause === undefined ? {} : { cause })
-          })
+          return Effect.zipRight(
+            record({
+              _tag: "ToolReturned",
+              callId: call.callId,
+              tool: call.tool,
+              isError: error,
+              text: shown,
+              durationMs: Date.now() - started,
+              ...(cause === undefined ? {} : { cause })
+            }),
+            Effect.sync(() => calls.finish(call.callId))
+          )
         }
         yield* run.pipe(
           Effect.matchCauseEffect({
@@ -228,12 +225,11 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             yield* FiberSet.clear(writer)
             const upTo = yield* replication.size
             if (after >= upTo) yield* send({ _tag: "Synced", seq: upTo })
-            let seq = after
             yield* replication.forEach(after, (item) =>
               Effect.gen(function* () {
                 yield* runLog.durable(item.n)
-                yield* send({ _tag: "Entry", seq: ++seq, body: item.body })
-                if (seq === upTo) yield* send({ _tag: "Synced", seq })
+                yield* send({ _tag: "Entry", seq: item.seq, body: item.body })
+                if (item.seq === upTo) yield* send({ _tag: "Synced", seq: upTo })
               })
             ).pipe(
               // The log can no longer be written: the run is failing, and tells the agent nothing more.
@@ -261,7 +257,10 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
               yield* claim(connection)
               const first = yield* Deferred.succeed(connected, undefined)
               yield* record({ _tag: "AgentConnected", after: message.after, first })
-              return yield* replay(Math.max(0, Math.floor(message.after)))
+              const after = Math.max(0, Math.floor(message.after))
+              // What it has applied need not stay in memory (it is on disk, should it ever ask again).
+              replication.acknowledge(after)
+              return yield* replay(after)
             }
             if (state !== "hello") return yield* sendError("unknown_message", `${message._tag} before Hello: say Hello first`)
             switch (message._tag) {
@@ -323,7 +322,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
       peerIds: Effect.sync(() => [...peers.keys()]),
       peers: Effect.sync(() => [...peers.values()]),
       lifecycle: Ref.get(lifecycle),
-      entries: Effect.map(replication.items, (items) => items.map((item) => item.body)),
+      entries: replication.all,
       connected: Deferred.await(connected),
       shutdown: (reason) =>
         Ref.modify(lifecycle, (state): [readonly [connected: boolean, asked: boolean], Lifecycle] => {
