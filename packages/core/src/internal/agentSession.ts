@@ -9,8 +9,10 @@ import { Cause, Data, Deferred, Effect, FiberSet, Option, Ref, type Scope, Strea
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
+import * as LogThrottle from "../LogThrottle.js"
 import { toEntryBody, type RunEvent } from "../RunEvent.js"
 import type { RunLogService } from "../RunLog.js"
+import * as BadFrames from "./badFrames.js"
 import * as CallIds from "./callIds.js"
 import * as Replication from "./replication.js"
 import type { Connection } from "@ramure/protocol/Connection"
@@ -213,11 +215,20 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
       Effect.gen(function* () {
         const writer = yield* FiberSet.make()
         const send = (message: Protocol.Message) => connection.send(Protocol.encode(message))
+        const badFrames = BadFrames.make()
+        const violations = LogThrottle.make<{ readonly code: string; readonly message: string }>((violation, others) =>
+          void runLog.unsafeLog(subject, { _tag: "ProtocolViolation", ...violation, ...(others > 0 ? { suppressed: others } : {}) }))
+        yield* Effect.addFinalizer(() => Effect.sync(violations.flush))
+        /** Every bad frame is answered (while the connection's allowance lasts), and logged at most once a second. */
         const sendError = (code: typeof Protocol.ProtocolError.Type["code"], message: string) =>
-          Effect.zipRight(
-            runLog.log(subject, { _tag: "ProtocolViolation", code, message }),
-            send({ _tag: "ProtocolError", code, message })
-          )
+          Effect.suspend(() => {
+            violations.offer({ code, message })
+            if (badFrames.strike()) return send({ _tag: "ProtocolError", code, message })
+            violations.flush()
+            const reason = "too many frames the run cannot act on"
+            runLog.unsafeLog(subject, { _tag: "ProtocolViolation", code: "too_many_bad_frames", message: reason })
+            return connection.abort(Protocol.CloseCode.tooManyBadFrames, reason)
+          })
 
         /** Send the entries after `after`, each once it is in the log on disk, then everything new. */
         const replay = (after: number) =>
@@ -228,6 +239,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             yield* replication.forEach(after, (item) =>
               Effect.gen(function* () {
                 yield* runLog.durable(item.n)
+                // A long replay goes out as fast as the agent reads it, not faster.
+                yield* connection.writable
                 yield* send({ _tag: "Entry", seq: item.seq, body: item.body })
                 if (item.seq === upTo) yield* send({ _tag: "Synced", seq: upTo })
               })

@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { Effect, PubSub, Queue } from "effect"
+import { Deferred, Effect, FiberId } from "effect"
 import type * as Protocol from "@ramure/protocol/Protocol"
 import { toEntryBody } from "../RunEvent.js"
 import type { RunLogService } from "../RunLog.js"
@@ -50,9 +50,6 @@ export interface ReplicationLog {
   readonly end: Effect.Effect<void>
 }
 
-type Signal = Replicated | typeof End
-const End = Symbol("End")
-
 const weight = (body: Protocol.EntryBody): number => {
   switch (body._tag) {
     case "ToolResult":
@@ -77,7 +74,13 @@ export const make = (
     let size = 0
     let acknowledged = 0
     let closed = false
-    const hub = yield* PubSub.unbounded<Signal>()
+    /** Completed (and replaced) on every append and at the end: what a waiting reader waits for. */
+    let appended = Deferred.unsafeMake<void>(FiberId.none)
+    const wake = () => {
+      const done = appended
+      appended = Deferred.unsafeMake<void>(FiberId.none)
+      Deferred.unsafeDone(done, Effect.void)
+    }
 
     const trim = () => {
       while (memory.length > 0 && (memory[0]!.seq <= acknowledged || memory.length > maxEntries || bytes > maxBytes)) {
@@ -85,14 +88,13 @@ export const make = (
       }
     }
 
-    // Appending and publishing are one synchronous step: live readers see the entries in order.
     const unsafeAppend = (n: number, body: Protocol.EntryBody): number => {
       if (closed) return size
       const entry: Replicated = { seq: ++size, n, body }
       memory.push(entry)
       bytes += weight(body)
       trim()
-      hub.unsafeOffer(entry)
+      wake()
       return entry.seq
     }
 
@@ -113,28 +115,36 @@ export const make = (
         return found
       })
 
+    /** Entries `from` … `to`: from memory, and what it no longer holds from the run's log. */
+    const between = (from: number, to: number): Effect.Effect<ReadonlyArray<Replicated>> =>
+      Effect.suspend(() => {
+        // Taken now: memory may lose entries while the log is read.
+        const first = firstInMemory()
+        // Memory holds the seqs `first` … `size`, in order.
+        const recent = memory.slice(Math.max(from, first) - first, Math.max(0, to - first + 1))
+        if (from >= first || from > to) return Effect.succeed(recent)
+        return Effect.map(fromLog(from, Math.min(to, first - 1)), (older) => [...older, ...recent])
+      })
+
+    // A reader keeps only its place: however far behind it falls, it holds no entries.
     const forEach = <E, R>(after: number, f: (entry: Replicated) => Effect.Effect<void, E, R>): Effect.Effect<void, E, R> =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const subscription = yield* PubSub.subscribe(hub)
-          // Taken in one synchronous step with the subscription: every later entry comes through it.
-          const first = firstInMemory()
-          const backlog = memory.filter((entry) => entry.seq > after)
-          const next = size + 1
-          const ended = closed
-          if (after + 1 < first) {
-            for (const entry of yield* fromLog(after + 1, first - 1)) yield* f(entry)
-          }
-          for (const entry of backlog) yield* f(entry)
-          if (ended) return
-          while (true) {
-            for (const signal of yield* Queue.takeBetween(subscription, 1, Number.MAX_SAFE_INTEGER)) {
-              if (signal === End) return
-              if (signal.seq >= next && signal.seq > after) yield* f(signal)
+      Effect.gen(function* () {
+        let next = after + 1
+        while (true) {
+          const signal = appended
+          if (next <= size) {
+            for (const entry of yield* between(next, size)) {
+              if (entry.seq < next) continue
+              next = entry.seq + 1
+              yield* f(entry)
             }
+          } else if (closed) {
+            return
+          } else {
+            yield* Deferred.await(signal)
           }
-        })
-      )
+        }
+      })
 
     return {
       unsafeAppend,
@@ -150,7 +160,7 @@ export const make = (
       end: Effect.sync(() => {
         if (closed) return
         closed = true
-        hub.unsafeOffer(End)
+        wake()
       })
     }
   })
