@@ -14,7 +14,7 @@ export interface CallIds {
   readonly finish: (callId: string) => void
 }
 
-export const make = (keepFinished = 4096): CallIds => {
+export const make = (keepFinished = 1024): CallIds => {
   const inFlight = new Set<string>()
   /** Finished ids, oldest first; `finished` and `order` hold the same ids. */
   const finished = new Set<string>()

@@ -25,7 +25,7 @@ export interface Replicated {
 export interface Limits {
   /** Unacknowledged entries kept in memory, at most (default 256). */
   readonly maxEntries?: number
-  /** Bytes of unacknowledged entries' text kept in memory, at most (default 1 MiB). */
+  /** Bytes of unacknowledged entries' text kept in memory, at most (default 256 KiB). */
   readonly maxBytes?: number
 }
 
@@ -67,7 +67,7 @@ export const make = (
 ): Effect.Effect<ReplicationLog> =>
   Effect.gen(function* () {
     const maxEntries = Math.max(1, limits.maxEntries ?? 256)
-    const maxBytes = limits.maxBytes ?? 1024 * 1024
+    const maxBytes = limits.maxBytes ?? 256 * 1024
     /** Entries `first`, `first + 1`, … in memory. */
     const memory: Array<Replicated> = []
     let bytes = 0
