@@ -21,10 +21,11 @@ import { finish, finishTool, tempHome } from "../../pi-extension/test/helpers.js
 import * as Registry from "../src/Registry.js"
 
 /**
- * Run by the prober (`node probe.mjs <other agent>`): every word of 16+
- * secret-like characters in `dump/` is presented to `/control`, to the other
- * agent's path and to the prober's own path, as a WebSocket upgrade with the
- * run's token header. What the server answered goes to `dump/probe.json`.
+ * Run by the prober (`node probe.mjs <other agent> <its own id> [<its pool member>]`): every word
+ * of 16+ secret-like characters in `dump/` is presented to `/control`, to the
+ * other agent's path, to the prober's own path and (a pooled pi) to its pool
+ * member's path, as a WebSocket upgrade with the run's token header. What the
+ * server answered goes to `dump/probe.json`.
  */
 const probeScript = `
 import fs from "node:fs"
@@ -57,7 +58,8 @@ const attempt = (target, token) => new Promise((resolve) => {
   request.on("error", (error) => resolve(String(error.message)))
   request.end()
 })
-const targets = { control: "/control", other: "/agents/" + process.argv[2], own: "/agents/" + process.env.RAMURE_AGENT_ID }
+const targets = { control: "/control", other: "/agents/" + process.argv[2], own: "/agents/" + process.argv[3] }
+if (process.argv[4]) targets.member = "/pool/" + process.argv[4]
 const results = []
 for (const word of words) {
   for (const [target, where] of Object.entries(targets)) results.push({ target, word, status: await attempt(where, word) })
@@ -78,8 +80,11 @@ const dumpCommand = [
   "echo dumped"
 ].join("\n")
 
-const probeCommand = (other: string) =>
-  `cat > probe.mjs <<'EOF'\n${probeScript}\nEOF\n"$(readlink /proc/$PPID/exe)" probe.mjs ${other} && echo probed`
+const probeCommand = (other: string, own: string) =>
+  `cat > probe.mjs <<'EOF'\n${probeScript}\nEOF\n` +
+  // A pooled pi was started as a pool member: pi's own environment says which.
+  `member=$(tr '\\0' '\\n' < /proc/$PPID/environ | sed -n 's/^RAMURE_POOL_MEMBER=//p')\n` +
+  `"$(readlink /proc/$PPID/exe)" probe.mjs ${other} ${own} $member && echo probed`
 
 const bash = (command: string): ScriptedModel.ToolCallTurn => ({ name: "bash", arguments: { command } })
 
@@ -95,7 +100,9 @@ const readTree = (directory: string): Array<string> =>
   })
 
 describe("per-agent credentials, with real pi in tmux", () => {
-  it.live("an agent that dumps its environment, its pi directory and the logs can open its own path only", () =>
+  for (const pooled of [false, true]) {
+    const how = pooled ? "a pi from the warm pool" : "a pi started for it"
+    it.live(`an agent (${how}) that dumps its environment, its pi directory and the logs can open its own path only`, () =>
     Effect.gen(function* () {
       const home = yield* tempHome
       const server = yield* ScriptedModel.make({
@@ -104,7 +111,7 @@ describe("per-agent credentials, with real pi in tmux", () => {
           other: [{ toolCalls: [bash("env | grep RAMURE_TOKEN")] }, { toolCalls: [{ name: "ready", arguments: {} }] }, { text: "(done)" }],
           prober: [
             { toolCalls: [bash(dumpCommand)] },
-            { toolCalls: [bash(probeCommand("other"))] },
+            { toolCalls: [bash(probeCommand("other", "prober"))] },
             { toolCalls: [finish("probed")] },
             { text: "(done)" }
           ]
@@ -133,7 +140,9 @@ describe("per-agent credentials, with real pi in tmux", () => {
         program: "credentials-test",
         provider: "tmux",
         model: `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`,
-        modelsJson: (agent) => ScriptedModel.piModelsJson(server.baseUrl(agent))
+        // A pool needs one models.json for every agent: the scripted model tells them apart by a header.
+        modelsJson: ScriptedModel.piModelsJson(server.baseUrl()),
+        ...(pooled ? { pool: { size: 2 } } : {})
       })
       expect(yield* main().pipe(Effect.provide(layer))).toBe("probed")
       expect(yield* server.failures).toEqual([])
@@ -144,14 +153,17 @@ describe("per-agent credentials, with real pi in tmux", () => {
       // It saw its environment, pi's, its pi directory and the other agent's log file.
       expect(probe.files).toEqual(expect.arrayContaining(["dump/env.txt", "dump/pi-environ.txt", "dump/pi-dir/models.json", "dump/logs/other.jsonl"]))
       const dumped = readTree(dump).join("\n")
-      expect(dumped).toContain(own)
+      expect(dumped).toContain(pooled ? "RAMURE_POOL_MEMBER=" : own)
       expect(dumped).not.toContain(other)
       expect(dumped).not.toContain(control)
 
-      // Every word tried: nothing but its own credential opens anything, and that only its own path.
+      // Every word tried: nothing but its own credential opens anything, and that only its own path (a pooled
+      // pi has the credential of its pool member in its environment: it opens that member's path).
       const opened = probe.results.filter((result) => result.status === 101)
-      expect(opened).toEqual([{ target: "own", word: own, status: 101 }])
-      for (const target of ["control", "other"]) {
+      const environment = fs.readFileSync(path.join(dump, "env.txt"), "utf8")
+      const member = /^RAMURE_TOKEN=(.*)$/m.exec(environment)?.[1]
+      expect(opened).toEqual(pooled ? [{ target: "member", word: member, status: 101 }] : [{ target: "own", word: own, status: 101 }])
+      for (const target of ["control", "other", ...(pooled ? ["own"] : [])]) {
         const tried = probe.results.filter((result) => result.target === target)
         expect(tried.length).toBeGreaterThan(10)
         expect(tried.every((result) => result.status === 401)).toBe(true)
@@ -160,6 +172,7 @@ describe("per-agent credentials, with real pi in tmux", () => {
       // The other agent printed its credential; the log recorded that it did, not the credential.
       const logs = readTree(path.join(home, "logs", executionId)).join("\n")
       expect(logs).toContain("RAMURE_TOKEN=ramure_secret_[redacted]")
-      for (const secret of [own, other, control]) expect(logs).not.toContain(secret)
+      for (const secret of [own, other, control, member!]) expect(logs).not.toContain(secret)
     }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)), 180_000)
+  }
 })
