@@ -3,7 +3,7 @@
  * another process) run a TypeScript entry with `node --import tsx` and talk to
  * it over the IPC channel.
  */
-import { Effect, Queue } from "effect"
+import { Effect, Queue, type Scope } from "effect"
 import { fork, type ChildProcess } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -127,3 +127,16 @@ export const toParent = (message: unknown) =>
     if (!process.connected) return resume(Effect.void)
     process.send!(message, undefined, undefined, () => resume(Effect.void))
   })
+
+/** In a child: run `program`, then let the parent go (exit 1, with the error, if it failed). */
+export const runChild = <A, E>(program: Effect.Effect<A, E, Scope.Scope>): void => {
+  Effect.runPromise(Effect.scoped(program)).then(
+    () => {
+      if (process.connected) process.disconnect()
+    },
+    (error) => {
+      console.error(error)
+      process.exit(1)
+    }
+  )
+}

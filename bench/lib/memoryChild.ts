@@ -9,7 +9,7 @@ import * as Process from "@ramure/core/Process"
 import * as Ramure from "ramure/Ramure"
 import { Effect, Queue, Schema } from "effect"
 import { now } from "./Figure.js"
-import { parentMessages, toParent } from "./child.js"
+import { parentMessages, runChild, toParent } from "./child.js"
 import { tempDirectory } from "./harness.js"
 import * as RemoteDrivers from "./remoteDrivers.js"
 import type { FromChild, ToChild } from "./scaleChild.js"
@@ -40,12 +40,4 @@ const program = Effect.gen(function* () {
   yield* toParent({ type: "stopped", ms: now() - stopping } satisfies FromChild)
 })
 
-Effect.runPromise(Effect.scoped(program)).then(
-  () => {
-    if (process.connected) process.disconnect()
-  },
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+runChild(program)
