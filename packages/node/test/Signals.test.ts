@@ -53,11 +53,17 @@ const logOf = (home: string, executionId: string) => {
 const agentPids = (home: string, executionId: string): Array<number> =>
   logOf(home, executionId).filter((e) => e.event._tag === "AgentCreated").map((e) => e.event.pid as number)
 
-const expectNothingLeft = (home: string, executionId: string) => {
+/** Whether `pid` is gone within 5 s: a forced exit sends SIGKILL, which a loaded machine may take a moment to carry out. */
+const gone = async (pid: number): Promise<boolean> => {
+  for (let i = 0; i < 100 && alive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  return !alive(pid)
+}
+
+const expectNothingLeft = async (home: string, executionId: string) => {
   expect(sessionsOf(executionId)).toEqual([])
   const pids = agentPids(home, executionId)
   expect(pids).toHaveLength(2)
-  for (const pid of pids) expect(alive(pid)).toBe(false)
+  for (const pid of pids) expect(await gone(pid)).toBe(true)
   expect(fs.readdirSync(path.join(home, "runtimes"))).toEqual([])
 }
 
@@ -84,7 +90,7 @@ describe("signals to a program with real agents", () => {
       run.child.kill(signal)
       const exit = await run.exited
       expect(exit).toEqual({ code: codes[signal], signal: null })
-      expectNothingLeft(home, run.executionId)
+      await expectNothingLeft(home, run.executionId)
       expectCompleteLog(home, run.executionId)
       // A stop is no bug: no stack trace.
       expect(run.output()).not.toMatch(/^\s+at /m)
@@ -100,7 +106,7 @@ describe("signals to a program with real agents", () => {
       run.child.kill("SIGUSR2")
       const exit = await run.exited
       expect(exit).toEqual({ code: 1, signal: null })
-      expectNothingLeft(home, run.executionId)
+      await expectNothingLeft(home, run.executionId)
       const log = expectCompleteLog(home, run.executionId)
       const message = crash === "throw" ? "thrown outside Effect" : "rejected outside Effect"
       expect(log.find((e) => e.event._tag === "ProcessEnded")?.event.error).toContain(message)
@@ -120,7 +126,7 @@ describe("signals to a program with real agents", () => {
     run.child.kill("SIGINT")
     const exit = await run.exited
     expect(exit.code).toBe(130)
-    expectNothingLeft(home, run.executionId)
+    await expectNothingLeft(home, run.executionId)
   }, 120_000)
 
   it("after a SIGKILL, the next run removes the stale entry and the orphaned sessions, and says so", async () => {
@@ -137,9 +143,9 @@ describe("signals to a program with real agents", () => {
     expect(second.output()).toContain(`run ${first.executionId.slice(0, 8)}`)
     const gc = logOf(home, second.executionId).find((e) => e.event._tag === "OrphansCollected")
     expect(gc?.event.sessions.sort()).toEqual([`ramure-${first.executionId.slice(0, 8)}-one`, `ramure-${first.executionId.slice(0, 8)}-two`])
-    for (const pid of agentPids(home, first.executionId)) expect(alive(pid)).toBe(false)
+    for (const pid of agentPids(home, first.executionId)) expect(await gone(pid)).toBe(true)
     second.child.kill("SIGTERM")
     await second.exited
-    expectNothingLeft(home, second.executionId)
+    await expectNothingLeft(home, second.executionId)
   }, 180_000)
 })

@@ -113,10 +113,12 @@ export const fromWebSocket = (socket: WebSocket, options: Options = {}): Effect.
         }
       })
 
-    const writable = Effect.async<void>((resume) => {
-      if (socket.readyState !== OPEN || socket.bufferedAmount <= lowWaterBytes || flushed >= sent) return resume(Effect.void)
-      flushWaiters.push({ upTo: sent, resume: () => resume(Effect.void) })
-    })
+    const backlogged = () => socket.readyState === OPEN && socket.bufferedAmount > lowWaterBytes && flushed < sent
+    const writable = Effect.suspend(() =>
+      backlogged()
+        ? Effect.async<void>((resume) => void flushWaiters.push({ upTo: sent, resume: () => resume(Effect.void) }))
+        : Effect.void
+    )
 
     const close = (code: number, reason: string) =>
       Effect.sync(() => {
