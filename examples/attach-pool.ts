@@ -6,8 +6,7 @@
  *
  *   npx tsx examples/attach-pool.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Process, ScriptedModel } from "ramure"
+import { Agent, Process, Ramure, ScriptedModel } from "ramure"
 import { Console, Deferred, Effect, Queue, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -88,5 +87,5 @@ const script: Record<string, ScriptedModel.Script> = {
 dispatch().pipe(
   Effect.tap((summary) => Console.log(`\n${summary}`)),
   Effect.provide(support.layer(script, { program: "attach-pool" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

@@ -4,8 +4,7 @@
  *
  *   npx tsx examples/fanout.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Machine, Process, ScriptedModel } from "ramure"
+import { Agent, Machine, Process, Ramure, ScriptedModel } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -43,5 +42,5 @@ const counter = (pkg: string): ScriptedModel.Script => [
 fanout().pipe(
   Effect.tap((reports) => Console.log("\n" + reports.map(({ lines, pkg }) => `${pkg.padEnd(14)} ${lines} lines`).join("\n"))),
   Effect.provide(support.layer(Object.fromEntries(packages.map((pkg) => [`counter-${pkg}`, counter(pkg)])), { program: "fanout" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

@@ -4,8 +4,7 @@
  *
  *   npm run example
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Machine, Process } from "ramure"
+import { Agent, Machine, Process, Ramure } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -51,5 +50,5 @@ const script = {
 summarize("README.md").pipe(
   Effect.tap((summary) => Console.log(`\nSummary: ${summary}`)),
   Effect.provide(support.layer(script, { program: "quickstart" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

@@ -6,8 +6,7 @@
  *
  *   npx tsx examples/spawn-retry.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Errors, Process, ScriptedModel } from "ramure"
+import { Agent, Errors, Process, Ramure, ScriptedModel } from "ramure"
 import { Cause, Console, Effect, Exit, Option, Schema, Stream } from "effect"
 import * as support from "./support.js"
 
@@ -89,5 +88,5 @@ const script: Record<string, ScriptedModel.Script> = {
 supervisor(3).pipe(
   Effect.tap(({ answer, attempts }) => Console.log(`\nSolved on attempt ${attempts}: ${answer}`)),
   Effect.provide(support.layer(script, { program: "spawn-retry" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

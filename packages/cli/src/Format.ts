@@ -68,7 +68,8 @@ const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
     `cleaned up dead run ${e.executionId.slice(0, 8)} (pid ${e.pid})${e.sessions.length > 0 ? `: ${e.sessions.join(", ")}` : ""}`,
   ConnectionRefused: (e) =>
     `refused a connection to ${e.path} (${e.reason})${e.suppressed === undefined ? "" : ` and ${e.suppressed} more`}`,
-  ProtocolViolation: (e) => `protocol error (${e.code}): ${oneLine(e.message, 160)}`,
+  ProtocolViolation: (e) =>
+    `protocol error (${e.code}): ${oneLine(e.message, 160)}${e.suppressed ? ` (and ${e.suppressed} more not logged one by one)` : ""}`,
   ProcessStarted: (_, entry) => `process ${entry.process} started`,
   ProcessEnded: (e, entry) => `process ${entry.process} ${e.outcome}${e.error ? `: ${oneLine(e.error, 160)}` : ""}`,
   ProcessEmitted: (e) => `event ${e.type}${e.data === undefined ? "" : ` ${json(e.data)}`}`,

@@ -130,6 +130,12 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       const missing = yield* ramure(home, ["call", duo.id.slice(0, 8), "subtract"])
       expect(missing.stderr).toContain("subtract")
       expect(missing.stderr.split("\n")).toHaveLength(2)
+      // A value JSON cannot carry is an answer too, not a call that waits forever.
+      const big = yield* ramure(home, ["call", duo.id.slice(0, 8), "big"])
+      expect(big).toMatchObject({
+        code: 1,
+        stderr: "ramure: endpoint main.big failed: the result cannot be sent: Do not know how to serialize a BigInt\n"
+      })
     }))
 
   it.effect("tail prints recent entries: -n limits, --agent filters, --json gives log entries", () =>
@@ -163,6 +169,9 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(stopped.stdout).toMatch(new RegExp(`^run ${duo.id.slice(0, 8)} stopped after [\\d.]+ s: cancelled\nno tmux sessions left\n$`))
       expect(isAlive(duo.pid)).toBe(false)
       expect(fs.existsSync(path.join(home, "runtimes", `${duo.id}.json`))).toBe(false)
+      // The program (run with `Ramure.runMain`) says why it ended, in one line, without a stack trace.
+      expect(yield* duo.process.exited).toBe(1)
+      expect(duo.process.output().stderr).toBe("ProcessCancelled: process main was cancelled: ramure stop\n")
 
       expect(yield* follower.exited).toBe(0)
       const lines = follower.output().stdout.trimEnd().split("\n")

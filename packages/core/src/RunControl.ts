@@ -67,7 +67,16 @@ export const layer: Layer.Layer<RunControl> = Layer.effect(
           if (process === undefined) {
             return Effect.fail(new ProcessNotFound({ process: target ?? "(root)", available: [...processes.keys()] }))
           }
-          return process.call(endpoint, args, caller)
+          // The value goes out as JSON: one JSON cannot carry is a failure, so the call still gets its answer.
+          return Effect.flatMap(process.call(endpoint, args, caller), (value) => {
+            try {
+              JSON.stringify(value)
+              return Effect.succeed(value)
+            } catch (error) {
+              const reason = `the result cannot be sent: ${error instanceof Error ? error.message : String(error)}`
+              return Effect.fail(new EndpointFailed({ process: target!, endpoint, reason }))
+            }
+          })
         })
     }
   })

@@ -78,7 +78,9 @@ export const ConnectionRefused = Schema.TaggedStruct("ConnectionRefused", {
 export const ProtocolViolation = Schema.TaggedStruct("ProtocolViolation", {
   code: Schema.String,
   message: Schema.String,
-  path: Schema.optional(Schema.String)
+  path: Schema.optional(Schema.String),
+  /** Violations not logged one by one since the previous entry of the connection (logging is rate-limited). */
+  suppressed: Schema.optional(Schema.Number)
 })
 
 // ---------------------------------------------------------------------------

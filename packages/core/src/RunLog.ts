@@ -3,7 +3,9 @@
  * run's status and published at once, and written by the `LogSink` in
  * batches (one write per batch, off the caller's fiber). Whatever depends on
  * an entry being on disk — telling an agent something — waits for it with
- * `durable`. A write that fails fails the run.
+ * `durable`. A write that fails fails the run: from then on nothing more is
+ * durable, and only the run's own entries (its processes' ends, its own end
+ * and why) are still written.
  */
 import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, PubSub, Queue, Stream } from "effect"
 import { currentCall } from "./internal/callContext.js"
@@ -62,34 +64,42 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     const failure = yield* Deferred.make<never, LogWriteFailed>()
     let n = past.length === 0 ? 0 : past[past.length - 1]!.n
     let written = n
+    /** The first entry of the first batch that could not be written: from it on, nothing is `durable`. */
+    let lost: number | undefined
     let closed = false
     let failed: LogWriteFailed | undefined
     /** Who waits for which entry to be written. */
     let waiting: Array<{ readonly n: number; readonly done: Deferred.Deferred<void, LogWriteFailed> }> = []
 
-    /** Complete the waits the last batch satisfied (or all of them, once a write failed). */
+    /** Complete the waits the last batch satisfied, and fail those for entries a failed write lost. */
     const settle = () => {
       if (waiting.length === 0) return
       const still: typeof waiting = []
       for (const wait of waiting) {
-        if (failed !== undefined) Deferred.unsafeDone(wait.done, Exit.fail(failed))
+        if (failed !== undefined && lost !== undefined && wait.n >= lost) Deferred.unsafeDone(wait.done, Exit.fail(failed))
         else if (wait.n <= written) Deferred.unsafeDone(wait.done, Exit.void)
         else still.push(wait)
       }
       waiting = still
     }
 
-    const writeBatch = (batch: ReadonlyArray<LogEntry>) =>
-      sink.write(batch).pipe(
-        Effect.matchEffect({
-          // The first failure is the run's; entries of a failed batch are never `durable`.
-          onFailure: (error) =>
-            Effect.suspend(() => {
-              failed ??= error
-              return Deferred.fail(failure, error)
-            }),
-          onSuccess: () => Effect.sync(() => void (written = batch[batch.length - 1]!.n))
-        }),
+    const writeBatch = (entries: ReadonlyArray<LogEntry>) =>
+      Effect.suspend(() => {
+        // Once a write failed, only the run's own entries are written: what room is left is for why the run ends.
+        const batch = lost === undefined ? entries : entries.filter((entry) => entry.agent === undefined)
+        return batch.length === 0 ? Effect.void : sink.write(batch).pipe(
+          Effect.matchEffect({
+            // The first failure is the run's.
+            onFailure: (error) =>
+              Effect.suspend(() => {
+                lost ??= entries[0]!.n
+                failed ??= error
+                return Deferred.fail(failure, error)
+              }),
+            onSuccess: () => Effect.sync(() => void (written = batch[batch.length - 1]!.n))
+          })
+        )
+      }).pipe(
         Effect.zipRight(Effect.sync(settle))
       )
     // A batch taken is a batch written: interruption (the layer closing) waits for the write.
@@ -110,8 +120,8 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
 
     const durable = (target: number): Effect.Effect<void, LogWriteFailed> =>
       Effect.suspend(() => {
+        if (lost !== undefined && target >= lost) return Deferred.await(failure)
         if (written >= target) return Effect.void
-        if (failed !== undefined) return Effect.fail(failed)
         const done = Deferred.unsafeMake<void, LogWriteFailed>(FiberId.none)
         waiting.push({ n: target, done })
         return Deferred.await(done)

@@ -24,8 +24,23 @@ export class RunRoutes extends Context.Tag("@ramure/core/RunRoutes")<
   }
 >() {}
 
-/** A fresh random secret (256 bits, base64url). */
-export const makeSecret = (): string => Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")
+/**
+ * Every secret starts with this: one that turns up where it must not (an
+ * agent that prints its environment, a tool's arguments) can be recognized
+ * and kept out of the run's log files, which every agent could read.
+ */
+export const secretPrefix = "ramure_secret_"
+
+/** A fresh random secret: the prefix and 256 bits, base64url. */
+export const makeSecret = (): string =>
+  `${secretPrefix}${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`
+
+/** The prefix and whatever part of a secret follows it (a cut-off secret is still partly secret). */
+const secretPattern = new RegExp(`${secretPrefix}[A-Za-z0-9_-]*`, "g")
+
+/** `text` with every secret in it (whole or cut off) replaced by `ramure_secret_[redacted]`. */
+export const redactSecrets = (text: string): string =>
+  text.includes(secretPrefix) ? text.replace(secretPattern, `${secretPrefix}[redacted]`) : text
 
 export const layer: Layer.Layer<RunRoutes> = Layer.sync(RunRoutes, () => {
   const routes = new Map<string, Route>()

@@ -195,7 +195,7 @@ describe("Protocol.decode fuzzing", () => {
           parameters: `{"_tag":"Entry","seq":1,"body":{"_tag":"ToolAdded","tool":{"name":"t","description":"","parameters":${nested}}}}`
         }
         const result = decodeChecked(frames[place])
-        const depthOfFrame = place === "top" ? n : place === "parameters" ? n + 4 : n + 1
+        const depthOfFrame = place === "top" ? n : place === "parameters" ? n + 3 : n + 1
         if (depthOfFrame > Protocol.maxDepth) expect(Either.isLeft(result) && result.left.code).toBe("malformed")
         else if (place === "args" || place === "parameters") expect(Either.isRight(result)).toBe(true)
       }),

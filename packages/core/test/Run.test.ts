@@ -5,7 +5,7 @@ import * as path from "node:path"
 import WebSocket from "ws"
 import * as Agent from "../src/Agent.js"
 import { sessionOf } from "../src/internal/agent.js"
-import { readFile } from "@ramure/node/JsonlLogSink"
+import { readDirectory, readFile } from "@ramure/node/JsonlLogSink"
 import * as Process from "../src/Process.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import * as Registry from "@ramure/node/Registry"
@@ -13,6 +13,7 @@ import { Run } from "../src/Run.js"
 import { decodeLine, type LogEntry } from "../src/RunEvent.js"
 import { RunInfo } from "../src/RunInfo.js"
 import { RunLog } from "../src/RunLog.js"
+import { makeSecret, secretPrefix } from "../src/RunRoutes.js"
 import * as RunStatus from "../src/RunStatus.js"
 import { dropFromServer, readJsonl, scripted, tempHome } from "./helpers.js"
 
@@ -40,6 +41,10 @@ const waitFor = (check: () => boolean) =>
   Effect.gen(function* () {
     while (!check()) yield* Effect.sleep("5 millis")
   })
+
+/** The protocol violations a run's log records: entries, plus the ones each entry says it stands for. */
+const violations = (entries: ReadonlyArray<LogEntry>) =>
+  entries.reduce((sum, e) => (e.event._tag === "ProtocolViolation" ? sum + 1 + (e.event.suppressed ?? 0) : sum), 0)
 
 /** The refusals a run's log records: entries, plus the ones each entry says it stands for. */
 const refusals = (entries: ReadonlyArray<LogEntry>) =>
@@ -136,6 +141,8 @@ describe("Run server", () => {
   })
 
   it.live("malformed and unknown messages get a typed ProtocolError; the connection and the run go on", () => {
+    const home = tempHome()
+    let executionId = ""
     const main = Process.make("main", () =>
       Effect.gen(function* () {
         const { url } = yield* Run
@@ -153,10 +160,12 @@ describe("Run server", () => {
         const badPath = yield* rawSocket(`${url}/elsewhere`, headers)
         const badPathClose = yield* untilClosed(badPath.closed)
         raw.socket.close()
-        return { errors, unknownClose, badPathClose, log: yield* (yield* RunLog).history() }
+        executionId = (yield* RunInfo).executionId
+        return { errors, unknownClose, badPathClose }
       }))
     return main().pipe(
-      Effect.map(({ badPathClose, errors, log, unknownClose }) => {
+      Effect.map(({ badPathClose, errors, unknownClose }) => {
+        const log = readDirectory(path.join(home, "logs", executionId))
         expect(errors.map((e) => [e._tag, e.code])).toEqual([
           ["ProtocolError", "malformed"],
           ["ProtocolError", "unknown_message"],
@@ -166,10 +175,11 @@ describe("Run server", () => {
         expect(errors[1].message).toContain("Launch")
         expect(unknownClose.status).toBe(404)
         expect(badPathClose.status).toBe(404)
-        expect(log.filter((e) => e.event._tag === "ProtocolViolation").length).toBe(4)
+        // Logged at most once a second per connection: the entries count the others.
+        expect(violations(log)).toBe(4)
         expect(log.some((e) => e.event._tag === "ConnectionRefused" && e.event.reason === "not_found")).toBe(true)
       }),
-      Effect.provide(scripted({}))
+      Effect.provide(scripted({}, { home }))
     )
   })
 
@@ -242,6 +252,56 @@ describe("Log tree", () => {
       expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i + 1))
       const token = JSON.stringify([...runtimeLines, ...agentLines])
       expect(token).not.toMatch(/"token"/)
+    })
+  })
+})
+
+describe("Secrets in the log", () => {
+  it.live("a secret in an entry (whole or cut off) is redacted in the log file; the rest of the entry is kept", () => {
+    const home = tempHome()
+    const secret = makeSecret()
+    let executionId = ""
+    return Effect.gen(function* () {
+      yield* Process.make("main", () =>
+        Effect.gen(function* () {
+          executionId = (yield* RunInfo).executionId
+          yield* Process.emit("leak", { env: `RAMURE_TOKEN=${secret}`, cut: `${secret.slice(0, 30)}…` })
+        }))().pipe(Effect.provide(scripted({}, { home })))
+      const text = fs.readFileSync(path.join(home, "logs", executionId, "_runtime.jsonl"), "utf8")
+      expect(text).not.toContain(secret.slice(secretPrefix.length, 30))
+      const leak = readJsonl(path.join(home, "logs", executionId, "_runtime.jsonl")).find((l) => l.event._tag === "ProcessEmitted")
+      expect(leak.event.data).toEqual({ env: "RAMURE_TOKEN=ramure_secret_[redacted]", cut: "ramure_secret_[redacted]…" })
+    })
+  })
+})
+
+describe("Agent log files", () => {
+  it.live("every agent name maps to a safe file of its own: 300 characters, path separators, dots, non-ASCII", () => {
+    const home = tempHome()
+    const names = ["a".repeat(300), `${"b".repeat(299)}c`, "../../escape", "_runtime", "résumé ✓"]
+    let executionId = ""
+    const ids: Array<string> = []
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        executionId = (yield* RunInfo).executionId
+        for (const name of names) {
+          const agent = yield* Agent.make(name)
+          ids.push(agent.id)
+          yield* agent.send(`hello ${name}`)
+        }
+      }))
+    return Effect.gen(function* () {
+      yield* main().pipe(Effect.provide(scripted({}, { home })))
+      const directory = path.join(home, "logs", executionId)
+      expect(new Set(ids).size).toBe(names.length)
+      expect(fs.readdirSync(directory).filter((name) => name.endsWith(".jsonl")).sort()).toEqual(["_runtime.jsonl", ...ids.map((id) => `${id}.jsonl`)].sort())
+      for (const [i, id] of ids.entries()) {
+        expect(id).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$/)
+        const lines = readJsonl(path.join(directory, `${id}.jsonl`))
+        expect(lines.find((l) => l.event._tag === "AgentCreated")?.event.name).toBe(names[i])
+        expect(lines.find((l) => l.event._tag === "MessageDelivered")?.event.text).toBe(`hello ${names[i]}`)
+        expect(lines.at(-1).event._tag).toBe("AgentReleased")
+      }
     })
   })
 })

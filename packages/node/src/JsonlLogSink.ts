@@ -6,7 +6,8 @@
  * A batch is appended to each file with one `write`; a write that fails part
  * way is cut back to the file's previous end, so a line is never torn. The
  * directory keeps a small reserve file: when the disk fills up, the reserve is
- * given back so that the run can still record why it failed.
+ * given back so that the run can still record why it failed. Secrets are
+ * redacted from every line (`RunRoutes.redactSecrets`).
  */
 import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
@@ -15,6 +16,7 @@ import { LogWriteFailed } from "@ramure/core/Errors"
 import { fileOf, LogSink, RUNTIME_FILE } from "@ramure/core/LogSink"
 import { decodeLine, encodeLine, type LogEntry } from "@ramure/core/RunEvent"
 import { logsDirectory, RunInfo } from "@ramure/core/RunInfo"
+import { redactSecrets } from "@ramure/core/RunRoutes"
 
 /** Bytes kept free for the record of a failure (see the module's comment). */
 const reserveBytes = 64 * 1024
@@ -100,9 +102,11 @@ export const layer: Layer.Layer<LogSink, never, RunInfo> = Layer.scoped(
       const byFile = new Map<string, Array<string>>()
       for (const entry of batch) {
         const name = fileOf(entry)
+        // Agents can read the log files: a secret one of them printed must not reach the others.
+        const line = redactSecrets(encodeLine(entry))
         const lines = byFile.get(name)
-        if (lines === undefined) byFile.set(name, [encodeLine(entry)])
-        else lines.push(encodeLine(entry))
+        if (lines === undefined) byFile.set(name, [line])
+        else lines.push(line)
       }
       let failure: LogWriteFailed | undefined
       for (const [name, lines] of byFile) {

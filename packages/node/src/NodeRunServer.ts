@@ -14,6 +14,7 @@ import { WebSocketServer } from "ws"
 import * as Protocol from "@ramure/protocol/Protocol"
 import { Run } from "@ramure/core/Run"
 import type { ConnectionRefused } from "@ramure/core/RunEvent"
+import * as LogThrottle from "@ramure/core/LogThrottle"
 import { RunLog } from "@ramure/core/RunLog"
 import { RunRoutes } from "@ramure/core/RunRoutes"
 import { fromWebSocket } from "@ramure/protocol/Connection"
@@ -33,6 +34,13 @@ const reject = (socket: Duplex, status: number, text: string) => {
 export interface Options {
   /** Largest accepted WebSocket frame, in bytes (default 16 MiB). */
   readonly maxMessageBytes?: number
+  /**
+   * Bytes a connection may leave unread before it is dropped as a slow reader
+   * (default, and at least, twice `maxMessageBytes`): a client that never
+   * reads cannot make the run grow. Agents are sent their log at the pace
+   * they read it, so this limit only drops one that does not read at all.
+   */
+  readonly maxUnreadBytes?: number
 }
 
 export const layer = (options: Options = {}): Layer.Layer<Run, never, RunRoutes | RunLog> =>
@@ -42,27 +50,17 @@ export const layer = (options: Options = {}): Layer.Layer<Run, never, RunRoutes 
       const routes = yield* RunRoutes
       const runLog = yield* RunLog
       const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024
+      const connectionOptions = {
+        maxBufferedBytes: Math.max(options.maxUnreadBytes ?? 0, 2 * maxMessageBytes),
+        maxQueuedBytes: maxMessageBytes
+      }
       const connections = yield* FiberSet.make()
       const run = yield* FiberSet.runtime(connections)<never>()
 
       type Refusal = Omit<typeof ConnectionRefused.Type, "_tag" | "suppressed">
-      let lastLogged = Number.NEGATIVE_INFINITY
-      /** Refusals since the last entry, and the latest of them. */
-      let suppressed = 0
-      let latest: Refusal | undefined
-      const logRefusal = (refusal: Refusal, others: number) =>
-        runLog.unsafeLog({ process: "" }, { _tag: "ConnectionRefused", ...refusal, ...(others > 0 ? { suppressed: others } : {}) })
-      const refused = (refusal: Refusal) => {
-        const now = Date.now()
-        if (now - lastLogged < 1000) {
-          suppressed++
-          latest = refusal
-          return
-        }
-        lastLogged = now
-        logRefusal(refusal, suppressed)
-        suppressed = 0
-      }
+      const refusals = LogThrottle.make<Refusal>((refusal, others) =>
+        void runLog.unsafeLog({ process: "" }, { _tag: "ConnectionRefused", ...refusal, ...(others > 0 ? { suppressed: others } : {}) }))
+      const refused = refusals.offer
 
       const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes })
       const server = http.createServer((_request, response) => {
@@ -86,7 +84,7 @@ export const layer = (options: Options = {}): Layer.Layer<Run, never, RunRoutes 
         }
         wss.handleUpgrade(request, socket, head, (ws) => {
           // Listen now, not when the serving fiber starts: no frame or close can slip by unseen.
-          const connection = Effect.runSync(fromWebSocket(ws))
+          const connection = Effect.runSync(fromWebSocket(ws, connectionOptions))
           ws.on("error", (error) => {
             // `ws` has already closed the connection with 1009 (message too big).
             if ((error as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
@@ -94,6 +92,10 @@ export const layer = (options: Options = {}): Layer.Layer<Run, never, RunRoutes 
             }
           })
           run(route.value.serve(connection))
+          run(Effect.flatMap(connection.closed, ({ code, reason }) =>
+            code === Protocol.CloseCode.slowReader
+              ? runLog.log({ process: "" }, { _tag: "ProtocolViolation", code: "slow_reader", message: reason, path })
+              : Effect.void))
         })
       })
 
@@ -104,7 +106,7 @@ export const layer = (options: Options = {}): Layer.Layer<Run, never, RunRoutes 
         }).pipe(Effect.orDie),
         () =>
           Effect.async<void>((resume) => {
-            if (latest !== undefined && suppressed > 0) logRefusal(latest, suppressed - 1)
+            refusals.flush()
             for (const client of wss.clients) client.terminate()
             wss.close()
             server.close(() => resume(Effect.void))

@@ -4,6 +4,7 @@
 export * as JsonlLogSink from "./JsonlLogSink.js"
 export * as LocalMachine from "./LocalMachine.js"
 export * as LocalMachineProvider from "./LocalMachineProvider.js"
+export * as Main from "./Main.js"
 export * as NodeRamure from "./NodeRamure.js"
 export * as NodeRunServer from "./NodeRunServer.js"
 export * as Orphans from "./Orphans.js"

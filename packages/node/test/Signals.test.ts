@@ -20,10 +20,10 @@ interface Started {
   readonly output: () => string
 }
 
-const start = (home: string): Promise<Started> =>
+const start = (home: string, crash?: "throw" | "reject"): Promise<Started> =>
   new Promise((resolve, reject) => {
     // node itself (not the tsx wrapper), so that signals reach the program.
-    const child = spawn(process.execPath, ["--import", "tsx", fixture], {
+    const child = spawn(process.execPath, ["--import", "tsx", fixture, ...(crash === undefined ? [] : [crash])], {
       cwd: root,
       env: { ...process.env, RAMURE_HOME: home },
       stdio: ["ignore", "pipe", "pipe"]
@@ -53,31 +53,68 @@ const logOf = (home: string, executionId: string) => {
 const agentPids = (home: string, executionId: string): Array<number> =>
   logOf(home, executionId).filter((e) => e.event._tag === "AgentCreated").map((e) => e.event.pid as number)
 
-const expectNothingLeft = (home: string, executionId: string) => {
+/** Whether `pid` is gone within 5 s: a forced exit sends SIGKILL, which a loaded machine may take a moment to carry out. */
+const gone = async (pid: number): Promise<boolean> => {
+  for (let i = 0; i < 100 && alive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  return !alive(pid)
+}
+
+const expectNothingLeft = async (home: string, executionId: string) => {
   expect(sessionsOf(executionId)).toEqual([])
   const pids = agentPids(home, executionId)
   expect(pids).toHaveLength(2)
-  for (const pid of pids) expect(alive(pid)).toBe(false)
+  for (const pid of pids) expect(await gone(pid)).toBe(true)
   expect(fs.readdirSync(path.join(home, "runtimes"))).toEqual([])
 }
 
 const tempHome = () => fs.mkdtempSync(path.join(os.tmpdir(), "ramure-signals-"))
 
+/** Every agent released, the root process cancelled, the run's end logged, no entry missing. */
+const expectCompleteLog = (home: string, executionId: string) => {
+  const log = logOf(home, executionId)
+  expect(log.filter((e) => e.event._tag === "AgentReleased").map((e) => e.agent).sort()).toEqual(["one", "two"])
+  expect(log.find((e) => e.event._tag === "ProcessEnded")?.event.outcome).toBe("cancelled")
+  expect(log.some((e) => e.event._tag === "RunEnded")).toBe(true)
+  const numbers = log.map((e) => e.n).sort((a, b) => a - b)
+  expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, i) => i + 1))
+  return log
+}
+
 describe("signals to a program with real agents", () => {
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    it(`${signal} runs every finalizer: agents released, sessions killed, registry removed, logs complete`, async () => {
+  const codes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    it(`${signal} runs every finalizer (agents released, sessions killed, registry removed, logs complete) and exits ${codes[signal]}`, async () => {
       const home = tempHome()
       const run = await start(home)
       expect(sessionsOf(run.executionId)).toHaveLength(2)
       run.child.kill(signal)
-      await run.exited
-      expectNothingLeft(home, run.executionId)
-      const log = logOf(home, run.executionId)
-      expect(log.filter((e) => e.event._tag === "AgentReleased").map((e) => e.agent).sort()).toEqual(["one", "two"])
-      expect(log.find((e) => e.event._tag === "ProcessEnded")?.event.outcome).toBe("cancelled")
-      expect(log.some((e) => e.event._tag === "RunEnded")).toBe(true)
-      const numbers = log.map((e) => e.n).sort((a, b) => a - b)
-      expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, i) => i + 1))
+      const exit = await run.exited
+      expect(exit).toEqual({ code: codes[signal], signal: null })
+      await expectNothingLeft(home, run.executionId)
+      expectCompleteLog(home, run.executionId)
+      // A stop is no bug: no stack trace.
+      expect(run.output()).not.toMatch(/^\s+at /m)
+    }, 120_000)
+  }
+
+  for (const crash of ["throw", "reject"] as const) {
+    const what = crash === "throw" ? "an uncaught exception" : "an unhandled rejection"
+    it(`${what} outside Effect stops the run gracefully: every finalizer runs, exit code 1`, async () => {
+      const home = tempHome()
+      const run = await start(home, crash)
+      expect(sessionsOf(run.executionId)).toHaveLength(2)
+      run.child.kill("SIGUSR2")
+      const exit = await run.exited
+      expect(exit).toEqual({ code: 1, signal: null })
+      await expectNothingLeft(home, run.executionId)
+      const log = expectCompleteLog(home, run.executionId)
+      const message = crash === "throw" ? "thrown outside Effect" : "rejected outside Effect"
+      expect(log.find((e) => e.event._tag === "ProcessEnded")?.event.error).toContain(message)
+      // The run failed, and says why (`ramure ls --all` shows it).
+      expect(log.find((e) => e.event._tag === "RunEnded")?.event).toEqual({ _tag: "RunEnded", outcome: "failed", error: `uncaught Error: ${message}` })
+      // A bug: reported with its stack.
+      expect(run.output()).toContain(`ramure: uncaught Error: ${message}`)
+      expect(run.output()).toMatch(/^\s+at /m)
     }, 120_000)
   }
 
@@ -89,7 +126,7 @@ describe("signals to a program with real agents", () => {
     run.child.kill("SIGINT")
     const exit = await run.exited
     expect(exit.code).toBe(130)
-    expectNothingLeft(home, run.executionId)
+    await expectNothingLeft(home, run.executionId)
   }, 120_000)
 
   it("after a SIGKILL, the next run removes the stale entry and the orphaned sessions, and says so", async () => {
@@ -106,9 +143,9 @@ describe("signals to a program with real agents", () => {
     expect(second.output()).toContain(`run ${first.executionId.slice(0, 8)}`)
     const gc = logOf(home, second.executionId).find((e) => e.event._tag === "OrphansCollected")
     expect(gc?.event.sessions.sort()).toEqual([`ramure-${first.executionId.slice(0, 8)}-one`, `ramure-${first.executionId.slice(0, 8)}-two`])
-    for (const pid of agentPids(home, first.executionId)) expect(alive(pid)).toBe(false)
+    for (const pid of agentPids(home, first.executionId)) expect(await gone(pid)).toBe(true)
     second.child.kill("SIGTERM")
     await second.exited
-    expectNothingLeft(home, second.executionId)
+    await expectNothingLeft(home, second.executionId)
   }, 180_000)
 })

@@ -34,7 +34,11 @@ export const CloseCode = {
   unauthorized: 4401,
   unknownAgent: 4404,
   replaced: 4409,
+  /** The peer did not read what it was sent; it may reconnect. */
+  slowReader: 4408,
   tooLarge: 4413,
+  /** Too many frames the run could not act on. */
+  tooManyBadFrames: 4429,
   protocolVersion: 4426,
   shutdown: 4000
 } as const

@@ -1,7 +1,8 @@
 /**
- * One layer that wires a run of real pi agents:
- * `program.pipe(Effect.provide(Ramure.layer()), NodeRuntime.runMain)`.
+ * One layer that wires a run of real pi agents, and the main that runs it:
+ * `program.pipe(Effect.provide(Ramure.layer()), Ramure.runMain)`.
  */
+import * as Main from "@ramure/node/Main"
 import * as NodeRamure from "@ramure/node/NodeRamure"
 import type * as PiAgents from "@ramure/pi/PiAgents"
 import * as RemotePiAgents from "@ramure/pi/RemotePiAgents"
@@ -14,6 +15,13 @@ export { RunStartError } from "@ramure/node/NodeRamure"
 
 /** Wire a run from its parts: an agent launcher, machines (default local), logs (default JSONL files). */
 export const make = NodeRamure.make
+
+/**
+ * Run a program as the process's main: a failure (`ProcessTimeout`, a stop by
+ * `ramure stop`, …) is one line on stderr, a defect keeps its stack trace;
+ * exit code 1, or 130 / 143 / 129 after SIGINT / SIGTERM / SIGHUP.
+ */
+export const runMain = Main.runMain
 
 /** A run whose agents play scripts instead of pi (see `ScriptedAgents`). */
 export const layerScripted = RamureTest.layerScripted

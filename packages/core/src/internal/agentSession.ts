@@ -9,10 +9,13 @@ import { Cause, Data, Deferred, Effect, FiberSet, Option, Ref, type Scope, Strea
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
+import * as LogThrottle from "../LogThrottle.js"
 import { toEntryBody, type RunEvent } from "../RunEvent.js"
 import type { RunLogService } from "../RunLog.js"
+import * as BadFrames from "./badFrames.js"
+import * as CallIds from "./callIds.js"
 import { currentCall, toolCall } from "./callContext.js"
-import * as EventLog from "./eventLog.js"
+import * as Replication from "./replication.js"
 import type { Connection } from "@ramure/protocol/Connection"
 
 export interface ToolHandler {
@@ -67,7 +70,7 @@ export interface AgentSession {
   readonly peerIds: Effect.Effect<ReadonlyArray<string>>
   readonly peers: Effect.Effect<ReadonlyArray<Peer>>
   readonly lifecycle: Effect.Effect<Lifecycle>
-  /** What the agent has been told, in order (entry `seq` is at index `seq - 1`). */
+  /** What the agent has been told, in order (entry `seq` is at index `seq - 1`), read back from the run's log. */
   readonly entries: Effect.Effect<ReadonlyArray<Protocol.EntryBody>>
   /** Completes when the agent first says `Hello`. */
   readonly connected: Effect.Effect<void>
@@ -79,12 +82,6 @@ export interface AgentSession {
   readonly serve: (connection: Connection) => Effect.Effect<void>
   /** Released: handlers interrupted, nothing more delivered, `events` ends. */
   readonly release: Effect.Effect<void>
-}
-
-/** An entry of the replication log: the agent's `seq` is its position, `n` its number in the run's log. */
-interface Replicated {
-  readonly n: number
-  readonly body: Protocol.EntryBody
 }
 
 const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
@@ -115,10 +112,10 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
   Effect.gen(function* () {
     const { id, runLog } = options
     const subject = { process: options.process, agent: id }
-    const replication = yield* EventLog.make<Replicated>()
+    const replication = yield* Replication.make(id, runLog)
     const tools = new Map<string, ToolHandler>()
     const peers = new Map<string, Peer>()
-    const calls = new Set<string>()
+    const calls = CallIds.make()
     const handlers = yield* FiberSet.make()
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
@@ -129,17 +126,24 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
       Effect.sync(() => {
         const entry = runLog.unsafeLog(subject, event)
         const body = toEntryBody(event)
-        if (body !== undefined) replication.unsafeAppend({ n: entry.n, body })
+        if (body !== undefined) replication.unsafeAppend(entry.n, body)
       })
 
-    const tooLarge = (text: string) => Buffer.byteLength(text) > options.maxMessageBytes - 1024
+    /** The size of `text` in a frame if it would not fit in one (with room for the envelope), else `undefined`. */
+    const tooLarge = (text: string): number | undefined => {
+      const room = options.maxMessageBytes - 1024
+      const raw = Buffer.byteLength(text)
+      // JSON escapes make a text up to six times larger (`\u0001`): measure the encoding when it matters.
+      if (raw * 6 <= room) return undefined
+      const encoded = raw > room ? raw : Buffer.byteLength(JSON.stringify(text))
+      return encoded > room ? encoded : undefined
+    }
 
     const live = Effect.map(Ref.get(lifecycle), (state) => state._tag !== "ShuttingDown" && state._tag !== "Released")
 
     const handleToolCall = (call: typeof Protocol.ToolCall.Type) =>
       Effect.gen(function* () {
-        if (calls.has(call.callId)) return
-        calls.add(call.callId)
+        if (!calls.claim(call.callId)) return
         yield* record({ _tag: "ToolCalled", callId: call.callId, tool: call.tool, args: call.args })
         const tool = tools.get(call.tool)
         const started = Date.now()
@@ -147,19 +151,22 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           ? Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId))
           : Effect.fail(`unknown tool "${call.tool}" (available: ${[...tools.keys()].join(", ") || "none"})`)
         const finish = (isError: boolean, text: string, cause?: string) => {
-          const size = Buffer.byteLength(text)
-          const [error, shown] = tooLarge(text)
+          const size = tooLarge(text)
+          const [error, shown] = size !== undefined
             ? [true, `the result of ${call.tool} is too large to send (${size} bytes; the limit is ${options.maxMessageBytes})`]
             : [isError, text]
-          return record({
-            _tag: "ToolReturned",
-            callId: call.callId,
-            tool: call.tool,
-            isError: error,
-            text: shown,
-            durationMs: Date.now() - started,
-            ...(cause === undefined ? {} : { cause })
-          })
+          return Effect.zipRight(
+            record({
+              _tag: "ToolReturned",
+              callId: call.callId,
+              tool: call.tool,
+              isError: error,
+              text: shown,
+              durationMs: Date.now() - started,
+              ...(cause === undefined ? {} : { cause })
+            }),
+            Effect.sync(() => calls.finish(call.callId))
+          )
         }
         yield* run.pipe(
           Effect.matchCauseEffect({
@@ -211,11 +218,20 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
       Effect.gen(function* () {
         const writer = yield* FiberSet.make()
         const send = (message: Protocol.Message) => connection.send(Protocol.encode(message))
+        const badFrames = BadFrames.make()
+        const violations = LogThrottle.make<{ readonly code: string; readonly message: string }>((violation, others) =>
+          void runLog.unsafeLog(subject, { _tag: "ProtocolViolation", ...violation, ...(others > 0 ? { suppressed: others } : {}) }))
+        yield* Effect.addFinalizer(() => Effect.sync(violations.flush))
+        /** Every bad frame is answered (while the connection's allowance lasts), and logged at most once a second. */
         const sendError = (code: typeof Protocol.ProtocolError.Type["code"], message: string) =>
-          Effect.zipRight(
-            runLog.log(subject, { _tag: "ProtocolViolation", code, message }),
-            send({ _tag: "ProtocolError", code, message })
-          )
+          Effect.suspend(() => {
+            violations.offer({ code, message })
+            if (badFrames.strike()) return send({ _tag: "ProtocolError", code, message })
+            violations.flush()
+            const reason = "too many frames the run cannot act on"
+            runLog.unsafeLog(subject, { _tag: "ProtocolViolation", code: "too_many_bad_frames", message: reason })
+            return connection.abort(Protocol.CloseCode.tooManyBadFrames, reason)
+          })
 
         /** Send the entries after `after`, each once it is in the log on disk, then everything new. */
         const replay = (after: number) =>
@@ -223,12 +239,13 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             yield* FiberSet.clear(writer)
             const upTo = yield* replication.size
             if (after >= upTo) yield* send({ _tag: "Synced", seq: upTo })
-            let seq = after
             yield* replication.forEach(after, (item) =>
               Effect.gen(function* () {
                 yield* runLog.durable(item.n)
-                yield* send({ _tag: "Entry", seq: ++seq, body: item.body })
-                if (seq === upTo) yield* send({ _tag: "Synced", seq })
+                // A long replay goes out as fast as the agent reads it, not faster.
+                yield* connection.writable
+                yield* send({ _tag: "Entry", seq: item.seq, body: item.body })
+                if (item.seq === upTo) yield* send({ _tag: "Synced", seq: upTo })
               })
             ).pipe(
               // The log can no longer be written: the run is failing, and tells the agent nothing more.
@@ -256,7 +273,10 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
               yield* claim(connection)
               const first = yield* Deferred.succeed(connected, undefined)
               yield* record({ _tag: "AgentConnected", after: message.after, first })
-              return yield* replay(Math.max(0, Math.floor(message.after)))
+              const after = Math.max(0, Math.floor(message.after))
+              // What it has applied need not stay in memory (it is on disk, should it ever ask again).
+              replication.acknowledge(after)
+              return yield* replay(after)
             }
             if (state !== "hello") return yield* sendError("unknown_message", `${message._tag} before Hello: say Hello first`)
             switch (message._tag) {
@@ -304,9 +324,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           if (state._tag === "ShuttingDown" || state._tag === "Released") {
             return Effect.fail(new AgentNotLive({ agent: id, state: state._tag === "Released" ? "released" : "shutting down" }))
           }
-          if (tooLarge(text)) {
-            return Effect.fail(new MessageTooLarge({ agent: id, bytes: Buffer.byteLength(text), limit: options.maxMessageBytes }))
-          }
+          const bytes = tooLarge(text)
+          if (bytes !== undefined) return Effect.fail(new MessageTooLarge({ agent: id, bytes, limit: options.maxMessageBytes }))
           return record({
             _tag: "MessageDelivered",
             text,
@@ -324,7 +343,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
       peerIds: Effect.sync(() => [...peers.keys()]),
       peers: Effect.sync(() => [...peers.values()]),
       lifecycle: Ref.get(lifecycle),
-      entries: Effect.map(replication.items, (items) => items.map((item) => item.body)),
+      entries: replication.all,
       connected: Deferred.await(connected),
       shutdown: (reason) =>
         Ref.modify(lifecycle, (state): [readonly [connected: boolean, asked: boolean], Lifecycle] => {

@@ -64,9 +64,17 @@ export const layer = (
       const control = yield* Control.make
       const token = makeSecret()
       yield* routes.register(Protocol.controlPath, { secret: token, serve: control.serve })
+      /** Set when an error outside Effect stopped the run: the run failed, whatever its root process says. */
+      let crash: string | undefined
       // Added after the control route, so it runs while followers can still be served: they see `RunEnded`.
       yield* Effect.addFinalizer((exit) =>
-        Effect.zipRight(runLog.log({ process: "" }, { _tag: "RunEnded", ...outcomeOf(exit) }), control.drain)
+        Effect.zipRight(
+          runLog.log({ process: "" }, {
+            _tag: "RunEnded",
+            ...(crash === undefined ? outcomeOf(exit) : { outcome: "failed" as const, error: crash })
+          }),
+          control.drain
+        )
       )
       yield* runLog.log(
         { process: "" },
@@ -96,7 +104,7 @@ export const layer = (
         program: info.program,
         started_at: new Date().toISOString()
       }).pipe(Effect.mapError((error) => new RunStartError({ message: error.message })))
-      if (options.handleSignals !== false) yield* handleSignals(file)
+      if (options.handleSignals !== false) yield* handleSignals(file, (error) => void (crash ??= error))
     })
   )
 
@@ -106,7 +114,7 @@ export const layer = (
  * exit with the signal's conventional code. Second: kill the run's agents
  * and tmux sessions synchronously, remove the registry entry, exit at once.
  */
-const handleSignals = (registryFile: string) =>
+const handleSignals = (registryFile: string, crashed: (error: string) => void) =>
   Effect.gen(function* () {
     const control = yield* RunControl
     const children = yield* ChildProcesses
@@ -129,7 +137,9 @@ const handleSignals = (registryFile: string) =>
     const onSignal = (signal: NodeJS.Signals) => stop(`received ${signal}`, exitCodes[signal] ?? 1)
     const onCrash = (error: unknown) => {
       process.stderr.write(`ramure: uncaught ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
-      stop(`the orchestrator hit an uncaught error: ${error instanceof Error ? error.message : String(error)}`, 1)
+      const text = `uncaught ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`
+      crashed(text)
+      stop(`the orchestrator hit an error outside Effect (${text})`, 1)
     }
     // A stopped run exits with the code of what stopped it, whoever calls `process.exit`.
     const onExit = () => {

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Deferred, Duration, Effect, type Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Scope } from "effect"
 import type { LaunchedAgent, LaunchSpec } from "@ramure/core/AgentLauncher"
 import { AgentStartError } from "@ramure/core/Errors"
 import type { Machine, MachineProvider, Spawned, SpawnSpec } from "@ramure/core/Machine"
@@ -46,6 +46,8 @@ export interface Member {
   readonly agentDir: string
   /** Completed when its program exits or its connection drops. */
   readonly gone: Deferred.Deferred<void>
+  /** Close `/pool/<member>`: once assigned, the member's credential opens nothing. */
+  readonly closeRoute: Effect.Effect<void>
 }
 
 export interface MemberProgram {
@@ -113,7 +115,9 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
           const program = yield* deps.program(id, model, machine, secret)
           const ready = yield* Deferred.make<Connection>()
           const gone = yield* Deferred.make<void>()
-          yield* routes.register(Protocol.poolPath(id), { secret, serve: serveMember(ready, gone) })
+          const route = yield* Scope.make()
+          yield* Effect.addFinalizer(() => Scope.close(route, Exit.void))
+          yield* routes.register(Protocol.poolPath(id), { secret, serve: serveMember(ready, gone) }).pipe(Scope.extend(route))
           const spawned = yield* machine.spawn({ ...program.spec, name: `ramure-${shortId(executionId)}-${id}` }).pipe(
             Effect.mapError((error) => fail(error.message))
           )
@@ -137,7 +141,8 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
             spawned,
             connection,
             agentDir: program.agentDir,
-            gone
+            gone,
+            closeRoute: Scope.close(route, Exit.void)
           } satisfies Member
         }))
       })
@@ -174,6 +179,8 @@ export const make = (options: PoolOptions, warmModels: ReadonlyArray<string>, de
           cwd: spec.machine.cwd,
           ...(spec.systemPrompt === undefined ? {} : { systemPrompt: spec.systemPrompt })
         }))
+        // The pi's environment still holds its member credential: from now on it opens nothing.
+        yield* member.closeRoute
         // While the pi takes on its identity and connects (`session` then has the new name):
         if (member.spawned.rename !== undefined) {
           yield* member.spawned.rename(spec.sessionName).pipe(
