@@ -84,6 +84,8 @@ const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
     `${e.machine.sandbox ? " (sandboxed)" : ""}${e.machine.worktree ? ` on branch ${e.machine.worktree.branch}` : ""}` +
     `${e.session ? ` (tmux ${e.session})` : ""}`,
   AgentStartFailed: (e) => `failed to start: ${oneLine(e.reason)}`,
+  AgentAdopted: (e) => `taken over by the resumed run (its pi${e.pid === undefined ? "" : ` ${e.pid}`} had kept running)`,
+  AgentRestarted: (e) => `started again by the resumed run (pi${e.pid === undefined ? "" : ` ${e.pid}`}), continuing its conversation`,
   AgentConnected: (e) => (e.first ? "connected" : `reconnected (after ${e.after})`),
   AgentDisconnected: (e) => `disconnected (code ${e.code})`,
   AgentCrashed: (e) => `crashed (exit code ${e.exitCode ?? "?"})${e.output ? `: ${oneLine(e.output, 160)}` : ""}`,

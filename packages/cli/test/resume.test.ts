@@ -32,8 +32,12 @@ layer(built, { timeout: "180 seconds", excludeTestServices: true })("ramure resu
       fs.writeFileSync(path.join(work, "release"), "")
       const resumed = yield* ramure(home, ["resume", run.id.slice(0, 8)])
       expect(resumed.stderr).toContain(`ramure: resuming run ${run.id.slice(0, 8)} (resume-run)`)
-      // Only the line saying what is resumed: no stale-entry warning, no error.
-      expect(resumed.stderr.trim().split("\n")).toHaveLength(1)
+      // What is resumed, and what was replayed: no stale-entry warning, no error.
+      expect(resumed.stderr.trim().split("\n")).toEqual([
+        expect.stringMatching(/^ramure: resuming run /),
+        `ramure: run ${run.id.slice(0, 8)} has caught up with its journal: replayed 1 process that had ended, 1 step and ` +
+        "0 messages already sent; took over 0 agents, started 0 again"
+      ])
       expect(resumed.code).toBe(0)
       expect(resumed.stdout).toContain(`ready ${run.id}`)
       expect(resumed.stdout).toContain(JSON.stringify({ prepared: "prepared", value: 42 }))

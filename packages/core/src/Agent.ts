@@ -3,7 +3,7 @@
  * machine, connected to the run, owned by the process that created it.
  */
 import { Deferred, Duration, Effect, ExecutionStrategy, Exit, identity, Option, Schema, Scope, type Stream } from "effect"
-import { AgentLauncher } from "./AgentLauncher.js"
+import { AgentLauncher, type LaunchSpec } from "./AgentLauncher.js"
 import { AgentSessions } from "./AgentSessions.js"
 import { ChildProcesses } from "./ChildProcesses.js"
 import {
@@ -19,6 +19,7 @@ import { addUserTool, makeAgent, sessionOf } from "./internal/agent.js"
 import type * as AgentSession from "./internal/agentSession.js"
 import * as FileTransfer from "./internal/fileTransfer.js"
 import { CurrentProcess } from "./internal/processState.js"
+import { connectKey, Journal, sendKey } from "./Journal.js"
 import { builtInTools, handlerContext, toJsonSchema, toolRunner } from "./internal/tools.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
@@ -120,6 +121,16 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   }
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
 
+  // In a resumed run, an agent the journal has is taken over rather than started.
+  const journal = yield* Journal
+  const journaled = Option.flatMap(yield* journal.take(owner.path, "agent", name), (entry) =>
+    entry.agent === undefined ? Option.none() : journal.agent(entry.agent))
+  if (Option.isSome(journaled) && journaled.value.startFailed !== undefined) {
+    const { output, reason } = journaled.value.startFailed
+    return yield* new AgentStartError({ agent: journaled.value.id, reason, ...(output === undefined ? {} : { output }) })
+  }
+  const resume = Option.getOrUndefined(Option.filter(journaled, (agent) => !agent.ended))
+
   // A pre-started agent from a warm pool already holds its places under the run's limits.
   const pooled = launcher.pooled?.({ model: options.model, machine: options.machine, sandboxed }) ?? false
 
@@ -128,7 +139,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
     // Starting pi is heavy: only so many agents start at once.
     const { launched, machine, session } = yield* (pooled ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
-        const session = yield* sessions.create(name, owner.path)
+        const session = yield* sessions.create(name, owner.path, { resume })
         // Runs last: after the shutdown request, the kill and the machine's release.
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(Effect.sync(() => owner.agents.delete(session.id)), session.release)
@@ -137,10 +148,10 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           name: session.id,
           ...(options.host === undefined ? {} : { host: options.host }),
           ...(options.worktree === undefined ? {} : { worktree: options.worktree }),
-          ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox })
+          ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox }),
+          ...(resume === undefined ? {} : { adopt: true })
         }))
-        const sessionName = `ramure-${shortId(executionId)}-${session.id}`
-        const launched = yield* launcher.launch({
+        const spec: LaunchSpec = {
           agentId: session.id,
           executionId,
           url: run.url,
@@ -148,17 +159,27 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           machine,
           systemPrompt: options.systemPrompt,
           model: options.model,
-          sessionName
-        })
+          sessionName: `ramure-${shortId(executionId)}-${session.id}`
+        }
+        const { adopted, launched } = resume === undefined
+          ? { adopted: false, launched: yield* launcher.launch(spec) }
+          : yield* takeOver(launcher, spec)
         if (launched.pid !== undefined) yield* children.track(launched.pid)
-        yield* session.record({
-          _tag: "AgentCreated",
-          name,
-          machine: machine.describe,
+        const where = {
           ...(launched.session === undefined ? {} : { session: launched.session }),
-          ...(launched.pid === undefined ? {} : { pid: launched.pid }),
-          ...(options.model === undefined ? {} : { model: options.model })
-        })
+          ...(launched.pid === undefined ? {} : { pid: launched.pid })
+        }
+        yield* session.record(
+          resume === undefined
+            ? {
+              _tag: "AgentCreated",
+              name,
+              machine: machine.describe,
+              ...where,
+              ...(options.model === undefined ? {} : { model: options.model })
+            }
+            : { _tag: adopted ? "AgentAdopted" : "AgentRestarted", ...where }
+        )
 
         yield* Effect.addFinalizer(() =>
           Effect.gen(function* () {
@@ -171,12 +192,12 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           })
         )
 
-        const where = launched.session === undefined ? "" : ` (tmux session ${launched.session})`
+        const inSession = launched.session === undefined ? "" : ` (tmux session ${launched.session})`
         const startError = (reason: string) =>
           Effect.flatMap(launched.outputTail, (output) => {
             const said = trimOutput(output)
             return Effect.fail(
-              new AgentStartError({ agent: session.id, reason: `${reason}${where}`, ...(said === "" ? {} : { output: said }) })
+              new AgentStartError({ agent: session.id, reason: `${reason}${inSession}`, ...(said === "" ? {} : { output: said }) })
             )
           })
         const exitedEarly = Effect.flatMap(launched.exited, ({ exitCode }) =>
@@ -215,7 +236,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
         return { session, machine, launched }
       })
     )
-    const agent = make_(session, machine, launched.session, name)
+    const agent = make_(session, machine, launched.session, name, journal)
     owner.agents.set(session.id, agent)
     yield* owner.events.append({ _tag: "agent", agent: session.id })
     return agent
@@ -227,8 +248,24 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   )
 })
 
-/** Add a tool under a name the process may use (not one of ramure's built-ins). */
-const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession: string | undefined, name: string): Agent =>
+/**
+ * The agent's program as a previous orchestrator of the run left it: taken
+ * over if it still runs, else started again to continue its saved session.
+ */
+const takeOver = (launcher: typeof AgentLauncher.Service, spec: LaunchSpec) =>
+  Effect.gen(function* () {
+    const found = launcher.adopt === undefined ? Option.none() : yield* launcher.adopt(spec)
+    if (Option.isSome(found)) return { adopted: true, launched: found.value }
+    return { adopted: false, launched: yield* launcher.launch({ ...spec, resume: true }) }
+  })
+
+const make_ = (
+  session: AgentSession.AgentSession,
+  machine: Machine,
+  tmuxSession: string | undefined,
+  name: string,
+  journal: typeof Journal.Service
+): Agent =>
   makeAgent(session, {
     id: session.id,
     name,
@@ -241,7 +278,10 @@ const make_ = (session: AgentSession.AgentSession, machine: Machine, tmuxSession
           run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
         })),
     removeTool: (tool) => session.removeTool(tool),
-    send: (text) => session.deliver(text),
+    // A message the journal has was delivered before the run was resumed: the agent has it.
+    send: (text) =>
+      Effect.flatMap(journal.take(session.process, "send", sendKey(session.id, text)), (delivered) =>
+        Option.isSome(delivered) ? Effect.void : session.deliver(text)),
     exec: (command, execOptions) => machine.exec(command, execOptions),
     events: session.events
   })
@@ -282,7 +322,8 @@ const addEdge = (from: Agent, to: Agent, maxFileBytes: number) =>
     const sender = sessionOf(from)
     const added = yield* sender.addPeer({ session: sessionOf(to), machine: to.machine, maxFileBytes })
     if (!added) return
-    yield* sender.record({ _tag: "ConnectionAdded", to: to.id })
+    const journaled = yield* (yield* Journal).take(sender.process, "connect", connectKey(sender.id, to.id))
+    if (Option.isNone(journaled)) yield* sender.record({ _tag: "ConnectionAdded", to: to.id })
     const peers = yield* sender.peers
     const reach = peers.map((peer) => peer.session.id).join(", ")
     const largest = Math.max(...peers.map((peer) => peer.maxFileBytes))

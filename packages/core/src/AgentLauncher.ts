@@ -2,7 +2,7 @@
  * Starts the program that embodies an agent — a real pi with the ramure
  * extension, or a scripted driver — and connects it back to the run.
  */
-import { Context, type Effect, type Scope } from "effect"
+import { Context, type Effect, type Option, type Scope } from "effect"
 import type { AgentStartError } from "./Errors.js"
 import type { Machine } from "./Machine.js"
 
@@ -18,6 +18,11 @@ export interface LaunchSpec {
   readonly model: string | undefined
   /** tmux session name: `ramure-<execid8>-<agent>`. */
   readonly sessionName: string
+  /**
+   * A resumed run starts the agent's program again (it had died): it
+   * continues the conversation it had, from its saved session.
+   */
+  readonly resume?: boolean
 }
 
 export interface PoolQuery {
@@ -41,6 +46,14 @@ export class AgentLauncher extends Context.Tag("@ramure/core/AgentLauncher")<
   {
     /** Start the agent; closing the scope stops it. */
     readonly launch: (spec: LaunchSpec) => Effect.Effect<LaunchedAgent, AgentStartError, Scope.Scope>
+    /**
+     * Take over the agent's program that a previous orchestrator of the run
+     * started, if it still runs: point it at this run (`spec.url`,
+     * `spec.secret`) and watch it as if `launch` had started it; closing the
+     * scope stops it. None when it is gone (then the agent is launched again,
+     * with `resume`).
+     */
+    readonly adopt?: (spec: LaunchSpec) => Effect.Effect<Option.Option<LaunchedAgent>, AgentStartError, Scope.Scope>
     /**
      * Whether `launch` would hand out an already-started program (a warm
      * pool) for an agent with these options. Such a program holds its own

@@ -5,6 +5,7 @@
 import { Context, Effect, Layer, Option, type Scope } from "effect"
 import * as AgentSession from "./internal/agentSession.js"
 import * as Protocol from "@ramure/protocol/Protocol"
+import { Journal, type AgentJournal } from "./Journal.js"
 import { RunLog } from "./RunLog.js"
 import { makeSecret, RunRoutes } from "./RunRoutes.js"
 
@@ -18,9 +19,15 @@ export class AgentSessions extends Context.Tag("@ramure/core/AgentSessions")<
   {
     /**
      * A session for a new agent named `name`: its id is unique in the run and
-     * never reused; it is served until the scope closes.
+     * never reused; it is served until the scope closes. With `resume`, the
+     * session of an agent a resumed run takes over: its id and its place in
+     * its replication log are the journal's.
      */
-    readonly create: (name: string, process: string) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
+    readonly create: (
+      name: string,
+      process: string,
+      options?: { readonly resume?: AgentJournal | undefined }
+    ) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
     readonly lookup: (id: string) => Effect.Effect<Option.Option<AgentSession.AgentSession>>
     /** Ids of the live agents. */
     readonly ids: Effect.Effect<ReadonlyArray<string>>
@@ -36,14 +43,15 @@ export class AgentSessions extends Context.Tag("@ramure/core/AgentSessions")<
 export const idFor = (name: string): string =>
   name.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 48).replace(/[^A-Za-z0-9]+$/, "") || "agent"
 
-export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, RunLog | RunRoutes> =>
+export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, RunLog | RunRoutes | Journal> =>
   Layer.effect(
     AgentSessions,
     Effect.gen(function* () {
       const runLog = yield* RunLog
       const routes = yield* RunRoutes
       const sessions = new Map<string, AgentSession.AgentSession>()
-      const used = new Set<string>()
+      // A resumed run gives no new agent an id its journal has.
+      const used = new Set<string>((yield* Journal).agentIds)
       const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024
 
       const reserve = (name: string) =>
@@ -56,10 +64,12 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
         })
 
       return {
-        create: (name, process) =>
+        create: (name, process, createOptions = {}) =>
           Effect.gen(function* () {
-            const id = yield* reserve(name)
-            const session = yield* AgentSession.make({ id, name, process, secret: makeSecret(), runLog, maxMessageBytes })
+            const resume = createOptions.resume
+            const id = resume === undefined ? yield* reserve(name) : resume.id
+            if (sessions.has(id)) return yield* Effect.dieMessage(`agent ${id} is taken over twice`)
+            const session = yield* AgentSession.make({ id, name, process, secret: makeSecret(), runLog, maxMessageBytes, resume })
             yield* Effect.acquireRelease(
               Effect.sync(() => void sessions.set(id, session)),
               () => Effect.sync(() => void sessions.delete(id))

@@ -150,6 +150,18 @@ export const AgentCreated = Schema.TaggedStruct("AgentCreated", {
   model: Schema.optional(Schema.String)
 })
 
+/** A resumed run took the agent over: its program had kept running, and now works for this run. */
+export const AgentAdopted = Schema.TaggedStruct("AgentAdopted", {
+  session: Schema.optional(Schema.String),
+  pid: Schema.optional(Schema.Number)
+})
+
+/** A resumed run started the agent's program again (it had died): it continues its conversation from its saved session. */
+export const AgentRestarted = Schema.TaggedStruct("AgentRestarted", {
+  session: Schema.optional(Schema.String),
+  pid: Schema.optional(Schema.Number)
+})
+
 export const AgentStartFailed = Schema.TaggedStruct("AgentStartFailed", {
   reason: Schema.String,
   output: Schema.optional(Schema.String)
@@ -265,6 +277,8 @@ export const RunEvent = Schema.Union(
   MachineCreated,
   AgentCreated,
   AgentStartFailed,
+  AgentAdopted,
+  AgentRestarted,
   AgentConnected,
   AgentDisconnected,
   AgentCrashed,

@@ -234,6 +234,16 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     agent.state = "crashed"
     agent.ended = `did not start: ${event.reason}`
   },
+  AgentAdopted: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent !== undefined && event.session !== undefined) agent.session = event.session
+  },
+  AgentRestarted: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent === undefined) return
+    agent.state = "starting"
+    if (event.session !== undefined) agent.session = event.session
+  },
   AgentConnected: (status, _event, entry) => {
     const agent = agentOf(status, entry)
     if (agent !== undefined && agent.state === "starting") agent.state = "idle"

@@ -81,7 +81,8 @@ export const make = (
   )
   const run = NodeRun.layer(options).pipe(
     Layer.provideMerge(Server.layer(options)),
-    Layer.provideMerge(Layer.merge(AgentSessions.layer(options), Journal.layer)),
+    Layer.provideMerge(AgentSessions.layer(options)),
+    Layer.provideMerge(Journal.layer),
     // STATUS.md lives beside the log files; it is written last, once the run has ended.
     Layer.provideMerge(options.logs === undefined ? StatusFile.layer() : Layer.empty),
     Layer.provideMerge(RunLog.layer),

@@ -11,10 +11,12 @@ import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import * as LogThrottle from "../LogThrottle.js"
 import { toEntryBody, type RunEvent } from "../RunEvent.js"
+import type { AgentJournal } from "../Journal.js"
 import type { RunLogService } from "../RunLog.js"
 import * as BadFrames from "./badFrames.js"
 import * as CallIds from "./callIds.js"
 import { currentCall, toolCall } from "./callContext.js"
+import * as Adoption from "./adoption.js"
 import * as Replication from "./replication.js"
 import type { Connection } from "@ramure/protocol/Connection"
 
@@ -94,6 +96,8 @@ export interface Options {
   readonly runLog: RunLogService
   /** Largest frame the agent accepts: a tool result or message that would not fit is refused. */
   readonly maxMessageBytes: number
+  /** An agent a resumed run takes over: where its journal says it was. */
+  readonly resume?: AgentJournal | undefined
 }
 
 const causeText = (cause: Cause.Cause<string>): string => {
@@ -112,10 +116,13 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
   Effect.gen(function* () {
     const { id, runLog } = options
     const subject = { process: options.process, agent: id }
-    const replication = yield* Replication.make(id, runLog)
+    const replication = yield* Replication.make(id, runLog, {}, options.resume?.replicated ?? 0)
     const tools = new Map<string, ToolHandler>()
     const peers = new Map<string, Peer>()
     const calls = CallIds.make()
+    const adoption = Adoption.make(options.resume)
+    // Calls it had answered are not run again when it sends them once more (their results are replayed).
+    for (const callId of options.resume?.answered ?? []) if (calls.claim(callId)) calls.finish(callId)
     const handlers = yield* FiberSet.make()
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
@@ -144,7 +151,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
     const handleToolCall = (call: typeof Protocol.ToolCall.Type) =>
       Effect.gen(function* () {
         if (!calls.claim(call.callId)) return
-        yield* record({ _tag: "ToolCalled", callId: call.callId, tool: call.tool, args: call.args })
+        if (!adoption.wasCalled(call.callId)) yield* record({ _tag: "ToolCalled", callId: call.callId, tool: call.tool, args: call.args })
+        yield* adoption.awaitTool(call.tool)
         const tool = tools.get(call.tool)
         const started = Date.now()
         const run: Effect.Effect<string, string> = tool
@@ -310,11 +318,12 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           const name = handler.definition.name
           if (!TOOL_NAME.test(name)) return Effect.fail(new InvalidToolName({ tool: name }))
           tools.set(name, handler)
-          return record({ _tag: "ToolAdded", tool: handler.definition })
+          return adoption.readopt(handler.definition) ? Effect.void : record({ _tag: "ToolAdded", tool: handler.definition })
         }),
       removeTool: (name, handler) =>
         Effect.suspend(() =>
-          (handler === undefined || tools.get(name) === handler) && tools.delete(name)
+          ((handler === undefined || tools.get(name) === handler) && tools.delete(name)) ||
+            (handler === undefined && adoption.forget(name))
             ? record({ _tag: "ToolRemoved", name })
             : Effect.void
         ),

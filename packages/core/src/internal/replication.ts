@@ -63,7 +63,9 @@ const weight = (body: Protocol.EntryBody): number => {
 export const make = (
   agent: string,
   runLog: RunLogService,
-  limits: Limits = {}
+  limits: Limits = {},
+  /** Entries the agent's log already has in the run's log (a taken-over agent of a resumed run). */
+  start = 0
 ): Effect.Effect<ReplicationLog> =>
   Effect.gen(function* () {
     const maxEntries = Math.max(1, limits.maxEntries ?? 256)
@@ -71,7 +73,7 @@ export const make = (
     /** Entries `first`, `first + 1`, … in memory. */
     const memory: Array<Replicated> = []
     let bytes = 0
-    let size = 0
+    let size = start
     let acknowledged = 0
     let closed = false
     /** Completed (and replaced) on every append and at the end: what a waiting reader waits for. */

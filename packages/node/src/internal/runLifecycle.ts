@@ -16,12 +16,14 @@ import * as Registry from "../Registry.js"
 import { Run } from "@ramure/core/Run"
 import { RunControl } from "@ramure/core/RunControl"
 import type { RunOutcome } from "@ramure/core/RunEvent"
+import type { Journal } from "@ramure/core/Journal"
 import { RunInfo } from "@ramure/core/RunInfo"
 import { RunLog } from "@ramure/core/RunLog"
 import { makeSecret, RunRoutes } from "@ramure/core/RunRoutes"
 import * as Control from "./control.js"
 import * as Invocation from "./invocation.js"
 import * as Orphans from "../Orphans.js"
+import * as ResumeReport from "./resumeReport.js"
 
 export interface Options {
   /** Write the live-run registry entry (default true). */
@@ -54,7 +56,7 @@ const exitCodes: Readonly<Record<string, number>> = { SIGHUP: 129, SIGINT: 130, 
 
 export const layer = (
   options: Options = {}
-): Layer.Layer<never, RunStartError, RunInfo | RunLog | RunRoutes | Run | RunControl | AgentSessions | ChildProcesses> =>
+): Layer.Layer<never, RunStartError, RunInfo | RunLog | RunRoutes | Run | RunControl | AgentSessions | ChildProcesses | Journal> =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const info = yield* RunInfo
@@ -89,6 +91,7 @@ export const layer = (
         }
       )
 
+      yield* ResumeReport.report
       if (options.register === false) return
       yield* Orphans.collectAtStart(
         info.home,
