@@ -62,7 +62,8 @@ opened() {
   found=$(kind "$fd"); [ -z "$found" ] || refuse "$found"
   [ "$(readlink -- "$fd")" = "\${here%/}/$name" ] || refuse symlink
   set -- $(stat -L -c '%h %s %a' -- "$fd")
-  [ "$1" = 1 ] || refuse hardlinks "$1"
+  # 0: removed since it was opened (it was inside); more than 1: it has another name, perhaps outside.
+  [ "$1" -le 1 ] || refuse hardlinks "$1"
   [ "$limit" -lt 0 ] || [ "$2" -le "$limit" ] || refuse toolarge "$2" "$limit"
   printf '%s %s\\n' "$2" "$3"
   exec head -c "$2" <&3
