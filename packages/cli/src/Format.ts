@@ -60,7 +60,9 @@ type Describe<T extends RunEvent.Tag> = (event: RunEvent.Of<T>, entry: LogEntry)
 
 /** One line per event; a new `RunEvent` without a line here does not compile. */
 const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
-  RunStarted: (e) => `run started: ${e.program} (pid ${e.pid})${e.summary === undefined ? "" : ` — ${oneLine(e.summary, 120)}`}`,
+  RunStarted: (e) =>
+    `run started: ${e.program} (pid ${e.pid})${e.summary === undefined ? "" : ` — ${oneLine(e.summary, 120)}`}` +
+    (e.traceId === undefined ? "" : ` (trace ${e.traceId})`),
   RunEnded: (e) => `run ended: ${e.outcome}${e.error === undefined ? "" : `: ${oneLine(e.error, 160)}`}`,
   OrphansCollected: (e) =>
     `cleaned up dead run ${e.executionId.slice(0, 8)} (pid ${e.pid})${e.sessions.length > 0 ? `: ${e.sessions.join(", ")}` : ""}`,
@@ -139,6 +141,7 @@ export const statusReport = (
   const state = run.live ? `live at ${run.url}` : `ended: ${run.outcome ?? status.outcome ?? "crashed?"}`
   lines.push(inline(`run ${run.id}  ${status.program ?? "?"}  pid ${status.pid ?? "?"}  ${state}`))
   lines.push(`started ${dateTime(status.startedAt)} (${age(status.startedAt)} ago)${status.endedAt ? `, ended ${dateTime(status.endedAt)}` : ""}`)
+  if (status.traceId !== undefined) lines.push(`trace ${status.traceId}`)
   lines.push("", "processes")
   lines.push(
     status.processes.length === 0 ? "  (none)" : table(

@@ -119,6 +119,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
     })
   }
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
+  // The agent's life is traced beside this start, under what called `Agent.make` (its process).
+  const around = Option.flatMap(yield* Effect.option(Effect.currentSpan), (span) => span.parent)
 
   // A pre-started agent from a warm pool already holds its places under the run's limits.
   const pooled = launcher.pooled?.({ model: options.model, machine: options.machine, sandboxed }) ?? false
@@ -128,7 +130,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
     // Starting pi is heavy: only so many agents start at once.
     const { launched, machine, session } = yield* (pooled ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
-        const session = yield* sessions.create(name, owner.path)
+        const session = yield* sessions.create(name, owner.path, { parentSpan: around })
         // Runs last: after the shutdown request, the kill and the machine's release.
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(Effect.sync(() => owner.agents.delete(session.id)), session.release)
@@ -151,13 +153,14 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           sessionName
         })
         if (launched.pid !== undefined) yield* children.track(launched.pid)
+        const model = options.model ?? launched.model
         yield* session.record({
           _tag: "AgentCreated",
           name,
           machine: machine.describe,
           ...(launched.session === undefined ? {} : { session: launched.session }),
           ...(launched.pid === undefined ? {} : { pid: launched.pid }),
-          ...(options.model === undefined ? {} : { model: options.model })
+          ...(model === undefined ? {} : { model })
         })
 
         yield* Effect.addFinalizer(() =>

@@ -2,7 +2,7 @@
  * The run's agents, by id: each one's session (what it was told, its tools,
  * its connection) and its route `/agents/<id>`, opened by its own secret.
  */
-import { Context, Effect, Layer, Option, type Scope } from "effect"
+import { Context, Effect, Layer, Option, type Scope, type Tracer } from "effect"
 import * as AgentSession from "./internal/agentSession.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import { RunLog } from "./RunLog.js"
@@ -20,7 +20,11 @@ export class AgentSessions extends Context.Tag("@ramure/core/AgentSessions")<
      * A session for a new agent named `name`: its id is unique in the run and
      * never reused; it is served until the scope closes.
      */
-    readonly create: (name: string, process: string) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
+    readonly create: (
+      name: string,
+      process: string,
+      options?: { readonly parentSpan?: Option.Option<Tracer.AnySpan> }
+    ) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
     readonly lookup: (id: string) => Effect.Effect<Option.Option<AgentSession.AgentSession>>
     /** Ids of the live agents. */
     readonly ids: Effect.Effect<ReadonlyArray<string>>
@@ -56,10 +60,18 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
         })
 
       return {
-        create: (name, process) =>
+        create: (name, process, createOptions = {}) =>
           Effect.gen(function* () {
             const id = yield* reserve(name)
-            const session = yield* AgentSession.make({ id, name, process, secret: makeSecret(), runLog, maxMessageBytes })
+            const session = yield* AgentSession.make({
+              id,
+              name,
+              process,
+              secret: makeSecret(),
+              runLog,
+              maxMessageBytes,
+              parentSpan: createOptions.parentSpan
+            })
             yield* Effect.acquireRelease(
               Effect.sync(() => void sessions.set(id, session)),
               () => Effect.sync(() => void sessions.delete(id))

@@ -33,7 +33,7 @@ import {
 import * as EventLog from "./internal/eventLog.js"
 import { addTool } from "./internal/agent.js"
 import { CurrentProcess, type Endpoint, type ProcessEvent, type ProcessState } from "./internal/processState.js"
-import { decoder, handlerContext, invoke, renderResult, toJsonSchema } from "./internal/tools.js"
+import { decoder, handlerContext, invoke, jsonBytes, renderResult, toJsonSchema } from "./internal/tools.js"
 import type { ProcessOutcome } from "./RunEvent.js"
 import { RunControl } from "./RunControl.js"
 import { RunLog } from "./RunLog.js"
@@ -246,6 +246,7 @@ export const expose = <A, I, E, R>(
       call: (args, caller) =>
         Effect.gen(function* () {
           const started = Date.now()
+          yield* Effect.annotateCurrentSpan("ramure.arguments_bytes", jsonBytes(args))
           yield* runLog.log(subject, { _tag: "EndpointCalled", name, args, caller })
           const result = yield* decode(args).pipe(
             Effect.mapError((error) => failed(`invalid arguments: ${ParseResult.TreeFormatter.formatErrorSync(error)}`)),
@@ -265,6 +266,7 @@ export const expose = <A, I, E, R>(
             caller,
             ...(Exit.isFailure(result) ? { error: describe(Cause.squash(result.cause)) } : {})
           })
+          yield* Effect.annotateCurrentSpan("ramure.outcome", Exit.isSuccess(result) ? "ok" : "error")
           return yield* result
         }).pipe(Effect.withSpan("Process.endpoint", { attributes: { process: state.path, endpoint: name, caller } }))
     })

@@ -18,7 +18,9 @@ export const RunStarted = Schema.TaggedStruct("RunStarted", {
   pid: Schema.Number,
   url: Schema.String,
   /** A one-line description of the run, when the program gave one. */
-  summary: Schema.optional(Schema.String)
+  summary: Schema.optional(Schema.String),
+  /** The OpenTelemetry trace of the run, when its traces are exported. */
+  traceId: Schema.optional(Schema.String)
 })
 
 export const RunOutcome = Schema.Literal("done", "failed", "cancelled", "interrupted")

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Cause, Effect, Exit, FiberSet, Layer, Option, Predicate, Schema } from "effect"
+import { Cause, Effect, Exit, FiberSet, Layer, Option, Predicate, Schema, Tracer } from "effect"
 import * as fs from "node:fs"
 import { AgentSessions } from "@ramure/core/AgentSessions"
 import { ChildProcesses } from "@ramure/core/ChildProcesses"
@@ -73,7 +73,12 @@ export const layer = (
         program: info.program,
         pid: process.pid,
         url,
-        ...(options.summary === undefined ? {} : { summary: options.summary })
+        ...(options.summary === undefined ? {} : { summary: options.summary }),
+        // The run's span, when its traces are exported (see `NodeTracing`).
+        ...Option.match(yield* Effect.serviceOption(Tracer.ParentSpan), {
+          onNone: () => ({}),
+          onSome: (span) => ({ traceId: span.traceId })
+        })
       })
 
       if (options.register === false) return
