@@ -131,7 +131,8 @@ const makeTerminal = (stderr: NodeJS.WriteStream, stdout: NodeJS.WriteStream) =>
     }) as Write
   }
   return {
-    columns: () => stderr.columns ?? 80,
+    // A terminal that does not say its width (0) gets the usual 80 columns, or `COLUMNS`.
+    columns: () => stderr.columns || Number(process.env.COLUMNS) || 80,
     show: (text: string) => {
       if (text === shown || !atLineStart) return
       shown = text
