@@ -98,3 +98,6 @@ export type CliError =
   | AgentNotFound
   | UsageError
   | HostError
+
+/** `ramure web` cannot serve its page. */
+export class WebServerError extends Schema.TaggedError<WebServerError>()("WebServerError", { message: Schema.String }) {}

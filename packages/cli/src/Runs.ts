@@ -124,6 +124,48 @@ export const outcomeOf = (entries: ReadonlyArray<LogEntry>): string => {
 export const outcome = (home: string, id: string): string =>
   outcomeOf(readLogFile(path.join(RunInfo.logsDirectory(home, id), RUNTIME_FILE)))
 
+/** A run as `ramure ls` (and the web view) lists it. */
+export interface Row {
+  readonly id: string
+  readonly program: string
+  readonly pid: number | undefined
+  readonly startedAt: string | undefined
+  readonly live: boolean
+  readonly outcome: string | undefined
+  readonly agents: number
+}
+
+/** Live runs, and with `all` finished ones (oldest first). */
+export const list = Effect.fn("Runs.list")(function* (home: string, options: { readonly all: boolean }) {
+  const rows: Array<Row> = (yield* live(home)).map((entry) => ({
+    id: entry.execution_id,
+    program: entry.program,
+    pid: entry.pid,
+    startedAt: entry.started_at,
+    live: true,
+    outcome: undefined,
+    agents: agentCount(home, entry.execution_id)
+  }))
+  if (!options.all) return rows
+  const liveIds = new Set(rows.map((row) => row.id))
+  for (const id of logged(home)) {
+    if (liveIds.has(id)) continue
+    const entries = readLogFile(path.join(RunInfo.logsDirectory(home, id), RUNTIME_FILE))
+    const started = entries.find((entry) => entry.event._tag === "RunStarted")
+    const event = started?.event._tag === "RunStarted" ? started.event : undefined
+    rows.push({
+      id,
+      program: event?.program ?? "?",
+      pid: event?.pid,
+      startedAt: started?.ts,
+      live: false,
+      outcome: outcomeOf(entries),
+      agents: agentCount(home, id)
+    })
+  }
+  return rows.sort((a, b) => (a.startedAt ?? "").localeCompare(b.startedAt ?? ""))
+})
+
 /** Wait (up to `ms`) for a process to exit; whether it did. */
 export const waitForExit = (pid: number, ms: number): Effect.Effect<boolean> =>
   Effect.sync(() => Registry.isAlive(pid)).pipe(
