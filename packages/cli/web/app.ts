@@ -231,7 +231,11 @@ const renderLog = () => {
     if (text !== "" && !said.toLowerCase().includes(text) && !(entry.agent ?? entry.process).toLowerCase().includes(text)) continue
     lines.push(h("li", { "data-tag": entry.event._tag }, h("time", {}, clock(entry.ts)), h("span", { class: "subject" }, entry.agent ?? (entry.process || "run")), h("span", {}, said)))
   }
-  fill(byId("log"), ...lines.reverse())
+  // A tail: it stays at its end, unless the reader has scrolled up.
+  const log = byId("log")
+  const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 24
+  fill(log, ...lines.reverse())
+  if (atEnd) log.scrollTop = log.scrollHeight
   const select = byId<HTMLSelectElement>("log-agent")
   const subjects = [...new Set(current.entries.map((entry) => entry.agent ?? entry.process).filter((s) => s !== ""))]
   if (select.options.length !== subjects.length + 1) {

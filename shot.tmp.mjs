@@ -1,0 +1,18 @@
+import { chromium } from "playwright-core"
+import * as fs from "node:fs"
+const dir = fs.mkdtempSync("/tmp/chrome-")
+const context = await chromium.launchPersistentContext(dir, { executablePath: "/usr/bin/chromium", headless: true, viewport: { width: 1300, height: 1000 }, args: ["--headless","--no-sandbox","--disable-gpu","--disable-quic","--no-first-run","--disable-background-networking","--disable-component-update","--disable-sync"] })
+const page = await context.newPage()
+page.on("console", (m) => console.log("console:", m.text()))
+page.on("pageerror", (e) => console.log("pageerror:", e.message))
+await page.goto(process.argv[2])
+await page.waitForTimeout(1500)
+await page.fill('article[data-agent=builder] input[name=message]', "hello from the page")
+await page.click('article[data-agent=builder] button')
+await page.fill('form[data-endpoint=assign] input[name=task]', "ship the docs")
+await page.fill('form[data-endpoint=assign] input[name=priority]', "2")
+await page.check('form[data-endpoint=assign] input[name=urgent]')
+await page.click('form[data-endpoint=assign] button')
+await page.waitForTimeout(6000)
+await page.screenshot({ path: "/tmp/shot.png", fullPage: true })
+await context.close()
