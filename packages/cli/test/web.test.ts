@@ -10,20 +10,7 @@ import { Context, Effect, Layer } from "effect"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { background, bin, built, cliEnv, eventually, ramure, readJsonl, startRun, tempHome, type FixtureRun } from "./helpers.js"
-
-/** `ramure web` serving `home` (for `id`); its printed address. */
-export const serveWeb = (home: string, args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}) =>
-  Effect.gen(function* () {
-    const server = yield* background(process.execPath, [bin, "web", ...args], cliEnv(home, env))
-    const url = yield* eventually(
-      "ramure web's address",
-      Effect.sync(() => /^ramure web: (http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]+\/)(#\S+)?$/m.exec(server.output().stdout)?.[0] ??
-        (server.child.exitCode !== null ? `exited: ${server.output().stderr}` : undefined))
-    )
-    if (url.startsWith("exited")) return yield* Effect.dieMessage(url)
-    return url.slice("ramure web: ".length)
-  })
+import { built, eventually, ramure, readJsonl, serveWeb, startRun, tempHome, type FixtureRun } from "./helpers.js"
 
 interface Answer {
   readonly status: number
