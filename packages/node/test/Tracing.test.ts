@@ -13,6 +13,8 @@ import { Agent, Process, Ramure } from "ramure"
 import { otlpSettings, serviceName, TracingConfigError } from "../src/NodeTracing.js"
 import { readJsonl, tempHome } from "../../core/test/helpers.js"
 import * as fs from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 
 /** The SDK's in-memory exporter, keeping its spans when the run's provider shuts it down. */
@@ -214,6 +216,43 @@ describe("NodeTracing", () => {
     expect(serviceName({ OTEL_RESOURCE_ATTRIBUTES: "team=a,service.name=builds" })).toBe("builds")
     expect(serviceName({ OTEL_SERVICE_NAME: "mine", OTEL_RESOURCE_ATTRIBUTES: "service.name=builds" })).toBe("mine")
   })
+
+  it.live("by default the trace goes to the environment's endpoint as OTLP protobuf, with its headers and service name", () =>
+    Effect.gen(function* () {
+      const received: Array<{ readonly path: string; readonly type: string; readonly key: string; readonly body: Buffer }> = []
+      const receiver = http.createServer((request, response) => {
+        const chunks: Array<Buffer> = []
+        request.on("data", (chunk) => chunks.push(chunk))
+        request.on("end", () => {
+          received.push({
+            path: request.url ?? "",
+            type: request.headers["content-type"] ?? "",
+            key: String(request.headers["x-key"]),
+            body: Buffer.concat(chunks)
+          })
+          response.writeHead(200).end()
+        })
+      })
+      yield* Effect.acquireRelease(
+        Effect.promise(() => new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve))),
+        () => Effect.sync(() => receiver.close())
+      )
+      const environment = {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+        OTEL_EXPORTER_OTLP_HEADERS: "x-key=k-42",
+        OTEL_SERVICE_NAME: "proto-check"
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => Object.assign(process.env, environment)),
+        () => Effect.sync(() => Object.keys(environment).forEach((name) => delete process.env[name]))
+      )
+      yield* Process.make("main", () => Effect.succeed(1))().pipe(Effect.provide(Ramure.layerScripted({}, { home: tempHome() })))
+      expect(received.length).toBeGreaterThan(0)
+      const body = Buffer.concat(received.map((r) => r.body)).toString("latin1")
+      for (const sent of received) expect(sent).toMatchObject({ path: "/v1/traces", type: "application/x-protobuf", key: "k-42" })
+      // Protobuf carries strings as they are.
+      for (const name of ["proto-check", "ramure.run", "Process.run"]) expect(body).toContain(name)
+    }).pipe(Effect.scoped))
 
   it.live("a bad tracing setting in the environment is a RunStartError that says which", () =>
     Effect.gen(function* () {
