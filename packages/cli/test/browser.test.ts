@@ -70,6 +70,7 @@ it.scopedLive("in Chromium, against pi agents in tmux: agents and states, a grow
     yield* waitFor("the builder's first turns", is(bars(page, "turn", "builder"), (n) => n === 3))
     yield* waitFor("the auditor's first turns", is(bars(page, "turn", "auditor"), (n) => n === 2))
     yield* waitFor("both agents ready", is(count(page, "article[data-state=idle]"), (n) => n === 2))
+    expect(yield* count(page, "article form.message >> visible=true")).toBe(2)
     const builder = yield* text(page, "article[data-agent=builder]")
     expect(builder).toContain("ready")
     expect(builder).toContain("ramure-scripted/scripted · tmux")
@@ -132,7 +133,8 @@ it.scopedLive("in Chromium, against pi agents in tmux: agents and states, a grow
     yield* run.process.exited
     yield* waitFor("the run's end", is(text(page, "#run-state"), (t) => t === "cancelled"))
     expect(yield* Effect.promise(() => page.locator("#stop").isHidden())).toBe(true)
-    expect(yield* count(page, "article form.message:not([hidden])")).toBe(0)
+    expect(yield* count(page, "article form.message >> visible=true")).toBe(0)
+    expect(yield* count(page, "form[data-endpoint] >> visible=true")).toBe(0)
     expect(yield* text(page, "#processes")).toMatch(/review\s+cancelled/)
     expect(problems).toEqual([])
   }), 240_000)
