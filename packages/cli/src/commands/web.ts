@@ -1,9 +1,13 @@
 /** `ramure web [id]`: a page on 127.0.0.1 to watch and steer live runs and read finished ones. */
-import { Command, Options } from "@effect/cli"
+import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
 import * as Runs from "../Runs.js"
 import * as WebServer from "../WebServer.js"
-import { runId } from "./shared.js"
+
+const runId = Args.text({ name: "id" }).pipe(
+  Args.withDescription("The run the page opens on (any unique prefix of its execution id); without it, the newest live run, else the newest run. Every run of RAMURE_HOME can be picked on the page."),
+  Args.optional
+)
 
 const port = Options.integer("port").pipe(
   Options.withDescription("Port on 127.0.0.1 (default: any free one)."),
