@@ -17,6 +17,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type { LogEntry } from "@ramure/core/RunEvent"
 import { makeSecret } from "@ramure/core/RunRoutes"
 import * as RunStatus from "@ramure/core/RunStatus"
+import * as Registry from "@ramure/node/Registry"
 import { Chunk, Effect, Option, Schema, type Scope, Stream } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -24,7 +25,7 @@ import * as Http from "node:http"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as ControlClient from "./ControlClient.js"
-import { WebServerError } from "./Errors.js"
+import { RunUnreachable, WebServerError } from "./Errors.js"
 import * as Runs from "./Runs.js"
 
 export interface Options {
@@ -79,19 +80,51 @@ const CallBody = Schema.Struct({ process: Schema.optional(Schema.String), endpoi
 /** One server-sent event. */
 const event = (name: string, data: unknown): string => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`
 
+/** The page's events, and the end of the entries. */
+type Item = { readonly _tag: "Entry"; readonly entry: LogEntry } | { readonly _tag: "Ended" }
+
+/**
+ * A run's entries: a live run's through its control channel until its end;
+ * what its log files hold beyond that (all of them for a finished run, the
+ * rest for one whose connection dropped or that ended before it could be
+ * reached). A run still alive that cannot be followed is an error.
+ */
+const runEntries = (home: string, run: Runs.Run): Stream.Stream<Item, RunUnreachable> => {
+  let last = 0
+  let ended = false
+  const alive = () => run.live !== undefined && Registry.isAlive(run.live.pid)
+  const live: Stream.Stream<LogEntry, RunUnreachable> = run.live === undefined
+    ? Stream.empty
+    : Stream.unwrapScoped(Effect.map(ControlClient.connect(run.live), (client) => client.follow(0))).pipe(
+      Stream.filterMap((event) => (event._tag === "Entry" ? Option.some(event.entry) : Option.none())),
+      Stream.catchAll((error) => (alive() ? Stream.fail(error) : Stream.empty))
+    )
+  const rest = Stream.suspend(() =>
+    ended
+      ? Stream.empty
+      : alive()
+      ? Stream.fail(new RunUnreachable({ run: run.id.slice(0, 8), reason: "its control connection was lost" }))
+      : Stream.fromIterable(Runs.readLog(home, run.id).filter((entry) => entry.n > last))
+  )
+  return Stream.concat(live, rest).pipe(
+    Stream.tap((entry) =>
+      Effect.sync(() => {
+        last = entry.n
+        if (entry.event._tag === "RunEnded") ended = true
+      })),
+    Stream.map((entry): Item => ({ _tag: "Entry", entry })),
+    Stream.concat(Stream.succeed<Item>({ _tag: "Ended" }))
+  )
+}
+
 /**
  * A run as a stream of events for the page: `reset` (start over), `batch`
- * (entries and the status after them), `end` (the run is over; nothing more).
+ * (entries and the status after them), `end` (the run is over; nothing
+ * more), `failure` (it cannot be followed).
  */
 const runEvents = (home: string, run: Runs.Run): Stream.Stream<string> => {
   const status = RunStatus.empty()
-  const source: Stream.Stream<ControlClient.FollowEvent, unknown> = run.live !== undefined
-    ? Stream.unwrapScoped(Effect.map(ControlClient.connect(run.live), (client) => client.follow(0)))
-    : Stream.fromIterable(Runs.readLog(home, run.id)).pipe(
-      Stream.map((entry): ControlClient.FollowEvent => ({ _tag: "Entry", entry })),
-      Stream.concat(Stream.succeed<ControlClient.FollowEvent>({ _tag: "Ended", outcome: undefined }))
-    )
-  const batches = source.pipe(
+  const batches = runEntries(home, run).pipe(
     Stream.groupedWithin(500, "100 millis"),
     Stream.map((chunk) => {
       const entries: Array<LogEntry> = []
@@ -104,12 +137,10 @@ const runEvents = (home: string, run: Runs.Run): Stream.Stream<string> => {
         }
       }
       const batch = entries.length === 0 ? "" : event("batch", { entries, status: RunStatus.snapshot(status) })
-      // A run whose connection dropped before its end is told by its log how it ended.
-      return ended ? `${batch}${event("end", { outcome: status.outcome ?? Runs.outcome(home, run.id) })}` : batch
+      return ended ? `${batch}${event("end", { outcome: status.outcome ?? Runs.outcomeOf([]) })}` : batch
     }),
     Stream.filter((text) => text.length > 0),
-    Stream.catchAll((error) =>
-      Stream.succeed(event("failure", { message: error instanceof Error ? error.message : String(error) })))
+    Stream.catchAll((error) => Stream.succeed(event("failure", { message: error.message })))
   )
   return Stream.concat(Stream.succeed(event("reset", { id: run.id, live: run.live !== undefined })), batches)
 }

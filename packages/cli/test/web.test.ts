@@ -42,10 +42,9 @@ interface SseEvent {
   readonly data: any
 }
 
-/** Read a run's event stream until `until` holds for the events so far (or the stream ends); the events read. */
-const events = (url: string, until: (events: ReadonlyArray<SseEvent>) => boolean) =>
+/** Read a run's event stream (into `seen`) until `until` holds for the events so far, or the stream ends; the events read. */
+const events = (url: string, until: (events: ReadonlyArray<SseEvent>) => boolean, seen: Array<SseEvent> = []) =>
   Effect.async<ReadonlyArray<SseEvent>>((resume) => {
-    const seen: Array<SseEvent> = []
     let buffer = ""
     const req = http.get(url, (response) => {
       response.setEncoding("utf8")
@@ -156,7 +155,9 @@ layer(web, { timeout: "180 seconds", excludeTestServices: true })("ramure web", 
     Effect.gen(function* () {
       const { run, url } = yield* Web
       const base = url.replace(/#.*$/, "")
-      const following = yield* Effect.fork(events(`${base}api/runs/${run.id}/events`, () => false))
+      const seen: Array<SseEvent> = []
+      const following = yield* Effect.fork(events(`${base}api/runs/${run.id}/events`, () => false, seen))
+      yield* eventually("the follower's first entries", Effect.sync(() => seen.some((e) => e.event === "batch") || undefined))
       expect(yield* post(`${base}api/runs/${run.id}/stop`, {})).toEqual({ status: 200, ok: true, value: null })
       yield* run.process.exited
       const live = yield* following
@@ -174,6 +175,19 @@ layer(web, { timeout: "180 seconds", excludeTestServices: true })("ramure web", 
       expect(refused).toMatchObject({ status: 409, ok: false })
       expect(refused.error).toContain("is not live")
     }))
+
+  it.effect("a run killed with SIGKILL (its log has no end) is read from its logs and shown as crashed", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const base = (yield* serveWeb(home)).replace(/#.*$/, "")
+      const run = yield* startRun(home, ["--agents", "solo"])
+      yield* Effect.sync(() => run.process.child.kill("SIGKILL"))
+      yield* run.process.exited
+      const seen = yield* events(`${base}api/runs/${run.id}/events`, () => false)
+      expect(seen.map((e) => e.event)).toEqual(["reset", "batch", "end"])
+      expect(seen.at(-1)!.data).toEqual({ outcome: "crashed?" })
+      expect(lastStatus(seen).agents.map((agent: any) => agent.id)).toEqual(["solo"])
+    }).pipe(Effect.scoped))
 
   it.effect("an unknown run is one line on stderr and a non-zero exit", () =>
     Effect.gen(function* () {
