@@ -110,3 +110,6 @@ export type CliError =
   | AgentEnded
   | UsageError
   | HostError
+
+/** `ramure web` cannot serve its page. */
+export class WebServerError extends Schema.TaggedError<WebServerError>()("WebServerError", { message: Schema.String }) {}

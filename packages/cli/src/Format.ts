@@ -61,8 +61,10 @@ type Describe<T extends RunEvent.Tag> = (event: RunEvent.Of<T>, entry: LogEntry)
 
 /** One line per event; a new `RunEvent` without a line here does not compile. */
 const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
-  RunStarted: (e) => `run started: ${e.program} (pid ${e.pid})${e.summary === undefined ? "" : ` — ${oneLine(e.summary, 120)}`}`,
-  RunResumed: (e) => `run resumed (pid ${e.pid})`,
+  RunStarted: (e) =>
+    `run started: ${e.program} (pid ${e.pid})${e.summary === undefined ? "" : ` — ${oneLine(e.summary, 120)}`}` +
+    (e.traceId === undefined ? "" : ` (trace ${e.traceId})`),
+  RunResumed: (e) => `run resumed (pid ${e.pid})${e.traceId === undefined ? "" : ` (trace ${e.traceId})`}`,
   RunEnded: (e) => `run ended: ${e.outcome}${e.error === undefined ? "" : `: ${oneLine(e.error, 160)}`}`,
   OrphansCollected: (e) =>
     `cleaned up dead run ${e.executionId.slice(0, 8)} (pid ${e.pid})${e.sessions.length > 0 ? `: ${e.sessions.join(", ")}` : ""}`,
@@ -146,6 +148,7 @@ export const statusReport = (
   lines.push(inline(`run ${run.id}  ${status.program ?? "?"}  pid ${status.pid ?? "?"}  ${state}`))
   if (status.summary !== undefined) lines.push(oneLine(status.summary))
   lines.push(`started ${dateTime(status.startedAt)} (${age(status.startedAt)} ago)${status.endedAt ? `, ended ${dateTime(status.endedAt)}` : ""}`)
+  if (status.traceId !== undefined) lines.push(`trace ${status.traceId}`)
   lines.push("", "processes")
   lines.push(
     status.processes.length === 0 ? "  (none)" : table(

@@ -143,6 +143,73 @@ export const outcomeOf = (entries: ReadonlyArray<LogEntry>): string => {
 export const outcome = (home: string, id: string): string =>
   outcomeOf(readLogFile(path.join(RunInfo.logsDirectory(home, id), RUNTIME_FILE)))
 
+/** A run as `ramure ls` (and the web view) lists it. */
+export interface Row {
+  readonly id: string
+  readonly program: string
+  readonly pid: number | undefined
+  readonly startedAt: string | undefined
+  readonly live: boolean
+  readonly outcome: string | undefined
+  readonly agents: number
+  /** The run's one-line description, when its program gave one. */
+  readonly summary: string | undefined
+}
+
+/** What the run's own log says of its start. */
+const started = (home: string, id: string) => {
+  const entries = readLogFile(path.join(RunInfo.logsDirectory(home, id), RUNTIME_FILE))
+  const entry = entries.find((e) => e.event._tag === "RunStarted")
+  return { entries, entry, event: entry?.event._tag === "RunStarted" ? entry.event : undefined }
+}
+
+/**
+ * Live runs and interrupted ones whose agents wait for `ramure resume`, and
+ * with `all` finished ones (oldest first).
+ */
+export const list = Effect.fn("Runs.list")(function* (home: string, options: { readonly all: boolean }) {
+  const rows: Array<Row> = (yield* live(home)).map((entry) => ({
+    id: entry.execution_id,
+    program: entry.program,
+    pid: entry.pid,
+    startedAt: entry.started_at,
+    live: true,
+    outcome: undefined,
+    agents: agentCount(home, entry.execution_id),
+    summary: started(home, entry.execution_id).event?.summary
+  }))
+  for (const { entry, until } of yield* interrupted(home)) {
+    rows.push({
+      id: entry.execution_id,
+      program: entry.program,
+      pid: entry.pid,
+      startedAt: entry.started_at,
+      live: false,
+      outcome: `interrupted, resumable: its agents wait until ${new Date(until).toISOString()}`,
+      agents: agentCount(home, entry.execution_id),
+      summary: started(home, entry.execution_id).event?.summary
+    })
+  }
+  if (options.all) {
+    const listed = new Set(rows.map((row) => row.id))
+    for (const id of logged(home)) {
+      if (listed.has(id)) continue
+      const { entries, entry, event } = started(home, id)
+      rows.push({
+        id,
+        program: event?.program ?? "?",
+        pid: event?.pid,
+        startedAt: entry?.ts,
+        live: false,
+        outcome: outcomeOf(entries),
+        agents: agentCount(home, id),
+        summary: event?.summary
+      })
+    }
+  }
+  return rows.sort((a, b) => (a.startedAt ?? "").localeCompare(b.startedAt ?? ""))
+})
+
 /** Wait (up to `ms`) for a process to exit; whether it did. */
 export const waitForExit = (pid: number, ms: number): Effect.Effect<boolean> =>
   Effect.sync(() => Registry.isAlive(pid)).pipe(

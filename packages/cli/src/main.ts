@@ -15,6 +15,7 @@ import { call, send } from "./commands/send.js"
 import { status } from "./commands/status.js"
 import { stop } from "./commands/stop.js"
 import { tail } from "./commands/tail.js"
+import { web } from "./commands/web.js"
 import * as Terminal from "./Terminal.js"
 
 /** What a verb prints may come from a run: it reaches the terminal harmless (@effect/cli's help keeps its styling). */
@@ -23,7 +24,9 @@ const safe = <Name extends string, R, E, A>(verb: Command.Command<Name, R, E, A>
 
 const ramure = Command.make("ramure").pipe(
   Command.withDescription("Watch and steer ramure runs (RAMURE_HOME, default ~/.ramure)."),
-  Command.withSubcommands([safe(ls), safe(status), safe(tail), safe(send), safe(call), safe(stop), safe(resume), safe(connect), safe(ssh), safe(gc)])
+  Command.withSubcommands([
+    safe(ls), safe(status), safe(tail), safe(send), safe(call), safe(stop), safe(resume), safe(connect), safe(ssh), safe(web), safe(gc)
+  ])
 )
 
 const cli = Command.run(ramure, { name: "ramure", version: packageJson.version })

@@ -177,3 +177,16 @@ export const deadPid = (): number => Number(execFileSync("sh", ["-c", "echo $$"]
 /** Lines of a log file. */
 export const readJsonl = (file: string): Array<any> =>
   fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line)) : []
+
+/** `ramure web` serving `home` (for `id`); its printed address. */
+export const serveWeb = (home: string, args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}) =>
+  Effect.gen(function* () {
+    const server = yield* background(process.execPath, [bin, "web", ...args], cliEnv(home, env))
+    const url = yield* eventually(
+      "ramure web's address",
+      Effect.sync(() => /^ramure web: (http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]+\/)(#\S+)?$/m.exec(server.output().stdout)?.[0] ??
+        (server.child.exitCode !== null ? `exited: ${server.output().stderr}` : undefined))
+    )
+    if (url.startsWith("exited")) return yield* Effect.dieMessage(url)
+    return url.slice("ramure web: ".length)
+  })

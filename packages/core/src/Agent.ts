@@ -120,6 +120,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
     })
   }
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
+  // The agent's life is traced beside this start, under what called `Agent.make` (its process).
+  const around = Option.flatMap(yield* Effect.option(Effect.currentSpan), (span) => span.parent)
 
   // In a resumed run, an agent the journal has is taken over rather than started.
   const journal = yield* Journal
@@ -139,7 +141,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
     // Starting pi is heavy: only so many agents start at once.
     const { launched, machine, session } = yield* (pooled ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
-        const session = yield* sessions.create(name, owner.path, { resume })
+        const session = yield* sessions.create(name, owner.path, { resume, parentSpan: around })
         // Runs last: after the shutdown request, the kill and the machine's release.
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(Effect.sync(() => owner.agents.delete(session.id)), session.release)
@@ -169,15 +171,10 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           ...(launched.session === undefined ? {} : { session: launched.session }),
           ...(launched.pid === undefined ? {} : { pid: launched.pid })
         }
+        const model = options.model ?? launched.model
         yield* session.record(
           resume === undefined
-            ? {
-              _tag: "AgentCreated",
-              name,
-              machine: machine.describe,
-              ...where,
-              ...(options.model === undefined ? {} : { model: options.model })
-            }
+            ? { _tag: "AgentCreated", name, machine: machine.describe, ...where, ...(model === undefined ? {} : { model }) }
             : { _tag: adopted ? "AgentAdopted" : "AgentRestarted", ...where }
         )
 

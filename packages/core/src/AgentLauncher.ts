@@ -36,6 +36,8 @@ export interface PoolQuery {
 export interface LaunchedAgent {
   readonly pid: number | undefined
   readonly session: string | undefined
+  /** The model (`provider/model`) the agent was started with, when the launcher chose it. */
+  readonly model?: string | undefined
   /** Completes when the agent's program exits. */
   readonly exited: Effect.Effect<{ readonly exitCode: number | undefined }>
   readonly outputTail: Effect.Effect<string>

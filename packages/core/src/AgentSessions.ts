@@ -2,7 +2,7 @@
  * The run's agents, by id: each one's session (what it was told, its tools,
  * its connection) and its route `/agents/<id>`, opened by its own secret.
  */
-import { Context, Effect, Layer, Option, type Scope } from "effect"
+import { Context, Effect, Layer, Option, type Scope, type Tracer } from "effect"
 import * as AgentSession from "./internal/agentSession.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import { Journal, type AgentJournal } from "./Journal.js"
@@ -26,7 +26,7 @@ export class AgentSessions extends Context.Tag("@ramure/core/AgentSessions")<
     readonly create: (
       name: string,
       process: string,
-      options?: { readonly resume?: AgentJournal | undefined }
+      options?: { readonly resume?: AgentJournal | undefined; readonly parentSpan?: Option.Option<Tracer.AnySpan> }
     ) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
     readonly lookup: (id: string) => Effect.Effect<Option.Option<AgentSession.AgentSession>>
     /** Ids of the live agents. */
@@ -69,7 +69,16 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
             const resume = createOptions.resume
             const id = resume === undefined ? yield* reserve(name) : resume.id
             if (sessions.has(id)) return yield* Effect.dieMessage(`agent ${id} is taken over twice`)
-            const session = yield* AgentSession.make({ id, name, process, secret: makeSecret(), runLog, maxMessageBytes, resume })
+            const session = yield* AgentSession.make({
+              id,
+              name,
+              process,
+              secret: makeSecret(),
+              runLog,
+              maxMessageBytes,
+              parentSpan: createOptions.parentSpan,
+              resume
+            })
             yield* Effect.acquireRelease(
               Effect.sync(() => void sessions.set(id, session)),
               () => Effect.sync(() => void sessions.delete(id))

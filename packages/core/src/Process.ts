@@ -38,7 +38,7 @@ import {
 import { attach, type AttachOptions, awaitEndpoint, callEndpoint } from "./internal/endpoints.js"
 import * as EventLog from "./internal/eventLog.js"
 import { CurrentProcess, type ProcessEvent, type ProcessState } from "./internal/processState.js"
-import { decoder, handlerContext, invoke, renderResult, toJsonSchema, toolName } from "./internal/tools.js"
+import { decoder, handlerContext, invoke, jsonBytes, renderResult, toJsonSchema, toolName } from "./internal/tools.js"
 import * as Journal from "./Journal.js"
 import type { ProcessOutcome } from "./RunEvent.js"
 import { RunControl } from "./RunControl.js"
@@ -418,6 +418,7 @@ export const expose = <A, I, E, R>(
       call: (args, caller) =>
         Effect.gen(function* () {
           const started = Date.now()
+          yield* Effect.annotateCurrentSpan("ramure.arguments_bytes", jsonBytes(args))
           yield* runLog.log(subject, { _tag: "EndpointCalled", name, args, caller })
           const result = yield* decode(args).pipe(
             Effect.mapError((error) => failed(`invalid arguments: ${ParseResult.TreeFormatter.formatErrorSync(error)}`)),
@@ -437,6 +438,7 @@ export const expose = <A, I, E, R>(
             caller,
             ...(Exit.isFailure(result) ? { error: reasonOf(result.cause) } : {})
           })
+          yield* Effect.annotateCurrentSpan("ramure.outcome", Exit.isSuccess(result) ? "ok" : "error")
           return yield* result
         }).pipe(Effect.withSpan("Process.endpoint", { attributes: { process: state.path, endpoint: name, caller } }))
     })

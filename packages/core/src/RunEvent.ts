@@ -35,13 +35,17 @@ export const RunStarted = Schema.TaggedStruct("RunStarted", {
   url: Schema.String,
   /** A one-line description of the run, when the program gave one. */
   summary: Schema.optional(Schema.String),
-  invocation: Schema.optional(Invocation)
+  invocation: Schema.optional(Invocation),
+  /** The OpenTelemetry trace of the run, when its traces are exported. */
+  traceId: Schema.optional(Schema.String)
 })
 
 /** The run goes on in a new orchestrator (`ramure resume`): the log so far is its journal. */
 export const RunResumed = Schema.TaggedStruct("RunResumed", {
   pid: Schema.Number,
-  url: Schema.String
+  url: Schema.String,
+  /** The OpenTelemetry trace of the resumed run, when its traces are exported. */
+  traceId: Schema.optional(Schema.String)
 })
 
 export const RunOutcome = Schema.Literal("done", "failed", "cancelled", "interrupted")

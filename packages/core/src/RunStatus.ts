@@ -85,6 +85,8 @@ export const RunStatus = Schema.Struct({
   program: Schema.optional(Schema.String),
   summary: Schema.optional(Schema.String),
   pid: Schema.optional(Schema.Number),
+  /** The OpenTelemetry trace of the run, when its traces are exported. */
+  traceId: Schema.optional(Schema.String),
   startedAt: Schema.optional(Schema.String),
   endedAt: Schema.optional(Schema.String),
   outcome: Schema.optional(Schema.String),
@@ -161,6 +163,7 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     status.program = event.program
     status.pid = event.pid
     if (event.summary !== undefined) status.summary = event.summary
+    if (event.traceId !== undefined) status.traceId = event.traceId
     status.startedAt = entry.ts
   },
   RunResumed: (status, event) => {

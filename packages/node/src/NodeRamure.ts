@@ -16,6 +16,8 @@ import * as IsolatedMachineProvider from "./IsolatedMachineProvider.js"
 import * as JsonlLogSink from "./JsonlLogSink.js"
 import * as LocalMachineProvider from "./LocalMachineProvider.js"
 import * as StatusFile from "./StatusFile.js"
+import * as NodeProgress from "./NodeProgress.js"
+import * as NodeTracing from "./NodeTracing.js"
 import type { LogSink } from "@ramure/core/LogSink"
 import type { MachineProvider } from "@ramure/core/Machine"
 import type { Run } from "@ramure/core/Run"
@@ -28,7 +30,7 @@ import * as TmuxMachineProvider from "./TmuxMachineProvider.js"
 
 export { RunStartError } from "./internal/runLifecycle.js"
 
-export interface LayerOptions extends NodeRun.Options, RunLimits.Options, Server.Options {
+export interface LayerOptions extends NodeRun.Options, RunLimits.Options, Server.Options, NodeProgress.Options {
   /** `RAMURE_HOME` (default: the environment variable, else `~/.ramure`). */
   readonly home?: string
   /**
@@ -38,6 +40,12 @@ export interface LayerOptions extends NodeRun.Options, RunLimits.Options, Server
   readonly resume?: string
   /** Name shown by `ramure ls` (default: the script's file name). */
   readonly program?: string
+  /**
+   * Where the run's traces go (OpenTelemetry): by default over OTLP when
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) is set, nowhere
+   * otherwise; `false`: nowhere; `{ exporter }`: to that exporter.
+   */
+  readonly traces?: NodeTracing.Traces
 }
 
 /** What a run provides to the processes it runs. */
@@ -71,15 +79,21 @@ export const make = (
     readonly logs?: Layer.Layer<LogSink, never, RunInfo.RunInfo>
   }
 ): Layer.Layer<Services, NodeRun.RunStartError> => {
-  const base = Layer.merge(
-    RunInfo.layer({
-      ...(options.home === undefined ? {} : { home: options.home }),
-      ...(options.program === undefined ? {} : { program: options.program }),
-      ...(options.resume === undefined ? {} : { resume: options.resume })
-    }),
-    NodeContext.layer
+  // The tracer is set first, so that everything the run builds and runs is traced under the run's span.
+  const base = NodeTracing.layer(options.traces).pipe(
+    Layer.mapError((error) => new NodeRun.RunStartError({ message: error.message })),
+    Layer.provideMerge(Layer.merge(
+      RunInfo.layer({
+        ...(options.home === undefined ? {} : { home: options.home }),
+        ...(options.program === undefined ? {} : { program: options.program }),
+        ...(options.resume === undefined ? {} : { resume: options.resume })
+      }),
+      NodeContext.layer
+    ))
   )
   const run = NodeRun.layer(options).pipe(
+    // Released after the run's end is logged: the progress line shows how it ended.
+    Layer.provideMerge(NodeProgress.layer(options)),
     Layer.provideMerge(Server.layer(options)),
     Layer.provideMerge(AgentSessions.layer(options)),
     Layer.provideMerge(Journal.layer),

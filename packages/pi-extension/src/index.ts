@@ -79,12 +79,16 @@ export const messageEvent = (message: any, cap: number): Protocol.AgentEvent | u
     ? message.content.flatMap((part: any) => (part?.type === "toolCall" ? [String(part.name)] : []))
     : []
   const usage = message.role === "assistant" && message.usage ? message.usage : undefined
+  const model = message.role === "assistant" && typeof message.model === "string"
+    ? typeof message.provider === "string" ? `${message.provider}/${message.model}` : message.model
+    : undefined
   return {
     _tag: "MessageEnded",
     role: message.role,
     text,
     ...(truncated ? { truncated } : {}),
     ...(toolCalls.length > 0 ? { toolCalls } : {}),
+    ...(model === undefined ? {} : { model }),
     ...(usage
       ? {
         usage: {

@@ -54,9 +54,11 @@ describe("pi extension helpers", () => {
     expect(truncate("aé€", 6)).toEqual({ text: "aé€", truncated: false })
   })
 
-  it("forwards assistant text, tool call names and usage, never thinking", () => {
+  it("forwards assistant text, tool call names, usage and the model that answered, never thinking", () => {
     const message = {
       role: "assistant",
+      provider: "anthropic",
+      model: "claude-sonnet-4-5",
       content: [
         { type: "thinking", thinking: "secret reasoning" },
         { type: "text", text: "Let me look." },
@@ -69,6 +71,7 @@ describe("pi extension helpers", () => {
       role: "assistant",
       text: "Let me look.",
       toolCalls: ["bash"],
+      model: "anthropic/claude-sonnet-4-5",
       usage: { input: 10, output: 5, cacheRead: 2, cacheWrite: 0, cost: 0.25 }
     })
     expect(messageEvent(message, 3)).toMatchObject({ text: "Let", truncated: true })

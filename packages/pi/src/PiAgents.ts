@@ -266,7 +266,7 @@ export const layer = (
         const spawned: LaunchedAgent = yield* spec.machine.spawn({ ...program.spec, name: spec.sessionName }).pipe(
           Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
         )
-        return spawned
+        return { ...spawned, model }
       })
 
       if (options.pool === undefined || options.pool.size <= 0) return AgentLauncher.of({ launch: launchCold })
@@ -296,7 +296,9 @@ export const layer = (
 
       return AgentLauncher.of({
         launch: (spec) =>
-          pooled({ model: spec.model, machine: spec.machine }) ? pool.launch(keyOf(spec.model), spec) : launchCold(spec),
+          pooled({ model: spec.model, machine: spec.machine })
+            ? Effect.map(pool.launch(keyOf(spec.model), spec), (launched) => ({ ...launched, model: keyOf(spec.model) || undefined }))
+            : launchCold(spec),
         pooled,
         evictIdle: pool.evictIdle
       })

@@ -61,7 +61,7 @@ const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Op
       args: [...prefix, ...PiAgents.piArguments(extension, model, spec.systemPrompt)],
       env
     }).pipe(Effect.mapError((error) => fail(error.message)))
-    return spawned satisfies LaunchedAgent
+    return { ...spawned, model } satisfies LaunchedAgent
   }).pipe(Effect.withSpan("RemotePiAgents.launch", { attributes: { agent: spec.agentId, host: remote.name } }))
 
 /**

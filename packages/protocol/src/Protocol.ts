@@ -80,7 +80,9 @@ export const MessageEnded = Schema.TaggedStruct("MessageEnded", {
   text: Schema.String,
   truncated: Schema.optional(Schema.Boolean),
   toolCalls: Schema.optional(Schema.Array(Schema.String)),
-  usage: Schema.optional(Usage)
+  usage: Schema.optional(Usage),
+  /** The model that answered (`provider/model`), for assistant messages. */
+  model: Schema.optional(Schema.String)
 })
 export const ToolExecutionStarted = Schema.TaggedStruct("ToolExecutionStarted", {
   toolCallId: Schema.String,

@@ -8,7 +8,7 @@
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Clock, Context, Effect, Layer, Ref, Schema, Scope, Stream } from "effect"
+import { Clock, Context, type Duration, Effect, Layer, Ref, Schema, Scope, Stream } from "effect"
 import * as Http from "node:http"
 import * as Anthropic from "./internal/anthropicMessages.js"
 
@@ -31,6 +31,8 @@ export interface Turn {
   readonly toolCalls?: ReadonlyArray<ToolCallTurn>
   /** Checks on the request that this turn answers (e.g. on the tool results it contains). Returning a string = failure message. */
   readonly expect?: (request: ChatRequest) => string | undefined
+  /** How long the model takes to answer (as a real one does); default at once. */
+  readonly delay?: Duration.DurationInput
 }
 
 /** The assistant turns of one agent, in order. */
@@ -312,6 +314,7 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
       if (message !== undefined) yield* fail({ agent, turn: turnIndex, message })
     }
     const reply: Answer = turn === undefined ? { text: finishedText, toolCalls: [] } : { text: turn.text ?? "", toolCalls }
+    if (turn?.delay !== undefined) yield* Effect.sleep(turn.delay)
     if (request.api === "anthropic-messages") {
       const { completion_tokens, prompt_tokens } = usageOf(request, reply)
       const usage = { input: prompt_tokens, output: completion_tokens }

@@ -55,6 +55,16 @@ describe("ScriptedModel", () => {
       assert.deepStrictEqual(yield* server.failures, [])
     }))
 
+  it.live("a turn with a delay answers no sooner than that, as a slow model would", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* ScriptedModel.make({ scripts: { alice: [{ text: "slow", delay: "300 millis" }, { text: "quick" }] } })
+      const [took, body] = yield* Effect.timed(Effect.flatMap(chat(server, "alice"), json))
+      assert.strictEqual(body.choices[0].message.content, "slow")
+      // A lower bound only: the answer waited for the delay, however loaded the machine is.
+      assert.isAtLeast(Duration.toMillis(took), 300)
+      assert.strictEqual((yield* Effect.flatMap(chat(server, "alice"), json)).choices[0].message.content, "quick")
+    })))
+
   it.scoped("streams tool calls with call_<n> ids, arguments in pieces, finish_reason tool_calls", () =>
     Effect.gen(function*() {
       const server = yield* ScriptedModel.make({

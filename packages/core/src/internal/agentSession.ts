@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Cause, Data, Deferred, Effect, FiberSet, Option, Ref, type Scope, Stream } from "effect"
+import { Cause, Data, Deferred, Effect, Exit, FiberSet, Option, Ref, type Scope, Stream, type Tracer } from "effect"
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
@@ -17,7 +17,9 @@ import * as BadFrames from "./badFrames.js"
 import * as CallIds from "./callIds.js"
 import { currentCall, toolCall } from "./callContext.js"
 import * as Adoption from "./adoption.js"
+import * as AgentTrace from "./agentTrace.js"
 import * as Replication from "./replication.js"
+import { jsonBytes } from "./tools.js"
 import type { Connection } from "@ramure/protocol/Connection"
 
 export interface ToolHandler {
@@ -98,6 +100,8 @@ export interface Options {
   readonly maxMessageBytes: number
   /** An agent a resumed run takes over: where its journal says it was. */
   readonly resume?: AgentJournal | undefined
+  /** The span the agent's life is traced under. */
+  readonly parentSpan?: Option.Option<Tracer.AnySpan> | undefined
 }
 
 const causeText = (cause: Cause.Cause<string>): string => {
@@ -127,6 +131,14 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
     const gone = yield* Deferred.make<void>()
+    const trace = AgentTrace.make({
+      tracer: yield* Effect.tracer,
+      clock: yield* Effect.clock,
+      parent: options.parentSpan ?? Option.none(),
+      id,
+      name: options.name,
+      process: options.process
+    })
 
     // Logging and replicating are one synchronous step, so the agent is told things in the log's order.
     const record = (event: RunEvent) =>
@@ -134,6 +146,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         const entry = runLog.unsafeLog(subject, event)
         const body = toEntryBody(event)
         if (body !== undefined) replication.unsafeAppend(entry.n, body)
+        trace.observe(event)
       })
 
     /** The size of `text` in a frame if it would not fit in one (with room for the envelope), else `undefined`. */
@@ -177,6 +190,21 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           )
         }
         yield* run.pipe(
+          Effect.onExit((exit) => Effect.annotateCurrentSpan("ramure.outcome", Exit.isSuccess(exit) ? "ok" : "error")),
+          Effect.withSpan("Agent.toolCall", {
+            parent: trace.parent(),
+            attributes: {
+              agent: id,
+              tool: call.tool,
+              callId: call.callId,
+              "gen_ai.operation.name": "execute_tool",
+              "gen_ai.agent.name": options.name,
+              "gen_ai.tool.name": call.tool,
+              "gen_ai.tool.call.id": call.callId,
+              "ramure.arguments_bytes": jsonBytes(call.args)
+            },
+            captureStackTrace: false
+          }),
           Effect.matchCauseEffect({
             onSuccess: (text) => finish(false, text),
             onFailure: (cause) =>
@@ -186,7 +214,6 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
                   ? finish(true, causeText(cause), Cause.isDie(cause) ? Cause.pretty(cause) : undefined)
                   : Effect.void)
           }),
-          Effect.withSpan("Agent.toolCall", { attributes: { agent: id, tool: call.tool, callId: call.callId }, captureStackTrace: false }),
           FiberSet.run(handlers)
         )
       })
@@ -382,7 +409,10 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         yield* FiberSet.clear(handlers)
         yield* record({ _tag: "AgentReleased" })
         yield* replication.end
-      }).pipe(Effect.withSpan("Agent.release", { attributes: { agent: id } }))
+      }).pipe(
+        Effect.withSpan("Agent.release", { parent: trace.life, attributes: { agent: id } }),
+        Effect.ensuring(Effect.sync(trace.end))
+      )
     }
     return session
   })

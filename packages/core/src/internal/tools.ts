@@ -40,6 +40,15 @@ export const renderResult = (value: unknown): Either.Either<string, string> => {
   }
 }
 
+/** Size of a value as JSON, in bytes (0 for what JSON cannot carry). */
+export const jsonBytes = (value: unknown): number => {
+  try {
+    return Buffer.byteLength(JSON.stringify(value) ?? "")
+  } catch {
+    return 0
+  }
+}
+
 /** Call `handler`, turning a handler that does not return an Effect into a defect that names the mistake. */
 export const invoke = <A, B, E, R>(name: string, handler: (args: A) => Effect.Effect<B, E, R>, args: A): Effect.Effect<B, E, R> =>
   Effect.suspend(() => {

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Cause, Effect, Exit, FiberSet, Layer, Option, Predicate, Schema } from "effect"
+import { Cause, Effect, Exit, FiberSet, Layer, Option, Predicate, Schema, Tracer } from "effect"
 import * as fs from "node:fs"
 import { AgentSessions } from "@ramure/core/AgentSessions"
 import { ChildProcesses } from "@ramure/core/ChildProcesses"
@@ -78,16 +78,22 @@ export const layer = (
           control.drain
         )
       )
+      // The run's span, when its traces are exported (see `NodeTracing`).
+      const trace = Option.match(yield* Effect.serviceOption(Tracer.ParentSpan), {
+        onNone: () => ({}),
+        onSome: (span) => ({ traceId: span.traceId })
+      })
       yield* runLog.log(
         { process: "" },
-        info.resumed ? { _tag: "RunResumed", pid: process.pid, url } : {
+        info.resumed ? { _tag: "RunResumed", pid: process.pid, url, ...trace } : {
           _tag: "RunStarted",
           executionId: info.executionId,
           program: info.program,
           pid: process.pid,
           url,
           ...(options.summary === undefined ? {} : { summary: options.summary }),
-          invocation: Invocation.current()
+          invocation: Invocation.current(),
+          ...trace
         }
       )
 
