@@ -3,7 +3,7 @@
  * built file, so that every pi the tests start loads the extension as users
  * get it (the built file), built from the sources under test.
  */
-import { buildIfStale } from "./packages/core/src/internal/piExtension.js"
+import { buildIfStale } from "./packages/pi/src/internal/piExtension.js"
 
 export default function setup(): void {
   buildIfStale()

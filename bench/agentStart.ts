@@ -7,9 +7,10 @@
  */
 import * as Agent from "@ramure/core/Agent"
 import { MachineProvider } from "@ramure/core/Machine"
-import { Runtime } from "@ramure/core/Runtime"
 import * as Process from "@ramure/core/Process"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import { RunLog } from "@ramure/core/RunLog"
+import { defaultMaxStartingAgents } from "@ramure/core/RunLimits"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import { Effect } from "effect"
 import * as path from "node:path"
 import { interleaved, now, type FigureResult, type Size } from "./lib/Figure.js"
@@ -63,8 +64,8 @@ export const agentStart = (size: Size) =>
                 const started = now()
                 const agent = yield* Agent.make(id)
                 connectMs.push(now() - started)
-                const created = (yield* (yield* Runtime).entries.items).find((entry) => entry.type === "agent_created" && entry.agent === id)
-                const cpu = cpuMs((created?.data as { pid?: number } | undefined)?.pid)
+                const created = (yield* (yield* RunLog).history({ agent: id })).find((entry) => entry.event._tag === "AgentCreated")
+                const cpu = cpuMs(created?.event._tag === "AgentCreated" ? created.event.pid : undefined)
                 if (cpu !== undefined) ramureCpu.push(cpu)
                 yield* addEcho(agent)
                 ramureMs.push(now() - started)
@@ -73,6 +74,31 @@ export const agentStart = (size: Size) =>
         }
       }))
     yield* main().pipe(Effect.provide(piRun(home)))
+
+    // Many agents at once: when is the first one ready, and the last? The default start concurrency
+    // against the former fixed default of 16, one after the other.
+    const burst = size === "full" ? 20 : 2
+    const burstOf = (maxStartingAgents: number | undefined, label: string) =>
+      Effect.gen(function* () {
+        const ms: Array<number> = []
+        const run = Process.make("burst", () =>
+          Effect.gen(function* () {
+            const started = now()
+            yield* Effect.forEach(
+              Array.from({ length: burst }, (_, i) => `burst${i}`),
+              (id) => Effect.tap(Agent.make(id), () => Effect.sync(() => ms.push(now() - started))),
+              { concurrency: "unbounded", discard: true }
+            )
+          }))
+        yield* run().pipe(
+          Effect.provide(piRun(path.join(home, label), maxStartingAgents === undefined ? {} : { maxStartingAgents }))
+        )
+        return ms.sort((a, b) => a - b)
+      })
+    const bursts = [
+      { label: `default maxStartingAgents = ${defaultMaxStartingAgents()}`, ms: yield* burstOf(undefined, "burst-default") },
+      { label: "maxStartingAgents = 16", ms: yield* burstOf(16, "burst-16") }
+    ]
 
     const ratios = ramureMs.map((ms, i) => ms / bareMs[i]!)
     const cpuRatios = ramureCpu.length === bareCpu.length ? ramureCpu.map((ms, i) => ms / bareCpu[i]!) : []
@@ -95,9 +121,13 @@ export const agentStart = (size: Size) =>
           { name: "bare pi: CPU until session_start", unit: "ms", samples: bareCpu, digits: 0 },
           { name: "ramure pi: CPU until connected", unit: "ms", samples: ramureCpu, digits: 0 },
           { name: "ramure / bare (CPU)", unit: "×", samples: cpuRatios, digits: 2 }
+        ]),
+        ...bursts.flatMap(({ label, ms }) => [
+          { name: `${burst} agents at once (${label}): first connected`, unit: "ms", samples: ms.slice(0, 1), digits: 0 },
+          { name: `${burst} agents at once (${label}): last connected`, unit: "ms", samples: ms.slice(-1), digits: 0 }
         ])
       ],
-      counts: { agents: rounds * 2 },
+      counts: { agents: rounds * 2 + burst * 2 },
       notes: [
         "What ramure adds to pi's start is loading its extension and one connection. pi loads the built single file " +
           "(`packages/pi-extension/dist/ramure-pi-extension.cjs`) with Node's own loader — pi's jiti loader transforms only " +

@@ -4,6 +4,7 @@ import { cleanup } from "./cleanup.js"
 import { cliStartup } from "./cliStartup.js"
 import type { Figure } from "./lib/Figure.js"
 import { logThroughput } from "./logThroughput.js"
+import { memory } from "./memory.js"
 import { scale } from "./scale.js"
 import { toolCallOverhead } from "./toolCallOverhead.js"
 import { toolCallThroughput } from "./toolCallThroughput.js"
@@ -17,5 +18,6 @@ export const figures: ReadonlyArray<{ readonly id: number; readonly name: string
   { id: 5, name: "cleanup", run: cleanup },
   { id: 6, name: "logThroughput", run: logThroughput },
   { id: 7, name: "cliStartup", run: cliStartup },
-  { id: 8, name: "warmPool", run: warmPool }
+  { id: 8, name: "warmPool", run: warmPool },
+  { id: 9, name: "memory", run: memory }
 ]

@@ -4,10 +4,9 @@
  * and a check that nothing is lost: after the run, every entry number 1…n is
  * on disk exactly once.
  */
-import * as JsonlLogSink from "@ramure/core/JsonlLogSink"
-import { LogSink } from "@ramure/core/LogSink"
-import { Runtime } from "@ramure/core/Runtime"
+import * as JsonlLogSink from "@ramure/node/JsonlLogSink"
 import { logsDirectory, RunInfo } from "@ramure/core/RunInfo"
+import * as RunLog from "@ramure/core/RunLog"
 import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -15,10 +14,13 @@ import { now, type FigureResult, type Size } from "./lib/Figure.js"
 import { scriptedRun, tempDirectory } from "./lib/harness.js"
 import { closedLoop, echoScripts, startEchoAgents, TEXT } from "./lib/load.js"
 
-/** Newlines in every file of the run's log directory (read synchronously: a consistent snapshot). */
+/** The log files of a run's directory (its `.jsonl` files; not STATUS.md). */
+const logFiles = (directory: string): Array<string> => fs.readdirSync(directory).filter((name) => name.endsWith(".jsonl"))
+
+/** Newlines in every log file of the run's log directory (read synchronously: a consistent snapshot). */
 const linesOnDisk = (directory: string): number => {
   let lines = 0
-  for (const name of fs.readdirSync(directory)) {
+  for (const name of logFiles(directory)) {
     const data = fs.readFileSync(path.join(directory, name))
     for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) lines++
   }
@@ -29,7 +31,7 @@ const linesOnDisk = (directory: string): number => {
 const audit = (directory: string) => {
   const seen = new Map<number, number>()
   let lines = 0
-  for (const name of fs.readdirSync(directory)) {
+  for (const name of logFiles(directory)) {
     for (const line of fs.readFileSync(path.join(directory, name), "utf8").split("\n")) {
       if (line.length === 0) continue
       lines++
@@ -50,31 +52,29 @@ const audit = (directory: string) => {
 }
 
 /**
- * The sink alone: `count` entries written back to back (a timer turn every 1,000
- * so the sink's per-turn flush runs), over 10 agent files and the run's file.
+ * The log alone: `count` entries logged back to back (yielding every 1,000 so
+ * the writer runs), over 10 agent files and the run's file.
  */
 const sinkAlone = (count: number) =>
   Effect.scoped(
     Effect.gen(function* () {
       const home = yield* tempDirectory("sink")
-      const info = RunInfo.of({ executionId: "sink-bench", home, program: "bench" })
+      const info = RunInfo.of({ executionId: "sink-bench", home, program: "bench", resumed: false })
       let started = 0
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const sink = yield* LogSink
+          const runLog = yield* RunLog.RunLog
           started = now()
           for (let n = 1; n <= count; n++) {
-            yield* sink.write({
-              ts: new Date().toISOString(),
-              n,
-              type: "tool_result",
-              process: "bench",
-              ...(n % 11 === 0 ? {} : { agent: `w${n % 11}` }),
-              data: { callId: `w-${n}`, tool: "echo", isError: false, text: TEXT, durationMs: 0 }
-            })
+            yield* runLog.log(
+              { process: "bench", ...(n % 11 === 0 ? {} : { agent: `w${n % 11}` }) },
+              { _tag: "ToolReturned", callId: `w-${n}`, tool: "echo", isError: false, text: TEXT, durationMs: 0 }
+            )
             if (n % 1_000 === 0) yield* Effect.sleep(0)
           }
-        }).pipe(Effect.provide(JsonlLogSink.layer.pipe(Layer.provide(Layer.succeed(RunInfo, info)))))
+        }).pipe(
+          Effect.provide(RunLog.layer.pipe(Layer.provide(JsonlLogSink.layer), Layer.provide(Layer.succeed(RunInfo, info))))
+        )
       )
       // Timed until the layer has closed, so every line is on disk.
       const seconds = (now() - started) / 1000
@@ -97,15 +97,18 @@ export const logThroughput = (size: Size) =>
       let directory = ""
       yield* scriptedRun(scripts, () =>
         Effect.gen(function* () {
-          const runtime = yield* Runtime
-          directory = logsDirectory(runtime.info.home, runtime.executionId)
+          const info = yield* RunInfo
+          const runLog = yield* RunLog.RunLog
+          /** The number of the latest entry (the mark itself is one). */
+          const latest = Effect.map(runLog.log({ process: "bench" }, { _tag: "ProcessEmitted", type: "mark" }), (entry) => entry.n)
+          directory = logsDirectory(info.home, info.executionId)
           const all = yield* startEchoAgents(agents, drivers)
           yield* closedLoop(all, 200)
-          const entriesBefore = yield* runtime.entries.size
+          const entriesBefore = yield* latest
           const linesBefore = linesOnDisk(directory)
           const started = now()
           yield* closedLoop(all, durationMs)
-          const entriesAfter = yield* runtime.entries.size
+          const entriesAfter = yield* latest
           const linesAfter = linesOnDisk(directory)
           const seconds = (now() - started) / 1000
           produced.push((entriesAfter - entriesBefore) / seconds)
@@ -137,13 +140,13 @@ export const logThroughput = (size: Size) =>
         `${agents} scripted agents call \`echo\` back to back for ${durationMs / 1000} s (figure 2's load) in a fresh run, ` +
         `${rounds} runs; lines appended to the JSONL files during the window (files read at its start and end) ` +
         `vs log entries the runtime produced; after each run, every entry number 1…n must be on disk exactly once. ` +
-        `"The sink alone": ${size === "full" ? "200,000" : "5,000"} tool-result entries written straight into a \`JsonlLogSink\` ` +
-        `(10 agent files and the run's), until the layer has closed; audited the same way.`,
+        `"The log alone": ${size === "full" ? "200,000" : "5,000"} tool-result entries logged straight into a \`RunLog\` over a ` +
+        `\`JsonlLogSink\` (10 agent files and the run's), until the layer has closed; audited the same way.`,
       metrics: [
         { name: "entries logged by the runtime", unit: "entries/s", samples: produced },
         { name: "lines written by the JSONL sink", unit: "lines/s", samples: written },
         { name: "backlog at the end of the window", unit: "entries", samples: backlog, digits: 0 },
-        { name: "the sink alone: entries written back to back", unit: "lines/s", samples: alone, digits: 0 },
+        { name: "the log alone: entries logged back to back", unit: "lines/s", samples: alone, digits: 0 },
         {
           name: "entries lost (missing + doubled)",
           unit: "entries",
@@ -154,10 +157,9 @@ export const logThroughput = (size: Size) =>
       ],
       counts,
       notes: [
-        "The JSONL sink keeps up with everything the runtime logs (no backlog at the end of the window): lines are appended " +
-          "once per event-loop turn, one `write` per file with every line of that turn, and flushed when the layer closes or " +
-          "the process exits. The rate is set by the tool-call rate (two entries per call, `tool_call` and `tool_result`), " +
-          "not by the sink."
+        "The log keeps up with everything the run logs (no backlog at the end of the window): a writer fiber takes every " +
+          "pending entry at once and appends them with one `write` per file; what an agent is told waits for its entry to be " +
+          "written. The rate is set by the tool-call rate (two entries per call, `ToolCalled` and `ToolReturned`), not by the log."
       ]
     }
     return result

@@ -3,18 +3,18 @@
  *
  *   npm run bench                  full size, writes BENCHMARKS.md
  *   npm run bench -- --smoke       small sizes, prints only
- *   npm run bench -- --only 1,2    some figures, prints only (add --write to write)
+ *   npm run bench -- --only 1,2    some figures, prints only (add --write to update theirs in BENCHMARKS.md)
  */
 import { Cause, Effect, Exit } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { buildIfStale } from "../packages/core/src/internal/piExtension.js"
+import { buildIfStale } from "../packages/pi/src/internal/piExtension.js"
 import { figures } from "./figures.js"
 import type { FigureResult, Size } from "./lib/Figure.js"
 import { repoRoot } from "./lib/child.js"
-import { environment, markdown, table } from "./lib/report.js"
+import { environment, markdown, merge, table } from "./lib/report.js"
 
 const args = process.argv.slice(2)
 const size: Size = args.includes("--smoke") ? "smoke" : "full"
@@ -58,16 +58,10 @@ const main = async () => {
   console.log(table(results))
   if (write) {
     const file = path.join(repoRoot, "BENCHMARKS.md")
-    fs.writeFileSync(
-      file,
-      markdown(results, {
-        ...env,
-        commit: commit(),
-        loadAfter: os.loadavg(),
-        durationS: (performance.now() - started) / 1000,
-        size
-      })
-    )
+    const measured = { ...env, commit: commit(), loadAfter: os.loadavg(), durationS: (performance.now() - started) / 1000, size }
+    // Some figures only: they replace theirs in the existing file, the others stay.
+    const existing = only !== undefined && fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined
+    fs.writeFileSync(file, existing === undefined ? markdown(results, measured) : merge(existing, results, measured))
     console.log(`\nwrote ${path.relative(process.cwd(), file) || file}`)
   }
   process.exitCode = failed ? 1 : 0

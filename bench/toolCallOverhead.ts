@@ -5,8 +5,8 @@
  * same process, batches interleaved.
  */
 import * as Agent from "@ramure/core/Agent"
-import * as Protocol from "@ramure/core/Protocol"
-import type * as ScriptedAgents from "@ramure/core/ScriptedAgents"
+import * as Protocol from "@ramure/protocol/Protocol"
+import type * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 import { Deferred, Effect } from "effect"
 import { interleaved, now, type FigureResult, type Size } from "./lib/Figure.js"
 import { addEcho, echoClient, echoServer, handOver, scriptedRun } from "./lib/harness.js"

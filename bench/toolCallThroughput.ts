@@ -6,7 +6,7 @@
  * agents) and in-process scripted drivers (`Ramure.layerScripted`, clients
  * and runtime sharing one process).
  */
-import type * as AgentClient from "@ramure/core/AgentClient"
+import type * as AgentClient from "@ramure/protocol/AgentClient"
 import { Effect } from "effect"
 import { interleaved, type FigureResult, type Metric, type Size } from "./lib/Figure.js"
 import { scriptedRun } from "./lib/harness.js"

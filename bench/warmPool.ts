@@ -4,11 +4,11 @@
  * `subagent` example extension running the same four-child fan-out.
  */
 import * as Agent from "@ramure/core/Agent"
-import * as PiAgents from "@ramure/core/PiAgents"
+import * as PiAgents from "@ramure/pi/PiAgents"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
-import { Runtime } from "@ramure/core/Runtime"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as Ramure from "ramure/Ramure"
+import { RunLog } from "@ramure/core/RunLog"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import { Effect, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -53,9 +53,9 @@ const runLayer = (home: string, server: ScriptedModel.ScriptedModelServer, pool?
 
 /** Wait until the pool has reported `count` pis ready in total, then let the machine settle. */
 const poolReady = (count: number) =>
-  Effect.flatMap(Runtime, (runtime) =>
-    runtime.entries.stream(0).pipe(
-      Stream.filter((entry) => entry.type === "pool_member_ready"),
+  Effect.flatMap(RunLog, (runLog) =>
+    runLog.entries().pipe(
+      Stream.filter((entry) => entry.event._tag === "PoolMemberReady"),
       Stream.take(count),
       Stream.runDrain,
       Effect.zipRight(Effect.sleep("500 millis"))
@@ -73,7 +73,7 @@ const oneAgent = (name: string, marks: { readonly made?: (ms: number) => void; r
         return Process.done(result)
       })
       yield* agent.send("go")
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }))
 
 /** Start `count` agents at once; the wall time until the last one has reported its result. */

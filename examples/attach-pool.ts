@@ -6,8 +6,7 @@
  *
  *   npx tsx examples/attach-pool.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Process, Ramure, ScriptedModel } from "ramure"
 import { Console, Deferred, Effect, Queue, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -54,9 +53,9 @@ const dispatch = Process.make(
       yield* dispatcher.send(
         "Using pool_run_task, find out (1) the Node.js version (node --version) and (2) the kernel name (uname -s), then call finish."
       )
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }),
-  { timeout: "5 minutes" }
+  { success: Schema.String, timeout: "5 minutes" }
 )
 
 const taskOf = (request: ScriptedModel.ChatRequest): string =>
@@ -88,5 +87,5 @@ const script: Record<string, ScriptedModel.Script> = {
 dispatch().pipe(
   Effect.tap((summary) => Console.log(`\n${summary}`)),
   Effect.provide(support.layer(script, { program: "attach-pool" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

@@ -7,8 +7,7 @@
  *
  *   npx tsx examples/build-and-review.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Process, Ramure, ScriptedModel } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -52,9 +51,9 @@ const buildAndReview = Process.make(
             : Effect.as(builder.send(`The auditor rejected your submission: ${reason}. Fix it and submit again.`), "sent to the builder")
       )
       yield* builder.send(task)
-      return yield* Process.wait<{ rounds: number; note: string }>()
+      return yield* Process.wait()
     }),
-  { timeout: "10 minutes" }
+  { success: Schema.Struct({ rounds: Schema.Number, note: Schema.String }), timeout: "10 minutes" }
 )
 
 const toolSaw = (text: string) => (request: ScriptedModel.ChatRequest) =>
@@ -85,5 +84,5 @@ const script: Record<string, ScriptedModel.Script> = {
 buildAndReview("Write add.ts exporting add(a, b) that returns the sum, then submit it.").pipe(
   Effect.tap(({ note, rounds }) => Console.log(`\nApproved after ${rounds} round(s): ${note}`)),
   Effect.provide(support.layer(script, { program: "build-and-review" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

@@ -4,8 +4,7 @@
  *
  *   npx tsx examples/fanout.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Machine, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Machine, Process, Ramure, ScriptedModel } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -20,9 +19,9 @@ const countLines = Process.make("count", (repo: Machine.Machine, pkg: string) =>
       ({ lines }) => Process.done({ pkg, lines })
     )
     yield* agent.send(`Count the lines of the TypeScript files under packages/${pkg}/src and call report.`)
-    return yield* Process.wait<{ pkg: string; lines: number }>()
+    return yield* Process.wait()
   }),
-  { timeout: "5 minutes" }
+  { success: Schema.Struct({ pkg: Schema.String, lines: Schema.Number }), timeout: "5 minutes" }
 )
 
 const fanout = Process.make("fanout", () =>
@@ -43,5 +42,5 @@ const counter = (pkg: string): ScriptedModel.Script => [
 fanout().pipe(
   Effect.tap((reports) => Console.log("\n" + reports.map(({ lines, pkg }) => `${pkg.padEnd(14)} ${lines} lines`).join("\n"))),
   Effect.provide(support.layer(Object.fromEntries(packages.map((pkg) => [`counter-${pkg}`, counter(pkg)])), { program: "fanout" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

@@ -4,8 +4,7 @@
  *
  *   npm run example
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Machine, Process } from "@ramure/core"
+import { Agent, Machine, Process, Ramure } from "ramure"
 import { Console, Effect, Schema } from "effect"
 import * as support from "./support.js"
 
@@ -25,9 +24,9 @@ const summarize = Process.make(
         ({ summary }) => Process.done(summary)
       )
       yield* agent.send(`Read ${file} and call finish with a two-sentence summary.`)
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }),
-  { timeout: "5 minutes" }
+  { success: Schema.String, timeout: "5 minutes" }
 )
 
 const script = {
@@ -46,10 +45,10 @@ const script = {
     },
     support.say("Done.")
   ]
-} satisfies Record<string, ReadonlyArray<import("@ramure/core").ScriptedModel.Turn>>
+} satisfies Record<string, ReadonlyArray<import("ramure").ScriptedModel.Turn>>
 
 summarize("README.md").pipe(
   Effect.tap((summary) => Console.log(`\nSummary: ${summary}`)),
   Effect.provide(support.layer(script, { program: "quickstart" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

@@ -6,8 +6,7 @@
  *
  *   npx tsx examples/spawn-retry.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Agent, Errors, Process, ScriptedModel } from "@ramure/core"
+import { Agent, Errors, Process, Ramure, ScriptedModel } from "ramure"
 import { Cause, Console, Effect, Exit, Option, Schema, Stream } from "effect"
 import * as support from "./support.js"
 
@@ -28,9 +27,9 @@ const attempt = Process.make(
       )
       yield* Process.emit("attempt", { n })
       yield* solver.send(`Attempt ${n}: how many lines does /etc/hostname have? Call solved with the number, or give_up.`)
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }),
-  { timeout: "3 minutes" }
+  { success: Schema.String, timeout: "3 minutes" }
 )
 
 const describeEvent = (event: Process.ProcessEvent): string => {
@@ -68,11 +67,16 @@ const supervisor = Process.make("supervisor", (maxAttempts: number) =>
     return yield* new Errors.ProcessFailed({ process: "supervisor", reason: `no attempt succeeded in ${maxAttempts}` })
   }))
 
-/** Both attempts talk to the same scripted "solver": the first gives up, the second solves it. */
+/**
+ * Each attempt has its own agent named "solver": the run calls them `solver` and `solver-2` (an id is never
+ * reused in a run). The first gives up, the second solves it.
+ */
 const script: Record<string, ScriptedModel.Script> = {
   solver: [
     support.call("give_up", { reason: "I did not look before answering" }),
-    support.say("Gave up."),
+    support.say("Gave up.")
+  ],
+  "solver-2": [
     support.call("bash", { command: "wc -l < /etc/hostname" }),
     support.call("solved", (request: ScriptedModel.ChatRequest) => ({
       answer: ScriptedModel.lastToolResults(request)[0]?.content.trim() ?? "?"
@@ -84,5 +88,5 @@ const script: Record<string, ScriptedModel.Script> = {
 supervisor(3).pipe(
   Effect.tap(({ answer, attempts }) => Console.log(`\nSolved on attempt ${attempts}: ${answer}`)),
   Effect.provide(support.layer(script, { program: "spawn-retry" })),
-  NodeRuntime.runMain
+  Ramure.runMain
 )

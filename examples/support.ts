@@ -4,7 +4,7 @@
  * scripted model server on 127.0.0.1 replaying `scripts` — so every example
  * runs offline, with real pi agents in tmux.
  */
-import { Ramure, ScriptedModel } from "@ramure/core"
+import { Ramure, ScriptedModel } from "ramure"
 import { Console, Effect, Layer } from "effect"
 
 export const layer = (scripts: Record<string, ScriptedModel.Script>, options: Ramure.LayerOptions = {}) =>

@@ -3,7 +3,7 @@
  * another process) run a TypeScript entry with `node --import tsx` and talk to
  * it over the IPC channel.
  */
-import { Effect, Queue } from "effect"
+import { Effect, Queue, type Scope } from "effect"
 import { fork, type ChildProcess } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -18,6 +18,13 @@ export interface Child<Out> {
   readonly receive: Effect.Effect<Out, Error>
   /** CPU time (user + system, µs) the child has used so far; the child must listen with `parentMessages`. */
   readonly cpu: Effect.Effect<number, Error>
+  /** The child's memory after a full GC (it runs with `--expose-gc`); the child must listen with `parentMessages`. */
+  readonly memory: Effect.Effect<Memory, Error>
+}
+
+export interface Memory {
+  readonly rss: number
+  readonly heapUsed: number
 }
 
 interface CpuProbe {
@@ -27,11 +34,19 @@ interface CpuProbe {
 const isCpuProbe = (message: unknown): message is CpuProbe =>
   typeof message === "object" && message !== null && (message as { type?: unknown }).type === "cpu"
 
+interface MemoryProbe {
+  readonly type: "memory"
+  readonly memory?: Memory
+}
+const isMemoryProbe = (message: unknown): message is MemoryProbe =>
+  typeof message === "object" && message !== null && (message as { type?: unknown }).type === "memory"
+
 /** Fork `entry` (relative to `bench/`) with the IPC channel; stopped when the scope closes if still running. */
 export const forkChild = <Out>(entry: string, args: ReadonlyArray<string>, options: { readonly execArgv?: ReadonlyArray<string> } = {}) =>
   Effect.gen(function* () {
     const inbox = yield* Queue.unbounded<Out | Error>()
     const cpuReplies = yield* Queue.unbounded<number | Error>()
+    const memoryReplies = yield* Queue.unbounded<Memory | Error>()
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const child = fork(path.join(repoRoot, "bench", entry), [...args], {
@@ -41,12 +56,14 @@ export const forkChild = <Out>(entry: string, args: ReadonlyArray<string>, optio
         })
         child.on("message", (message) => {
           if (isCpuProbe(message)) Queue.unsafeOffer(cpuReplies, message.micros ?? 0)
+          else if (isMemoryProbe(message)) Queue.unsafeOffer(memoryReplies, message.memory ?? { rss: 0, heapUsed: 0 })
           else Queue.unsafeOffer(inbox, message as Out)
         })
         child.on("exit", (code, signal) => {
           const error = new Error(`${entry} exited (${signal ?? code})`)
           Queue.unsafeOffer(inbox, error)
           Queue.unsafeOffer(cpuReplies, error)
+          Queue.unsafeOffer(memoryReplies, error)
         })
         child.on("error", (error) => Queue.unsafeOffer(inbox, error))
         return child
@@ -73,14 +90,18 @@ export const forkChild = <Out>(entry: string, args: ReadonlyArray<string>, optio
       cpu: Effect.zipRight(
         Effect.sync(() => void child.send({ type: "cpu" } satisfies CpuProbe)),
         Effect.flatMap(Queue.take(cpuReplies), (reply) => (reply instanceof Error ? Effect.fail(reply) : Effect.succeed(reply)))
+      ),
+      memory: Effect.zipRight(
+        Effect.sync(() => void child.send({ type: "memory" } satisfies MemoryProbe)),
+        Effect.flatMap(Queue.take(memoryReplies), (reply) => (reply instanceof Error ? Effect.fail(reply) : Effect.succeed(reply)))
       )
     }
     return result
   })
 
 /**
- * In a child: the parent's messages, in order (CPU probes are answered, not
- * queued); `onDisconnect` is queued when the parent goes away.
+ * In a child: the parent's messages, in order (CPU and memory probes are
+ * answered, not queued); `onDisconnect` is queued when the parent goes away.
  */
 export const parentMessages = <In>(onDisconnect: In) =>
   Effect.gen(function* () {
@@ -90,6 +111,11 @@ export const parentMessages = <In>(onDisconnect: In) =>
       if (isCpuProbe(message)) {
         const usage = process.cpuUsage()
         process.send!({ type: "cpu", micros: usage.user + usage.system } satisfies CpuProbe)
+      } else if (isMemoryProbe(message)) {
+        const gc = (globalThis as { gc?: () => void }).gc
+        for (let i = 0; i < 3; i++) gc?.()
+        const { heapUsed, rss } = process.memoryUsage()
+        process.send!({ type: "memory", memory: { rss, heapUsed } } satisfies MemoryProbe)
       } else Queue.unsafeOffer(inbox, message as In)
     })
     return inbox
@@ -101,3 +127,16 @@ export const toParent = (message: unknown) =>
     if (!process.connected) return resume(Effect.void)
     process.send!(message, undefined, undefined, () => resume(Effect.void))
   })
+
+/** In a child: run `program`, then let the parent go (exit 1, with the error, if it failed). */
+export const runChild = <A, E>(program: Effect.Effect<A, E, Scope.Scope>): void => {
+  Effect.runPromise(Effect.scoped(program)).then(
+    () => {
+      if (process.connected) process.disconnect()
+    },
+    (error) => {
+      console.error(error)
+      process.exit(1)
+    }
+  )
+}

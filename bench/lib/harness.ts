@@ -4,8 +4,8 @@
  */
 import * as Agent from "@ramure/core/Agent"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
-import type * as ScriptedAgents from "@ramure/core/ScriptedAgents"
+import * as Ramure from "ramure/Ramure"
+import type * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 import { Deferred, Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"

@@ -6,8 +6,8 @@
  */
 import * as Agent from "@ramure/core/Agent"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
-import { Runtime } from "@ramure/core/Runtime"
+import * as Ramure from "ramure/Ramure"
+import { RunInfo } from "@ramure/core/RunInfo"
 import { Effect } from "effect"
 
 const count = Number(process.argv[2])
@@ -19,9 +19,9 @@ const main = Process.make("live", () =>
       concurrency: "unbounded",
       discard: true
     })
-    const runtime = yield* Runtime
+    const { executionId } = yield* RunInfo
     yield* Effect.async<void>((resume) => {
-      process.send!({ executionId: runtime.executionId }, undefined, undefined, () => resume(Effect.void))
+      process.send!({ executionId }, undefined, undefined, () => resume(Effect.void))
     })
     // Runs until the parent goes away.
     yield* Effect.async<void>((resume) => {

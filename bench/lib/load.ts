@@ -3,8 +3,8 @@
  * in a closed loop (next call as soon as the last result arrived).
  */
 import * as Agent from "@ramure/core/Agent"
-import type * as AgentClient from "@ramure/core/AgentClient"
-import type * as ScriptedAgents from "@ramure/core/ScriptedAgents"
+import type * as AgentClient from "@ramure/protocol/AgentClient"
+import type * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 import { Deferred, Effect } from "effect"
 import { now } from "./Figure.js"
 import { addEcho, handOver } from "./harness.js"

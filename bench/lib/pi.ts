@@ -3,9 +3,9 @@
  * layer with the real pi launcher in tmux, and a "bare" pi started on the
  * same kind of tmux machine with the same flags but a signal-only extension.
  */
-import * as Ramure from "@ramure/core/Ramure"
-import * as PiAgents from "@ramure/core/PiAgents"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as Ramure from "ramure/Ramure"
+import * as PiAgents from "@ramure/pi/PiAgents"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import type { Machine } from "@ramure/core/Machine"
 import { Deferred, Effect, FiberId, Layer } from "effect"
 import { execFileSync } from "node:child_process"

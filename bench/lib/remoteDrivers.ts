@@ -4,7 +4,7 @@
  * `AgentClient` for each agent. The child then holds only what the runtime
  * holds per agent, as with real pi agents.
  */
-import * as AgentClient from "@ramure/core/AgentClient"
+import * as AgentClient from "@ramure/protocol/AgentClient"
 import { AgentLauncher } from "@ramure/core/AgentLauncher"
 import { Effect, FiberSet, Layer } from "effect"
 import { forkChild, toParent } from "./child.js"
@@ -20,7 +20,7 @@ export interface LaunchRequest {
 /** Child side: every launch becomes a message to the parent; the agent "exits" never. */
 export const layer: Layer.Layer<AgentLauncher> = Layer.succeed(AgentLauncher, {
   launch: (spec) =>
-    Effect.as(toParent({ type: "launch", agentId: spec.agentId, url: spec.url, token: spec.token } satisfies LaunchRequest), {
+    Effect.as(toParent({ type: "launch", agentId: spec.agentId, url: spec.url, token: spec.secret } satisfies LaunchRequest), {
       pid: undefined,
       session: undefined,
       exited: Effect.never,
@@ -59,13 +59,18 @@ export const host = Effect.gen(function* () {
 
 /**
  * A run of `count` agents with the `echo` tool in a fresh child process
- * (`scaleChild.ts`, remote mode), their clients in this process. `stop` ends
+ * (`scaleChild.ts`, remote mode; or `entry`, which speaks the same messages
+ * and gives its agents `tool`), their clients in this process. `stop` ends
  * the run and returns how long releasing the agents took; the scope's end
  * stops the child if still running.
  */
-export const remoteRun = (count: number) =>
+export const remoteRun = (count: number, options: { readonly entry?: string; readonly tool?: string } = {}) =>
   Effect.gen(function* () {
-    const child = yield* forkChild<FromChild>("lib/scaleChild.ts", [String(count), "remote"], { execArgv: ["--expose-gc", ...(process.env.BENCH_CHILD_ARGS ?? "").split(" ").filter((a) => a.length > 0)] })
+    const child = yield* forkChild<FromChild>(
+      options.entry ?? "lib/scaleChild.ts",
+      options.entry === undefined ? [String(count), "remote"] : [String(count)],
+      { execArgv: ["--expose-gc", ...(process.env.BENCH_CHILD_ARGS ?? "").split(" ").filter((a) => a.length > 0)] }
+    )
     const clients = yield* host
     let live: Live | undefined
     while (live === undefined) {
@@ -73,7 +78,7 @@ export const remoteRun = (count: number) =>
       if (message.type === "launch") yield* clients.launch(message)
       else if (message.type === "live") live = message
     }
-    const ready = yield* clients.ready(count, "echo")
+    const ready = yield* clients.ready(count, options.tool ?? "echo")
     const stop = Effect.gen(function* () {
       yield* child.send({ type: "stop" } satisfies ToChild)
       while (true) {
@@ -81,5 +86,5 @@ export const remoteRun = (count: number) =>
         if (message.type === "stopped") return message.ms
       }
     })
-    return { live, clients: ready, stop, cpu: child.cpu }
+    return { live, clients: ready, stop, cpu: child.cpu, memory: child.memory }
   })

@@ -75,17 +75,21 @@ const mdTable = (data: ReadonlyArray<Row>, withFigure: boolean): string => {
   return [header, header.map(() => "---"), ...body].map((cells) => `| ${cells.join(" | ")} |`).join("\n")
 }
 
+const load = (values: ReadonlyArray<number>) => values.map((v) => v.toFixed(1)).join(" / ")
+
+/** A figure's own section of BENCHMARKS.md. */
+const section = (figure: FigureResult): string => {
+  const parts = [`## ${figure.id}. ${figure.title}`, ""]
+  if (figure.skipped !== undefined) return [...parts, `Skipped: ${figure.skipped}.`, ""].join("\n")
+  parts.push(figure.method, "", mdTable(rows([figure]), false), "")
+  for (const note of figure.notes ?? []) parts.push(`- ${note}`)
+  if ((figure.notes ?? []).length > 0) parts.push("")
+  return parts.join("\n")
+}
+
 /** BENCHMARKS.md */
 export const markdown = (results: ReadonlyArray<FigureResult>, env: Environment): string => {
-  const load = (values: ReadonlyArray<number>) => values.map((v) => v.toFixed(1)).join(" / ")
-  const sections = results.map((figure) => {
-    const parts = [`## ${figure.id}. ${figure.title}`, ""]
-    if (figure.skipped !== undefined) return [...parts, `Skipped: ${figure.skipped}.`, ""].join("\n")
-    parts.push(figure.method, "", mdTable(rows([figure]), false), "")
-    for (const note of figure.notes ?? []) parts.push(`- ${note}`)
-    if ((figure.notes ?? []).length > 0) parts.push("")
-    return parts.join("\n")
-  })
+  const sections = results.map(section)
   return [
     "# Benchmarks",
     "",
@@ -104,5 +108,41 @@ export const markdown = (results: ReadonlyArray<FigureResult>, env: Environment)
     mdTable(rows(results), true),
     "",
     ...sections
+  ].join("\n")
+}
+
+/**
+ * BENCHMARKS.md with `results` measured again (`--only … --write`): their
+ * summary rows and sections replace the old ones (or are added, in figure
+ * order), every other figure is kept as it was, and the header says when and
+ * where these figures were measured.
+ */
+export const merge = (existing: string, results: ReadonlyArray<FigureResult>, env: Environment): string => {
+  const ids = new Set(results.map((figure) => figure.id))
+  const idOf = (text: string): number => Number(/^(?:\| |## )(\d+)\. /.exec(text)?.[1] ?? Number.NaN)
+  const summaryAt = existing.indexOf("\n## Summary\n")
+  const firstSection = existing.search(/\n## \d+\. /)
+  if (summaryAt === -1 || firstSection === -1) return markdown(results, env)
+  const header = existing.slice(0, summaryAt).split("\n").filter((line) => !ids.has(Number(/^- Figure (\d+) measured /.exec(line)?.[1])))
+  const remeasured = results.map((figure) =>
+    `- Figure ${figure.id} measured ${env.date}${env.commit === undefined ? "" : ` at commit ${env.commit}`}, ${env.size} size, ` +
+    `load ${load(env.loadBefore)} → ${load(env.loadAfter)}.`
+  )
+  const summaryLines = existing.slice(summaryAt + 1, firstSection).trimEnd().split("\n")
+  const tableStart = summaryLines.findIndex((line) => line.startsWith("| ---"))
+  const keptRows = summaryLines.slice(tableStart + 1).filter((line) => !ids.has(idOf(line)))
+  const newRows = mdTable(rows(results), true).split("\n").slice(2)
+  const summaryRows = [...keptRows, ...newRows].sort((a, b) => idOf(a) - idOf(b))
+  const sections = existing.slice(firstSection + 1).split(/\n(?=## \d+\. )/).map((text) => text.trimEnd() + "\n")
+    .filter((text) => !ids.has(idOf(text)))
+  const allSections = [...sections, ...results.map(section)].sort((a, b) => idOf(a) - idOf(b))
+  return [
+    ...header.join("\n").trimEnd().split("\n"),
+    ...remeasured,
+    "",
+    ...summaryLines.slice(0, tableStart + 1),
+    ...summaryRows,
+    "",
+    allSections.join("\n")
   ].join("\n")
 }

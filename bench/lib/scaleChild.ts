@@ -8,11 +8,11 @@
  */
 import * as Agent from "@ramure/core/Agent"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
-import type * as ScriptedAgents from "@ramure/core/ScriptedAgents"
+import * as Ramure from "ramure/Ramure"
+import type * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 import { Deferred, Effect, Queue } from "effect"
 import { now } from "./Figure.js"
-import { parentMessages, toParent } from "./child.js"
+import { parentMessages, runChild, toParent } from "./child.js"
 import { addEcho, handOver, tempDirectory } from "./harness.js"
 import { TEXT } from "./load.js"
 import * as RemoteDrivers from "./remoteDrivers.js"
@@ -85,12 +85,4 @@ const program = Effect.gen(function* () {
   yield* toParent({ type: "stopped", ms: now() - stopping } satisfies FromChild)
 })
 
-Effect.runPromise(Effect.scoped(program)).then(
-  () => {
-    if (process.connected) process.disconnect()
-  },
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+runChild(program)

@@ -4,8 +4,8 @@
  * calls `subagent` with parallel tasks; the extension runs each as a
  * `pi --mode json -p` child process.
  */
-import * as PiAgents from "@ramure/core/PiAgents"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as PiAgents from "@ramure/pi/PiAgents"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Stream } from "effect"

@@ -5,47 +5,11 @@
  * entry behind.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { execFile, execFileSync } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { alive, tmuxSessionsOf } from "../../packages/core/test/helpers.js"
-
-const root = path.resolve(__dirname, "../..")
-
-const runExample = async (file: string) => {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-example-"))
-  const env: NodeJS.ProcessEnv = { ...process.env, RAMURE_HOME: home }
-  delete env.RAMURE_MODEL
-  const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      path.join(root, "node_modules/.bin/tsx"),
-      [path.join(root, "examples", file)],
-      { cwd: root, env, encoding: "utf8", timeout: 150_000 },
-      (error, stdout, stderr) => resolve({ status: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
-    )
-  })
-  const [executionId] = fs.readdirSync(path.join(home, "logs"))
-  const runtimeLog = fs
-    .readFileSync(path.join(home, "logs", executionId!, "_runtime.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((line) => JSON.parse(line))
-  return { ...result, home, executionId: executionId!, runtimeLog }
-}
-
-const expectClean = (run: Awaited<ReturnType<typeof runExample>>) => {
-  expect(tmuxSessionsOf(run.executionId)).toEqual([])
-  expect(fs.readdirSync(path.join(run.home, "runtimes"))).toEqual([])
-  expect(run.runtimeLog.at(-1)).toMatchObject({ type: "run_ended", data: { outcome: "done" } })
-  const pids = run.runtimeLog.concat(
-    fs.readdirSync(path.join(run.home, "logs", run.executionId)).flatMap((file) =>
-      fs.readFileSync(path.join(run.home, "logs", run.executionId, file), "utf8").trim().split("\n").map((l) => JSON.parse(l))
-    )
-  ).filter((entry) => entry.type === "agent_created" && entry.data?.pid).map((entry) => entry.data.pid as number)
-  expect(pids.length).toBeGreaterThan(0)
-  for (const pid of pids) expect(alive(pid)).toBe(false)
-}
+import { expectClean, root, runExample } from "./helpers.js"
 
 describe("examples (real pi in tmux, scripted model)", () => {
   it("quickstart summarizes the README through its finish tool", async () => {
@@ -60,7 +24,7 @@ describe("examples (real pi in tmux, scripted model)", () => {
     const run = await runExample("build-and-review.ts")
     expect(run.status, run.stderr).toBe(0)
     expect(run.stdout).toContain("Approved after 2 round(s): add is correct now")
-    expect(run.runtimeLog.filter((e) => e.type === "process_event" && e.data.type === "submitted")).toHaveLength(2)
+    expect(run.runtimeLog.filter((e) => e.event._tag === "ProcessEmitted" && e.event.type === "submitted")).toHaveLength(2)
     expectClean(run)
   })
 
@@ -80,6 +44,38 @@ describe("examples (real pi in tmux, scripted model)", () => {
     expect(run.stdout).toContain("attempt 1 failed")
     expect(run.stdout).toContain("Solved on attempt 2: 1")
     expectClean(run)
+  })
+
+  it("worktrees: three sandboxed agents fix three bugs on their own branches, and the process merges them", async () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), "ramure-example-repo-"))
+    const run = await runExample("worktrees.ts", [directory])
+    expect(run.status, run.stderr).toBe(0)
+    const repo = path.join(directory, "demo")
+    const id8 = run.executionId.slice(0, 8)
+    const git = (...args: Array<string>) => execFileSync("git", args, { cwd: repo, encoding: "utf8" })
+    for (const bug of ["slug", "median", "clamp"]) {
+      expect(run.stdout).toMatch(new RegExp(`${bug}\\s+ramure/${id8}/fix-${bug}  \\S`))
+      // Each branch holds its agent's commit of its one file.
+      expect(git("diff", "--name-only", "main~3", `ramure/${id8}/fix-${bug}`).split("\n")).toContain(`src/${bug}.js`)
+      const created = run.runtimeLog.concat(
+        fs.readFileSync(path.join(run.home, "logs", run.executionId, `fix-${bug}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+      ).find((entry) => entry.event._tag === "AgentCreated")
+      expect(created.event.machine.sandbox.network).toBe("host")
+      expect(created.event.machine.worktree.branch).toBe(`ramure/${id8}/fix-${bug}`)
+      expect(fs.existsSync(path.join(run.home, "work", run.executionId, `fix-${bug}`))).toBe(false)
+    }
+    expect(run.stdout).toContain("merged 3 branches into main (fast-forward, merge, merge)")
+    expect(run.stdout).toContain("ok slug\nok median\nok clamp\nall tests pass")
+    // The merged result is the user's checkout, clean, and its tests pass.
+    expect(git("status", "--porcelain")).toBe("")
+    expect(git("log", "--format=%s", "main").split("\n")).toEqual(expect.arrayContaining([
+      "Lowercase slugs",
+      "Average the middle pair of an even-length list",
+      "Clamp between lo and hi"
+    ]))
+    expect(execFileSync(process.execPath, ["test.js"], { cwd: repo, encoding: "utf8" })).toBe("ok slug\nok median\nok clamp\n")
+    expectClean(run)
+    fs.rmSync(directory, { recursive: true, force: true })
   })
 
   it("attach-pool lets a dispatcher agent use a pool's endpoints as tools", async () => {

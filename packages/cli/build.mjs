@@ -42,8 +42,29 @@ const result = await build({
   logLevel: "warning"
 })
 
+// The page of `ramure web`: its script bundled for the browser, its HTML and CSS as they are.
+const page = await build({
+  entryPoints: [path.join(root, "web", "app.ts")],
+  bundle: true,
+  platform: "browser",
+  target: "es2022",
+  format: "iife",
+  minify: true,
+  legalComments: "none",
+  write: false,
+  outfile: path.join(root, "dist", "web", "app.js"),
+  logLevel: "warning"
+})
+
 // Write atomically: a concurrent run of the CLI never sees half a file.
-fs.mkdirSync(path.dirname(outfile), { recursive: true })
-const temporary = `${outfile}.${process.pid}.tmp`
-fs.writeFileSync(temporary, result.outputFiles[0].contents)
-fs.renameSync(temporary, outfile)
+const writeAtomically = (file, contents) => {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  const temporary = `${file}.${process.pid}.tmp`
+  fs.writeFileSync(temporary, contents)
+  fs.renameSync(temporary, file)
+}
+writeAtomically(outfile, result.outputFiles[0].contents)
+writeAtomically(path.join(root, "dist", "web", "app.js"), page.outputFiles[0].contents)
+for (const file of ["index.html", "app.css"]) {
+  writeAtomically(path.join(root, "dist", "web", file), fs.readFileSync(path.join(root, "web", file)))
+}

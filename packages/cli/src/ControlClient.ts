@@ -1,13 +1,20 @@
 /**
- * The CLI's side of a live run's control channel: a WebSocket to
- * `<server_url>/control` authenticated with the token from the run's registry
- * file; requests and replies matched by id; `Follow` as a Stream.
+ * The CLI's side of a live run's control channel: `ControlRpcs` over a
+ * WebSocket to `<server_url>/control`, authenticated with the secret of the
+ * run's registry entry. Every request has a deadline; the run's typed
+ * errors become one-line `ControlFailed`s.
  */
-import * as Protocol from "@ramure/core/Protocol"
-import type { RegistryEntry } from "@ramure/core/Registry"
+import * as Socket from "@effect/platform/Socket"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import { RpcClientError } from "@effect/rpc/RpcClientError"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import type { Registry } from "@ramure/node"
+import { ControlRpcs } from "@ramure/core/RunControl"
+import type { LogEntry } from "@ramure/core/RunEvent"
 import { shortId } from "@ramure/core/RunInfo"
-import type { LogEntry } from "@ramure/core/LogSink"
-import { Effect, Queue, type Scope, Stream } from "effect"
+import type { RunStatus } from "@ramure/core/RunStatus"
+import * as Protocol from "@ramure/protocol/Protocol"
+import { type Duration, Effect, type Scope, Stream } from "effect"
 import WebSocket from "ws"
 import { ControlFailed, RunUnreachable } from "./Errors.js"
 
@@ -17,19 +24,22 @@ export type FollowEvent =
   | { readonly _tag: "Ended"; readonly outcome: string | undefined }
 
 export interface ControlClient {
-  /** Send a command and wait for its reply's value. */
-  readonly request: (command: Protocol.ControlCommand) => Effect.Effect<unknown, ControlFailed | RunUnreachable>
+  readonly status: Effect.Effect<RunStatus, ControlFailed | RunUnreachable>
+  /** Deliver a user message to a live agent. */
+  readonly send: (agent: string, text: string) => Effect.Effect<void, ControlFailed | RunUnreachable>
+  /** Call an endpoint of the root process (or of `process`); its JSON value. */
+  readonly call: (
+    endpoint: string,
+    args: unknown,
+    options?: { readonly process?: string | undefined; readonly timeout?: Duration.DurationInput }
+  ) => Effect.Effect<unknown, ControlFailed | RunUnreachable>
+  readonly stop: (reason: string) => Effect.Effect<void, ControlFailed | RunUnreachable>
   /** The run's log entries with `n > after`, live, until the run ends. */
   readonly follow: (after: number) => Stream.Stream<FollowEvent, RunUnreachable>
 }
 
-type Incoming =
-  | typeof Protocol.ControlReply.Type
-  | typeof Protocol.ControlLog.Type
-  | typeof Protocol.RunEnded.Type
-  | { readonly _tag: "Closed"; readonly reason: string }
-
-const open = (entry: RegistryEntry, timeoutMs: number) =>
+/** Open the WebSocket; a refused secret or an unreachable run is a `RunUnreachable` that says which. */
+const open = (entry: Registry.RegistryEntry, timeoutMs: number) =>
   Effect.async<WebSocket, RunUnreachable>((resume) => {
     const run = shortId(entry.execution_id)
     const socket = new WebSocket(`${entry.server_url}${Protocol.controlPath}`, {
@@ -45,7 +55,7 @@ const open = (entry: RegistryEntry, timeoutMs: number) =>
     socket.once("unexpected-response", (_request, response) =>
       fail(
         response.statusCode === 401
-          ? "it refused the token of its registry file"
+          ? "it refused the secret of its registry entry"
           : `${entry.server_url} answered HTTP ${response.statusCode}`
       ))
     socket.once("error", (error) => fail(`${entry.server_url}: ${error.message} (pid ${entry.pid})`))
@@ -58,90 +68,62 @@ const open = (entry: RegistryEntry, timeoutMs: number) =>
 
 /** Connect to a live run; the connection closes with the scope. */
 export const connect = Effect.fn("ControlClient.connect")(function* (
-  entry: RegistryEntry,
+  entry: Registry.RegistryEntry,
   options: { readonly timeoutMs?: number } = {}
 ): Effect.fn.Return<ControlClient, RunUnreachable, Scope.Scope> {
   const run = shortId(entry.execution_id)
-  const socket = yield* Effect.acquireRelease(open(entry, options.timeoutMs ?? 5000), (socket) =>
-    Effect.sync(() => socket.close(Protocol.CloseCode.normal, "done")))
-  const waiting = new Map<number, Queue.Queue<Incoming>>()
-  let closed: string | undefined
-  let nextId = 0
+  const ws = yield* Effect.acquireRelease(open(entry, options.timeoutMs ?? 5000), (ws) =>
+    Effect.sync(() => ws.close(Protocol.CloseCode.normal, "done")))
+  // `ws` speaks the WebSocket interface the platform's Socket is written against.
+  const socket = yield* Socket.fromWebSocket(Effect.succeed(ws as unknown as globalThis.WebSocket))
+  // Built in this scope (not with `Effect.provide`, whose scope would end with the constructor).
+  const protocol = yield* RpcClient.makeProtocolSocket({ retryTransientErrors: false }).pipe(
+    Effect.provideService(Socket.Socket, socket),
+    Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.json)
+  )
+  const client = yield* RpcClient.make(ControlRpcs).pipe(Effect.provideService(RpcClient.Protocol, protocol))
 
-  socket.on("error", () => {
-    // "close" follows.
-  })
-  socket.on("message", (data) => {
-    const decoded = Protocol.decode(data.toString())
-    if (decoded._tag === "Left") return
-    const message = decoded.right
-    switch (message._tag) {
-      case "ControlReply":
-      case "ControlLog":
-        if (waiting.has(message.id)) Queue.unsafeOffer(waiting.get(message.id)!, message)
-        return
-      case "RunEnded":
-        for (const queue of waiting.values()) Queue.unsafeOffer(queue, message)
-        return
-      case "ProtocolError":
-        closed = `protocol error: ${message.message}`
-        for (const queue of waiting.values()) Queue.unsafeOffer(queue, { _tag: "Closed", reason: closed })
-        return
-    }
-  })
-  socket.on("close", (code) => {
-    closed ??= `the connection closed (code ${code})`
-    for (const queue of waiting.values()) Queue.unsafeOffer(queue, { _tag: "Closed", reason: closed })
-  })
-
-  /** Register a request id and send the request; the id is forgotten with the scope. */
-  const send = (command: Protocol.ControlCommand) =>
-    Effect.acquireRelease(
-      Effect.gen(function* () {
-        const id = ++nextId
-        const queue = yield* Queue.unbounded<Incoming>()
-        if (closed !== undefined) return yield* new RunUnreachable({ run, reason: closed })
-        waiting.set(id, queue)
-        socket.send(Protocol.encode({ _tag: "ControlRequest", id, command }))
-        return { id, queue }
-      }),
-      ({ id }) => Effect.sync(() => waiting.delete(id))
-    )
-
-  const request = (command: Protocol.ControlCommand) =>
-    Effect.scoped(
-      Effect.gen(function* () {
-        const { queue } = yield* send(command)
-        while (true) {
-          const message = yield* Queue.take(queue)
-          if (message._tag === "Closed") return yield* new RunUnreachable({ run, reason: message.reason })
-          if (message._tag !== "ControlReply") continue
-          if (message.ok) return message.value
-          return yield* new ControlFailed({ run, command: command._tag, reason: message.error ?? "unknown error" })
-        }
+  const unreachable = (error: RpcClientError) => new RunUnreachable({ run, reason: error.message })
+  /** A request answered within `timeout`: the run's own errors are `ControlFailed`, a lost connection `RunUnreachable`. */
+  const ask = <A, E extends { readonly message: string }>(
+    command: string,
+    request: Effect.Effect<A, E | RpcClientError>,
+    timeout: Duration.DurationInput = "10 seconds"
+  ): Effect.Effect<A, ControlFailed | RunUnreachable> =>
+    request.pipe(
+      Effect.catchAll((error): Effect.Effect<never, ControlFailed | RunUnreachable> =>
+        error instanceof RpcClientError
+          ? Effect.fail(unreachable(error))
+          : Effect.fail(new ControlFailed({ run, command, reason: error.message }))),
+      Effect.catchAllDefect((defect) =>
+        Effect.fail(new ControlFailed({ run, command, reason: `the run could not answer: ${String(defect)}` }))),
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () => new RunUnreachable({ run, reason: `no answer to ${command} within ${String(timeout)}` })
       })
     )
 
-  const follow = (after: number): Stream.Stream<FollowEvent, RunUnreachable> =>
-    Stream.unwrapScoped(
-      Effect.map(send({ _tag: "Follow", after }), ({ queue }) =>
-        Stream.fromQueue(queue).pipe(
-          Stream.map((message): FollowEvent | undefined => {
-            switch (message._tag) {
-              case "ControlLog":
-                return { _tag: "Entry", entry: message.entry as LogEntry }
-              case "RunEnded":
-                return { _tag: "Ended", outcome: message.outcome }
-              case "ControlReply":
-                return undefined
-              case "Closed":
-                return { _tag: "Ended", outcome: undefined }
-            }
-          }),
-          Stream.filter((event): event is FollowEvent => event !== undefined),
-          Stream.takeUntil((event) => event._tag === "Ended")
-        ))
-    )
-
-  return { request, follow }
+  return {
+    status: ask("Status", client.Status()),
+    send: (agent, text) => ask("Send", client.Send({ agent, text })),
+    call: (endpoint, args, callOptions = {}) =>
+      ask(
+        "Call",
+        client.Call({ endpoint, args, ...(callOptions.process === undefined ? {} : { process: callOptions.process }) }),
+        callOptions.timeout ?? "60 seconds"
+      ),
+    stop: (reason) => ask("Stop", client.Stop({ reason })),
+    follow: (after) => {
+      let outcome: string | undefined
+      return client.Follow({ after }).pipe(
+        Stream.map((entry): FollowEvent => {
+          if (entry.event._tag === "RunEnded") outcome = entry.event.outcome
+          return { _tag: "Entry", entry }
+        }),
+        Stream.catchAll(() => Stream.empty),
+        Stream.concat(Stream.suspend(() => Stream.succeed<FollowEvent>({ _tag: "Ended", outcome })))
+      )
+    }
+  }
 })
+

@@ -74,6 +74,17 @@ export class AgentNotFound extends Schema.TaggedError<AgentNotFound>()("AgentNot
   }
 }
 
+/** The agent has ended (its process ended, it crashed, or it never started): it takes no messages and has no session. */
+export class AgentEnded extends Schema.TaggedError<AgentEnded>()("AgentEnded", {
+  run: Schema.String,
+  agent: Schema.String,
+  how: Schema.String
+}) {
+  override get message() {
+    return `agent ${this.agent} of run ${this.run} has ended: ${this.how}; ramure tail ${this.run} --agent ${this.agent} shows what it did`
+  }
+}
+
 /** Bad arguments that the parser cannot catch. */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
   override get message() {
@@ -96,5 +107,9 @@ export type CliError =
   | RunUnreachable
   | ControlFailed
   | AgentNotFound
+  | AgentEnded
   | UsageError
   | HostError
+
+/** `ramure web` cannot serve its page. */
+export class WebServerError extends Schema.TaggedError<WebServerError>()("WebServerError", { message: Schema.String }) {}

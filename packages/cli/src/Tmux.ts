@@ -1,37 +1,23 @@
 /**
  * The tmux side of the CLI: ramure's sessions live on their own socket
- * (`tmux -L ramure`, or `RAMURE_TMUX_SOCKET`), named `ramure-<id8>-<agent>`.
+ * (`tmux -L ramure`, or `RAMURE_TMUX_SOCKET`), named `ramure-<id8>-<agent>`
+ * and labelled with their owner; the dialect is core's.
  */
-import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
-import { defaultSocket, killRunSessions } from "@ramure/core/TmuxMachineProvider"
+import * as Tmux from "@ramure/node/Tmux"
 import { Effect } from "effect"
 
 /** The tmux socket name ramure uses. */
-export const socket = (): string => process.env.RAMURE_TMUX_SOCKET || defaultSocket
+export const socket = Tmux.currentSocket
 
 /** Every session on the socket (none when tmux or its server is missing). */
-export const sessions: Effect.Effect<ReadonlyArray<string>, never, CommandExecutor.CommandExecutor> = Command.make(
-  "tmux",
-  "-L",
-  socket(),
-  "list-sessions",
-  "-F",
-  "#{session_name}"
+export const sessions: Effect.Effect<ReadonlyArray<string>, never, CommandExecutor.CommandExecutor> = Effect.suspend(() =>
+  Tmux.listPanes(socket())
 ).pipe(
-  Command.stderr("pipe"),
-  Command.string,
-  Effect.map((out) => out.split("\n").filter((name) => name.length > 0)),
+  Effect.map((panes) => [...new Set(panes.map((pane) => pane.session))]),
   Effect.orElseSucceed(() => [])
 )
 
-/** The execution id prefix (8 characters) a ramure session belongs to. */
-export const runOf = (session: string): string | undefined => /^ramure-([0-9a-f]{8})-/.exec(session)?.[1]
-
 /** Sessions of the run `executionId`. */
 export const sessionsOf = (executionId: string) =>
-  Effect.map(sessions, (names) => names.filter((name) => runOf(name) === executionId.slice(0, 8)))
-
-/** Kill the sessions of the run(s) whose id starts with `id8` (panes get SIGTERM first); the names killed. */
-export const killRun = (id8: string) =>
-  killRunSessions(id8, { socket: socket() }).pipe(Effect.orElseSucceed((): ReadonlyArray<string> => []))
+  Effect.map(sessions, (names) => names.filter((name) => name.startsWith(Tmux.sessionPrefix(executionId))))

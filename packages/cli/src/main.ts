@@ -10,21 +10,33 @@ import packageJson from "../package.json" with { type: "json" }
 import { connect, ssh } from "./commands/connect.js"
 import { gc } from "./commands/gc.js"
 import { ls } from "./commands/ls.js"
+import { resume } from "./commands/resume.js"
 import { call, send } from "./commands/send.js"
 import { status } from "./commands/status.js"
 import { stop } from "./commands/stop.js"
 import { tail } from "./commands/tail.js"
+import { web } from "./commands/web.js"
+import * as Terminal from "./Terminal.js"
+
+/** What a verb prints may come from a run: it reaches the terminal harmless (@effect/cli's help keeps its styling). */
+const safe = <Name extends string, R, E, A>(verb: Command.Command<Name, R, E, A>) =>
+  Command.transformHandler(verb, (handler) => Terminal.safely(handler))
 
 const ramure = Command.make("ramure").pipe(
   Command.withDescription("Watch and steer ramure runs (RAMURE_HOME, default ~/.ramure)."),
-  Command.withSubcommands([ls, status, tail, send, call, stop, connect, ssh, gc])
+  Command.withSubcommands([
+    safe(ls), safe(status), safe(tail), safe(send), safe(call), safe(stop), safe(resume), safe(connect), safe(ssh), safe(web), safe(gc)
+  ])
 )
 
 const cli = Command.run(ramure, { name: "ramure", version: packageJson.version })
 
-/** `ramure: <text>` on one line: no colours, no line breaks (also for @effect/cli's own messages). */
+/**
+ * `ramure: <text>` on one line: no colours, no line breaks (also for
+ * @effect/cli's own messages), and what came from a run made visible.
+ */
 const errorLine = (args: ReadonlyArray<unknown>): string => {
-  const text = args.map(String).join(" ").replace(/\u001b\[[0-9;]*m/g, "").split("\n").map((line) => line.trim())
+  const text = Terminal.visible(args.map(String).join(" ").replace(/\u001b\[[0-9;]*m/g, "")).split("\n").map((line) => line.trim())
     .filter((line) => line.length > 0).join(" ")
   return text.startsWith("ramure: ") ? text : `ramure: ${text}`
 }

@@ -17,18 +17,23 @@ const expectUserError = (result: { code: number | null; stderr: string }, text: 
   expect(result.stderr).not.toMatch(/\n\s+at /)
 }
 
-/** A finished run's log directory, written by hand. */
-const writeLog = (home: string, id: string, ended: string | undefined) => {
+/** A finished run's log directory, written by hand (its entries dated `ts`). */
+const writeLog = (home: string, id: string, ended: string | undefined, ts = new Date().toISOString()) => {
   const directory = path.join(home, "logs", id)
   fs.mkdirSync(directory, { recursive: true })
-  const ts = new Date().toISOString()
   const entries = [
-    { ts, n: 1, type: "run_started", process: "", data: { executionId: id, program: "old", pid: 1 } },
-    { ts, n: 2, type: "process_started", process: "main", data: { name: "main" } },
-    ...(ended === undefined ? [] : [{ ts, n: 4, type: "run_ended", process: "", data: { outcome: ended } }])
+    { ts, n: 1, process: "", event: { _tag: "RunStarted", executionId: id, program: "old", pid: 1, url: "ws://127.0.0.1:1" } },
+    { ts, n: 2, process: "main", event: { _tag: "ProcessStarted", name: "main" } },
+    ...(ended === undefined ? [] : [{ ts, n: 4, process: "", event: { _tag: "RunEnded", outcome: ended } }])
   ]
   fs.writeFileSync(path.join(directory, "_runtime.jsonl"), entries.map((e) => JSON.stringify(e)).join("\n") + "\n")
-  const agent = { ts, n: 3, type: "agent_created", process: "main", agent: "worker", data: { machine: { id: "worker", kind: "local", cwd: "/tmp" } } }
+  const agent = {
+    ts,
+    n: 3,
+    process: "main",
+    agent: "worker",
+    event: { _tag: "AgentCreated", name: "worker", machine: { id: "worker", kind: "local", cwd: "/tmp" } }
+  }
   fs.writeFileSync(path.join(directory, "worker.jsonl"), JSON.stringify(agent) + "\n")
 }
 
@@ -66,15 +71,83 @@ layer(built, { timeout: "120 seconds", excludeTestServices: true })("ramure with
       expect(JSON.parse((yield* ramure(home, ["ls", "--json"])).stdout)).toEqual([])
     }))
 
-  it.scoped("a registry entry whose process is gone is reported as stale and removed", () =>
+  it.scoped("ls reports a registry entry whose process is gone and keeps it for gc, which removes it", () =>
     Effect.gen(function* () {
       const home = yield* tempHome
       const file = writeEntry(home, { execution_id: "5ca1ab1e-0000-4000-8000-000000000000", pid: deadPid() })
       const result = yield* ramure(home, ["ls"])
       expect(result.code).toBe(0)
-      expect(result.stderr).toMatch(/^ramure: removed stale registry entry 5ca1ab1e \(ghost, pid \d+ is gone\)\n$/)
+      expect(result.stderr).toMatch(/^ramure: run 5ca1ab1e \(ghost, pid \d+\) is gone but left its registry entry; ramure gc cleans up after it\n$/)
       expect(result.stdout).toContain("no live runs")
+      expect(fs.existsSync(file)).toBe(true)
+      const gc = yield* ramure(home, ["gc"])
+      expect(gc.stdout).toMatch(/^removed stale registry entry 5ca1ab1e \(ghost, pid \d+ is gone\)\n/)
       expect(fs.existsSync(file)).toBe(false)
+    }))
+
+  it.scoped("gc --older-than removes the logs and working directories of runs that ended longer ago, never a live run's", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000)
+      const work = (id: string) => {
+        const directory = path.join(home, "work", id, "worker")
+        fs.mkdirSync(directory, { recursive: true })
+        fs.writeFileSync(path.join(directory, "notes.md"), "x".repeat(2000))
+        return path.dirname(directory)
+      }
+      const ids = {
+        old: "01d00000-0000-4000-8000-000000000001",
+        recent: "2ece0000-0000-4000-8000-000000000002",
+        crashed: "c2a50000-0000-4000-8000-000000000003",
+        live: "11fe0000-0000-4000-8000-000000000004"
+      }
+      writeLog(home, ids.old, "done", daysAgo(10).toISOString())
+      writeLog(home, ids.recent, "failed", daysAgo(1).toISOString())
+      // A run killed without a trace of its end: its files' age counts.
+      writeLog(home, ids.crashed, undefined, daysAgo(30).toISOString())
+      writeLog(home, ids.live, undefined, daysAgo(30).toISOString())
+      writeEntry(home, { execution_id: ids.live, pid: process.pid })
+      for (const id of Object.values(ids)) work(id)
+      for (const id of [ids.crashed, ids.live]) {
+        for (const directory of [path.join(home, "logs", id), path.join(home, "work", id)]) {
+          for (const name of [...fs.readdirSync(directory), "."]) fs.utimesSync(path.join(directory, name), daysAgo(20), daysAgo(20))
+        }
+      }
+
+      const gc = yield* ramure(home, ["gc", "--older-than", "7d"])
+      expect(gc.code).toBe(0)
+      expect(gc.stdout).toMatch(/^removed finished run 01d00000 \(old\), ended 10d ago: its logs and working directories, \d+ kB$/m)
+      expect(gc.stdout).toMatch(/^removed finished run c2a50000 \(old\), ended 20d ago: its logs and working directories, \d+ kB$/m)
+      const left = (parent: string) => fs.readdirSync(path.join(home, parent)).sort()
+      expect(left("logs")).toEqual([ids.live, ids.recent].sort())
+      expect(left("work")).toEqual([ids.live, ids.recent].sort())
+
+      expectUserError(yield* ramure(home, ["gc", "--older-than", "soon"]), `--older-than takes an age such as 7d, 12h, 30m or 2w, not "soon"`)
+      expect((yield* ramure(home, ["gc"])).stdout).toBe("nothing to clean up\n")
+      expect(left("logs")).toEqual([ids.live, ids.recent].sort())
+    }))
+
+  it.scoped("a registry entry of a recycled pid (another start time) is stale", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      // This test's own pid, but a start time it never had: the run that wrote the entry is gone.
+      writeEntry(home, { execution_id: "5ca1ab1e-0000-4000-8000-000000000000", pid: process.pid, pid_started: "1" })
+      const result = yield* ramure(home, ["ls", "--json"])
+      expect(JSON.parse(result.stdout)).toEqual([])
+      expect(result.stderr).toContain("run 5ca1ab1e")
+    }))
+
+  it.scoped("an unreadable registry entry is reported with its path and why, never silently dropped", () =>
+    Effect.gen(function* () {
+      const home = yield* tempHome
+      const corrupt = writeEntry(home, { execution_id: "c0ffee00-0000-4000-8000-000000000000", pid: deadPid() })
+      fs.writeFileSync(corrupt, "{ not json")
+      const ls = yield* ramure(home, ["ls", "--all"])
+      expect(ls.code).toBe(0)
+      expect(ls.stderr).toContain(`ramure: cannot read registry entry ${corrupt}: `)
+      const gc = yield* ramure(home, ["gc"])
+      expect(gc.stdout).toContain(`left unreadable registry entry ${corrupt} alone: `)
+      expect(fs.existsSync(corrupt)).toBe(true)
     }))
 
   it.scoped("an unknown id, no live run and bad usage are one line on stderr and a non-zero exit", () =>

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 export const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 export const repoRoot = path.resolve(cliRoot, "../..")
 export const bin = path.join(cliRoot, "bin", "ramure.js")
-const fixture = path.join(cliRoot, "test", "fixtures", "run.ts")
+const fixture = (name: string) => path.join(cliRoot, "test", "fixtures", name)
 
 /** Bundle the CLI (dist/ramure.js) from the current sources. */
 export const build = Effect.sync(() => void execFileSync(process.execPath, [path.join(cliRoot, "build.mjs")], { stdio: "inherit" }))
@@ -126,10 +126,13 @@ export interface FixtureRun {
   readonly process: Background
 }
 
-/** Start a fixture run in `home` and wait for its "ready <id>" line; it is killed with the scope if still running. */
-export const startRun = (home: string, args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}) =>
+/**
+ * Start a fixture run in `home` (fixtures/run.ts, or the `script` given) and wait for its
+ * "ready <id>" line; it is killed with the scope if still running.
+ */
+export const startRun = (home: string, args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}, script = "run.ts") =>
   Effect.gen(function* () {
-    const run = yield* background(process.execPath, ["--import", "tsx", fixture, ...args], cliEnv(home, env))
+    const run = yield* background(process.execPath, ["--import", "tsx", fixture(script), ...args], cliEnv(home, env))
     const id = yield* eventually(
       "the fixture run to be ready",
       Effect.sync(() => /^ready (\S+)$/m.exec(run.output().stdout)?.[1] ?? (run.child.exitCode !== null ? "exited" : undefined)),
@@ -153,7 +156,10 @@ export const isAlive = (pid: number): boolean => {
 export const built = Layer.effectDiscard(build)
 
 /** Write a registry entry by hand (for stale and unreachable runs). */
-export const writeEntry = (home: string, entry: { readonly execution_id: string; readonly pid: number; readonly server_url?: string }) => {
+export const writeEntry = (
+  home: string,
+  entry: { readonly execution_id: string; readonly pid: number; readonly server_url?: string; readonly pid_started?: string }
+) => {
   const directory = path.join(home, "runtimes")
   fs.mkdirSync(directory, { recursive: true, mode: 0o700 })
   const file = path.join(directory, `${entry.execution_id}.json`)
@@ -171,3 +177,16 @@ export const deadPid = (): number => Number(execFileSync("sh", ["-c", "echo $$"]
 /** Lines of a log file. */
 export const readJsonl = (file: string): Array<any> =>
   fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line)) : []
+
+/** `ramure web` serving `home` (for `id`); its printed address. */
+export const serveWeb = (home: string, args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}) =>
+  Effect.gen(function* () {
+    const server = yield* background(process.execPath, [bin, "web", ...args], cliEnv(home, env))
+    const url = yield* eventually(
+      "ramure web's address",
+      Effect.sync(() => /^ramure web: (http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]+\/)(#\S+)?$/m.exec(server.output().stdout)?.[0] ??
+        (server.child.exitCode !== null ? `exited: ${server.output().stderr}` : undefined))
+    )
+    if (url.startsWith("exited")) return yield* Effect.dieMessage(url)
+    return url.slice("ramure web: ".length)
+  })

@@ -40,8 +40,8 @@ const agentLog = (home: string, run: FixtureRun, agent: string) => path.join(hom
 /** The assistant messages an agent logged (the fixture's agents answer "<agent> got: <text>"). */
 const replies = (home: string, run: FixtureRun, agent: string): Array<string> =>
   readJsonl(agentLog(home, run, agent))
-    .filter((entry) => entry.type === "event" && entry.data.event._tag === "message_end")
-    .map((entry) => entry.data.event.text)
+    .filter((entry) => entry.event._tag === "MessageEnded")
+    .map((entry) => entry.event.text)
 
 layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure against live runs", (it) => {
   it.effect("ls lists live runs with program, pid and agent count", () =>
@@ -73,7 +73,7 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(status.stdout).toMatch(/main\s+running/)
       expect(status.stdout).toMatch(/alice\s+idle\s+local \//)
       expect(status.stdout).toMatch(/bob\s+idle\s+local \//)
-      expect(status.stdout).toMatch(/main\s+add\s+Add two numbers/)
+      expect(status.stdout).toContain("  main  add(a: number, b: number) — Add two numbers")
     }))
 
   it.effect("the run's token appears in no output: ls, status, tail, errors, and no log file", () =>
@@ -116,8 +116,8 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(sent.stdout).toBe("sent to bob\n")
       yield* eventually("bob's answer", Effect.sync(() => replies(home, duo, "bob").includes("bob got: ping") || undefined))
       expect(replies(home, duo, "alice")).toEqual([])
-      const logged = readJsonl(agentLog(home, duo, "bob")).find((entry) => entry.type === "message")
-      expect(logged.data).toEqual({ text: "ping", via: "control" })
+      const logged = readJsonl(agentLog(home, duo, "bob")).find((entry) => entry.event._tag === "MessageDelivered")
+      expect(logged.event).toEqual({ _tag: "MessageDelivered", text: "ping", via: "control" })
     }))
 
   it.effect("call prints the endpoint's value; values are JSON when they parse; failures are one line", () =>
@@ -130,6 +130,12 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       const missing = yield* ramure(home, ["call", duo.id.slice(0, 8), "subtract"])
       expect(missing.stderr).toContain("subtract")
       expect(missing.stderr.split("\n")).toHaveLength(2)
+      // A value JSON cannot carry is an answer too, not a call that waits forever.
+      const big = yield* ramure(home, ["call", duo.id.slice(0, 8), "big"])
+      expect(big).toMatchObject({
+        code: 1,
+        stderr: "ramure: endpoint main.big failed: the result cannot be sent: Do not know how to serialize a BigInt\n"
+      })
     }))
 
   it.effect("tail prints recent entries: -n limits, --agent filters, --json gives log entries", () =>
@@ -141,7 +147,7 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(bob.every((line) => / bob /.test(line))).toBe(true)
       expect(bob.some((line) => line.endsWith("assistant: bob got: ping"))).toBe(true)
       const json = (yield* ramure(home, ["tail", duo.id.slice(0, 8), "--json", "-n", "100"])).stdout.trimEnd().split("\n").map((line) => JSON.parse(line))
-      expect(json[0]).toMatchObject({ n: 1, type: "run_started" })
+      expect(json[0]).toMatchObject({ n: 1, event: { _tag: "RunStarted" } })
       expect(json.map((entry) => entry.n)).toEqual(json.map((_, i) => i + 1))
       const unknown = yield* ramure(home, ["tail", duo.id.slice(0, 8), "--agent", "zed"])
       expect(unknown.stderr).toBe(`ramure: run ${duo.id.slice(0, 8)} has no agent "zed" (agents: alice, bob)\n`)
@@ -163,6 +169,9 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
       expect(stopped.stdout).toMatch(new RegExp(`^run ${duo.id.slice(0, 8)} stopped after [\\d.]+ s: cancelled\nno tmux sessions left\n$`))
       expect(isAlive(duo.pid)).toBe(false)
       expect(fs.existsSync(path.join(home, "runtimes", `${duo.id}.json`))).toBe(false)
+      // The program (run with `Ramure.runMain`) says why it ended, in one line, without a stack trace.
+      expect(yield* duo.process.exited).toBe(1)
+      expect(duo.process.output().stderr).toBe("ProcessCancelled: process main was cancelled: ramure stop\n")
 
       expect(yield* follower.exited).toBe(0)
       const lines = follower.output().stdout.trimEnd().split("\n")

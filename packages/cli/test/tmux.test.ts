@@ -60,20 +60,30 @@ layer(tmuxRun, { timeout: "180 seconds", excludeTestServices: true })("ramure an
       expect(shell).toMatchObject({ code: 0, stdout: `${cwd}\nagent=bob\n` })
     }))
 
-  it.effect("gc removes stale entries and orphaned sessions, and leaves the live run's", () =>
+  it.scoped("gc from another home kills only what is provably orphaned: never a live run, nor a session nobody owns", () =>
     Effect.gen(function* () {
-      const { home, run, socket } = yield* Run
+      const { run, socket } = yield* Run
+      // A home that does not know the live run: its gc must still leave that run's sessions alone.
+      const other = yield* tempHome
       const env = { RAMURE_TMUX_SOCKET: socket }
-      const stale = writeEntry(home, { execution_id: "deadbeef-0000-4000-8000-000000000000", pid: deadPid() })
-      yield* tmux(socket, "new-session", "-d", "-s", "ramure-deadbeef-orphan", "sleep", "1000")
-      const gc = yield* ramure(home, ["gc"], { env })
+      const dead = deadPid()
+      const stale = writeEntry(other, { execution_id: "deadbeef-0000-4000-8000-000000000000", pid: dead })
+      const label = `${dead}:1:deadbeef-0000-4000-8000-000000000000:/a/third/home`
+      yield* tmux(socket, "new-session", "-d", "-s", "ramure-deadbeef-orphan", "sleep", "1000", ";", "set-option", "-t", "=ramure-deadbeef-orphan:", "@ramure_owner", label)
+      yield* tmux(socket, "new-session", "-d", "-s", "ramure-0badc0de-unlabelled", "sleep", "1000")
+      const gc = yield* ramure(other, ["gc"], { env })
       expect(gc.code).toBe(0)
-      expect(gc.stdout).toMatch(/^removed stale registry entry deadbeef \(ghost, pid \d+ is gone\)\nkilled orphaned tmux session ramure-deadbeef-orphan\n$/)
+      expect(gc.stdout).toBe(
+        `removed stale registry entry deadbeef (ghost, pid ${dead} is gone)\n` +
+          `killed orphaned tmux session ramure-deadbeef-orphan (run deadbeef of /a/third/home, pid ${dead} is gone)\n` +
+          "left tmux session ramure-0badc0de-unlabelled alone: it has no owner label\n"
+      )
       expect(fs.existsSync(stale)).toBe(false)
       const left = yield* sessions(socket)
       expect(left).not.toContain("ramure-deadbeef-orphan")
-      expect(left).toContain(`ramure-${run.id.slice(0, 8)}-alice`)
-      expect((yield* ramure(home, ["gc"], { env })).stdout).toBe("nothing to clean up\n")
+      expect(left).toEqual(expect.arrayContaining([`ramure-${run.id.slice(0, 8)}-alice`, `ramure-${run.id.slice(0, 8)}-bob`, "ramure-0badc0de-unlabelled"]))
+      yield* tmux(socket, "kill-session", "-t", "=ramure-0badc0de-unlabelled")
+      expect((yield* ramure(other, ["gc"], { env })).stdout).toBe("nothing to clean up\n")
     }))
 
   it.effect("stop ends the run and its tmux sessions", () =>

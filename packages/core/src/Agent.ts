@@ -2,18 +2,33 @@
  * Agents: a coding agent (pi, or a scripted driver in tests) started on a
  * machine, connected to the run, owned by the process that created it.
  */
-import { Deferred, Duration, Effect, identity, ExecutionStrategy, Exit, JSONSchema, ParseResult, Schema, Scope, type Stream } from "effect"
-import type { AgentEventRecord } from "./AgentEvent.js"
-import { AgentLauncher } from "./AgentLauncher.js"
-import { AgentCrashed, AgentStartError, describe, InvalidToolName } from "./Errors.js"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, identity, Option, Schema, Scope, type Stream } from "effect"
+import { AgentLauncher, type LaunchSpec } from "./AgentLauncher.js"
+import { AgentSessions } from "./AgentSessions.js"
+import { ChildProcesses } from "./ChildProcesses.js"
+import {
+  AgentCrashed,
+  type AgentNotLive,
+  AgentStartError,
+  InvalidArgument,
+  type InvalidToolName,
+  type InvalidToolSchema,
+  type MessageTooLarge
+} from "./Errors.js"
+import { addUserTool, makeAgent, sessionOf } from "./internal/agent.js"
 import type * as AgentSession from "./internal/agentSession.js"
+import * as FileTransfer from "./internal/fileTransfer.js"
 import { CurrentProcess } from "./internal/processState.js"
+import { connectKey, Journal, sendKey } from "./Journal.js"
+import { builtInTools, handlerContext, toJsonSchema, toolRunner } from "./internal/tools.js"
 import type { ExecOptions, ExecResult, Machine, MachineError } from "./Machine.js"
 import { MachineProvider } from "./Machine.js"
-import { holdLiveSlot, Runtime } from "./Runtime.js"
-import { shortId } from "./RunInfo.js"
-
-export type { AgentEventRecord } from "./AgentEvent.js"
+import { Run } from "./Run.js"
+import type { RunEvent } from "./RunEvent.js"
+import { RunInfo, shortId } from "./RunInfo.js"
+import { RunLimits } from "./RunLimits.js"
+import type { SandboxOptions } from "./Sandbox.js"
+import type { WorktreeOptions } from "./Worktree.js"
 
 export interface AgentOptions {
   readonly systemPrompt?: string
@@ -23,6 +38,10 @@ export interface AgentOptions {
   readonly host?: string
   /** `provider/model`; defaults to the run's model. */
   readonly model?: string
+  /** Work in a worktree of this repository, on a branch of its own (a fresh machine; see `Worktree`). */
+  readonly worktree?: WorktreeOptions
+  /** Run the agent and its commands in a bubblewrap sandbox (a fresh machine; see `Sandbox`). */
+  readonly sandbox?: boolean | SandboxOptions
   /** How long to wait for the agent to connect (default 60 s). */
   readonly startTimeout?: Duration.DurationInput
   /** How long a released agent gets to shut down before it is killed (default 1 s). */
@@ -36,8 +55,10 @@ export interface ToolOptions<A, I> {
 }
 
 export interface Agent {
-  /** Unique within the run (the name, suffixed `-2`, `-3`… on collisions). */
+  /** Unique within the run: the name made safe for files and tmux, suffixed `-2`, `-3`… on collisions. */
   readonly id: string
+  /** The name it was created with. */
+  readonly name: string
   readonly machine: Machine
   /** The tmux session a person can attach to, when the agent runs in tmux. */
   readonly session: string | undefined
@@ -46,138 +67,153 @@ export interface Agent {
     tool: string,
     options: ToolOptions<A, I>,
     handler: (args: A) => Effect.Effect<unknown, E, R>
-  ) => Effect.Effect<void, InvalidToolName, R>
+  ) => Effect.Effect<void, InvalidToolName | InvalidToolSchema, R>
   readonly removeTool: (tool: string) => Effect.Effect<void>
   /** Deliver a user message. */
-  readonly send: (text: string) => Effect.Effect<void>
+  readonly send: (text: string) => Effect.Effect<void, AgentNotLive | MessageTooLarge>
   /** Run a shell command on the agent's machine, in its working directory. */
   readonly exec: (command: string, options?: ExecOptions) => Effect.Effect<ExecResult, MachineError>
-  /** Everything the agent did, from its start (replayed to late subscribers). */
-  readonly events: Stream.Stream<AgentEventRecord>
-  /** @internal */
-  readonly sessionState: AgentSession.AgentSession
-  /** @internal */
-  readonly addTool: (handler: AgentSession.ToolHandler) => Effect.Effect<void, InvalidToolName>
+  /** Everything recorded about the agent, from its start (replayed to late subscribers) until it is released. */
+  readonly events: Stream.Stream<RunEvent>
 }
 
-const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
+/** The tools ramure gives agents itself (along `connect` edges): a process cannot use these names. */
+export { builtInTools }
 
-/** The JSON Schema the model sees for a Schema of tool arguments. */
-export const toJsonSchema = (schema: Schema.Schema<any, any, never>): unknown => {
-  const { $schema: _ignored, ...rest } = JSONSchema.make(schema) as unknown as Record<string, unknown>
-  return rest
+/** What a program printed, without the blank lines and tmux's "Pane is dead" notice around it. */
+const trimOutput = (output: string): string =>
+  output.split("\n").filter((line) => !/^Pane is dead/.test(line.trim())).join("\n").replace(/\n{3,}/g, "\n\n").trim()
+
+const killNow = (pid: number): void => {
+  try {
+    process.kill(pid, "SIGKILL")
+  } catch {
+    // gone already
+  }
 }
-
-/** Turn a handler's success value into the text of a tool result. */
-export const resultText = (value: unknown): string =>
-  typeof value === "string" ? value : value === undefined || value === null ? "ok" : JSON.stringify(value)
-
-/** Decode the arguments with `schema`, run `handler`, and render the outcome as tool result text. */
-export const toolRunner = <A, I, E, R>(
-  tool: string,
-  schema: Schema.Schema<A, I, never>,
-  handler: (args: A) => Effect.Effect<unknown, E, R>
-): ((args: unknown) => Effect.Effect<string, string, R>) => {
-  const decode = Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "ignore" })
-  return (args) =>
-    decode(args).pipe(
-      Effect.mapError((error) => `invalid arguments for ${tool}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`),
-      Effect.flatMap((decoded) => Effect.mapError(handler(decoded), (error) => describe(error))),
-      Effect.map(resultText)
-    )
-}
-
-const attachTool = (session: AgentSession.AgentSession, handler: AgentSession.ToolHandler) =>
-  Effect.gen(function* () {
-    const name = handler.definition.name
-    if (!TOOL_NAME.test(name)) return yield* new InvalidToolName({ tool: name })
-    session.tools.set(name, handler)
-    yield* session.entries.append({ _tag: "ToolAdded", tool: handler.definition })
-    yield* session.log("tool_added", { name })
-  })
 
 /**
  * Start an agent owned by the current process. It is released — asked to
  * shut down, then killed, then its machine stopped — when that process ends.
  */
 export const make = Effect.fn("Agent.make")(function* (name: string, options: AgentOptions = {}) {
-  const runtime = yield* Runtime
+  yield* Effect.annotateCurrentSpan({ agent: name, ...(options.model === undefined ? {} : { model: options.model }) })
+  const sessions = yield* AgentSessions
+  const limits = yield* RunLimits
+  const run = yield* Run
+  const { executionId } = yield* RunInfo
   const owner = yield* CurrentProcess
   const provider = yield* MachineProvider
   const launcher = yield* AgentLauncher
+  const children = yield* ChildProcesses
+  if (options.machine !== undefined && options.host !== undefined) {
+    return yield* new InvalidArgument({
+      operation: "Agent.make",
+      message: `agent ${name}: give either a machine or a host, not both (the machine ${options.machine.id} decides its host)`
+    })
+  }
+  const sandboxed = options.sandbox !== undefined && options.sandbox !== false
+  if (options.machine !== undefined && (options.worktree !== undefined || sandboxed)) {
+    return yield* new InvalidArgument({
+      operation: "Agent.make",
+      message: `agent ${name}: worktree and sandbox make a fresh machine: give them to Machine.make, or leave out machine`
+    })
+  }
   const scope = yield* Scope.fork(owner.scope, ExecutionStrategy.sequential)
+  // The agent's life is traced beside this start, under what called `Agent.make` (its process).
+  const around = Option.flatMap(yield* Effect.option(Effect.currentSpan), (span) => span.parent)
+
+  // In a resumed run, an agent the journal has is taken over rather than started.
+  const journal = yield* Journal
+  const journaled = Option.flatMap(yield* journal.take(owner.path, "agent", name), (entry) =>
+    entry.agent === undefined ? Option.none() : journal.agent(entry.agent))
+  if (Option.isSome(journaled) && journaled.value.startFailed !== undefined) {
+    const { output, reason } = journaled.value.startFailed
+    return yield* new AgentStartError({ agent: journaled.value.id, reason, ...(output === undefined ? {} : { output }) })
+  }
+  const resume = Option.getOrUndefined(Option.filter(journaled, (agent) => !agent.ended))
 
   // A pre-started agent from a warm pool already holds its places under the run's limits.
-  const pooled = launcher.pooled?.({ model: options.model, machine: options.machine }) ?? false
+  const pooled = launcher.pooled?.({ model: options.model, machine: options.machine, sandboxed }) ?? false
 
   const start = Effect.gen(function* () {
-    if (!pooled) yield* holdLiveSlot(runtime, launcher.evictIdle)
+    if (!pooled) yield* limits.holdLiveSlot(launcher.evictIdle)
     // Starting pi is heavy: only so many agents start at once.
-    const { launched, machine, session } = yield* (pooled ? identity : runtime.startPermits.withPermits(1))(
+    const { launched, machine, session } = yield* (pooled ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
-        const session = yield* runtime.createSession(name, owner.path)
+        const session = yield* sessions.create(name, owner.path, { resume, parentSpan: around })
         // Runs last: after the shutdown request, the kill and the machine's release.
         yield* Effect.addFinalizer(() =>
-          Effect.gen(function* () {
-            owner.agents.delete(session.id)
-            yield* session.log("agent_released")
-            yield* session.events.append({ _tag: "released" })
-            yield* session.events.end
-            yield* session.entries.end
-          })
+          Effect.zipRight(Effect.sync(() => owner.agents.delete(session.id)), session.release)
         )
-        const machine = options.machine ??
-          (yield* provider.make(options.host === undefined ? { name: session.id } : { name: session.id, host: options.host }))
-        const sessionName = `ramure-${shortId(runtime.executionId)}-${session.id}`
-        const launched = yield* launcher.launch({
+        const machine = options.machine ?? (yield* provider.make({
+          name: session.id,
+          ...(options.host === undefined ? {} : { host: options.host }),
+          ...(options.worktree === undefined ? {} : { worktree: options.worktree }),
+          ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox }),
+          ...(resume === undefined ? {} : { adopt: true })
+        }))
+        const spec: LaunchSpec = {
           agentId: session.id,
-          executionId: runtime.executionId,
-          url: runtime.url,
-          token: runtime.token,
+          executionId,
+          url: run.url,
+          secret: session.secret,
           machine,
           systemPrompt: options.systemPrompt,
           model: options.model,
-          sessionName
-        })
-        const pid = launched.pid
-        if (pid !== undefined) {
-          yield* Effect.acquireRelease(Effect.sync(() => runtime.pids.add(pid)), () => Effect.sync(() => runtime.pids.delete(pid)))
+          sessionName: `ramure-${shortId(executionId)}-${session.id}`
         }
-        yield* session.log("agent_created", {
-          name,
-          machine: machine.describe,
-          session: launched.session,
-          pid: launched.pid,
-          model: options.model
-        })
+        const { adopted, launched } = resume === undefined
+          ? { adopted: false, launched: yield* launcher.launch(spec) }
+          : yield* takeOver(launcher, spec)
+        if (launched.pid !== undefined) yield* children.track(launched.pid)
+        const where = {
+          ...(launched.session === undefined ? {} : { session: launched.session }),
+          ...(launched.pid === undefined ? {} : { pid: launched.pid })
+        }
+        const model = options.model ?? launched.model
+        yield* session.record(
+          resume === undefined
+            ? { _tag: "AgentCreated", name, machine: machine.describe, ...where, ...(model === undefined ? {} : { model }) }
+            : { _tag: adopted ? "AgentAdopted" : "AgentRestarted", ...where }
+        )
 
         yield* Effect.addFinalizer(() =>
           Effect.gen(function* () {
-            session.shuttingDown = true
-            yield* session.entries.append({ _tag: "Shutdown", reason: "the process that owns this agent ended" })
-            if (session.current !== undefined) {
-              yield* Deferred.await(session.gone).pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))
+            // A program that never connected has nothing to save, and may not heed SIGTERM while it loads.
+            if (launched.pid !== undefined && (yield* session.lifecycle)._tag === "Starting") killNow(launched.pid)
+            const connected = yield* session.shutdown("the process that owns this agent ended")
+            if (connected) {
+              yield* session.gone.pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace ?? "1 second"))
             }
           })
         )
 
-        const exitedEarly = launched.exited.pipe(
-          Effect.flatMap(({ exitCode }) =>
-            Effect.flatMap(launched.outputTail, (output) =>
-              new AgentStartError({ agent: session.id, reason: `its program exited with code ${exitCode ?? "unknown"}`, output })
+        const inSession = launched.session === undefined ? "" : ` (tmux session ${launched.session})`
+        const startError = (reason: string) =>
+          Effect.flatMap(launched.outputTail, (output) => {
+            const said = trimOutput(output)
+            return Effect.fail(
+              new AgentStartError({ agent: session.id, reason: `${reason}${inSession}`, ...(said === "" ? {} : { output: said }) })
             )
-          )
-        )
+          })
+        const exitedEarly = Effect.flatMap(launched.exited, ({ exitCode }) =>
+          startError(`its program exited with code ${exitCode ?? "unknown"}`))
         const startTimeout = options.startTimeout ?? "60 seconds"
-        yield* Deferred.await(session.connected).pipe(
-          Effect.timeoutFail({
+        yield* session.connected.pipe(
+          Effect.timeoutTo({
             duration: startTimeout,
-            onTimeout: () =>
-              new AgentStartError({ agent: session.id, reason: `it did not connect within ${Duration.format(startTimeout)}` })
+            onSuccess: () => Effect.void,
+            onTimeout: () => startError(`it did not connect within ${Duration.format(startTimeout)}`)
           }),
+          Effect.flatten,
           Effect.raceFirst(exitedEarly),
           Effect.tapError((error) =>
-            Effect.flatMap(launched.outputTail, (output) => session.log("agent_start_failed", { reason: error.reason, output }))
+            session.record({
+              _tag: "AgentStartFailed",
+              reason: error.reason,
+              ...(error.output === undefined ? {} : { output: error.output })
+            })
           )
         )
 
@@ -185,10 +221,10 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
         yield* launched.exited.pipe(
           Effect.flatMap(({ exitCode }) =>
             Effect.gen(function* () {
-              if (session.shuttingDown) return
-              const output = yield* launched.outputTail
-              yield* session.log("agent_crashed", { exitCode, output })
-              yield* session.events.append({ _tag: "crashed", exitCode, output })
+              const state = yield* session.lifecycle
+              if (state._tag === "ShuttingDown" || state._tag === "Released") return
+              const output = trimOutput(yield* launched.outputTail)
+              yield* session.record({ _tag: "AgentCrashed", ...(exitCode === undefined ? {} : { exitCode }), output })
               yield* Deferred.fail(owner.completion, new AgentCrashed({ agent: session.id, exitCode, output }))
             })
           ),
@@ -197,30 +233,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
         return { session, machine, launched }
       })
     )
-
-    const agent: Agent = {
-      id: session.id,
-      machine,
-      session: launched.session,
-      sessionState: session,
-      addTool: (handler) => attachTool(session, handler),
-      on: (tool, toolOptions, handler) =>
-        Effect.flatMap(Effect.context<any>(), (context) =>
-          attachTool(session, {
-            definition: { name: tool, description: toolOptions.description, parameters: toJsonSchema(toolOptions.parameters) },
-            run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
-          })
-        ),
-      removeTool: (tool) =>
-        Effect.gen(function* () {
-          if (!session.tools.delete(tool)) return
-          yield* session.entries.append({ _tag: "ToolRemoved", name: tool })
-          yield* session.log("tool_removed", { name: tool })
-        }),
-      send: (text) => deliver(session, text, undefined),
-      exec: (command, execOptions) => machine.exec(command, execOptions),
-      events: session.events.stream(0)
-    }
+    const agent = make_(session, machine, launched.session, name, journal)
     owner.agents.set(session.id, agent)
     yield* owner.events.append({ _tag: "agent", agent: session.id })
     return agent
@@ -232,87 +245,124 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   )
 })
 
-/** Deliver a user message to an agent, optionally naming the agent it comes from. */
-export const deliver = (session: AgentSession.AgentSession, text: string, from: string | undefined) =>
+/**
+ * The agent's program as a previous orchestrator of the run left it: taken
+ * over if it still runs, else started again to continue its saved session.
+ */
+const takeOver = (launcher: typeof AgentLauncher.Service, spec: LaunchSpec) =>
   Effect.gen(function* () {
-    const body = from === undefined ? text : `[From: ${from}] ${text}`
-    yield* session.entries.append(from === undefined ? { _tag: "UserMessage", text: body } : { _tag: "UserMessage", text: body, from })
-    yield* session.log("message", from === undefined ? { text } : { text, from })
-    yield* session.events.append({ _tag: "message", text: body, from })
+    const found = launcher.adopt === undefined ? Option.none() : yield* launcher.adopt(spec)
+    if (Option.isSome(found)) return { adopted: true, launched: found.value }
+    return { adopted: false, launched: yield* launcher.launch({ ...spec, resume: true }) }
+  })
+
+const make_ = (
+  session: AgentSession.AgentSession,
+  machine: Machine,
+  tmuxSession: string | undefined,
+  name: string,
+  journal: typeof Journal.Service
+): Agent =>
+  makeAgent(session, {
+    id: session.id,
+    name,
+    machine,
+    session: tmuxSession,
+    on: (tool, toolOptions, handler) =>
+      Effect.flatMap(Effect.zip(handlerContext, toJsonSchema(tool, toolOptions.parameters)), ([context, parameters]) =>
+        addUserTool(session, {
+          definition: { name: tool, description: toolOptions.description, parameters },
+          run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
+        })),
+    removeTool: (tool) => session.removeTool(tool),
+    // A message the journal has was delivered before the run was resumed: the agent has it.
+    send: (text) =>
+      Effect.flatMap(journal.take(session.process, "send", sendKey(session.id, text)), (delivered) =>
+        Option.isSome(delivered) ? Effect.void : session.deliver(text)),
+    exec: (command, execOptions) => machine.exec(command, execOptions),
+    events: session.events
   })
 
 // ---------------------------------------------------------------------------
 // Connections between agents
 
-export type Direction = "both" | "a->b" | "b->a"
-
-const peersOf = new WeakMap<AgentSession.AgentSession, Map<string, Agent>>()
+export const Direction = Schema.Literal("both", "a->b", "b->a")
+export type Direction = typeof Direction.Type
 
 const MessageArgs = Schema.Struct({
   to: Schema.String.annotations({ description: "id of the agent to message" }),
   text: Schema.String
 })
-const SendFileArgs = Schema.Struct({
-  to: Schema.String.annotations({ description: "id of the agent to send the file to" }),
-  path: Schema.String.annotations({ description: "file to send, relative to your working directory" }),
-  dest: Schema.optional(Schema.String).annotations({
-    description: "where to put it, relative to the receiver's working directory (default: same path)"
-  })
-})
 
-const peerOf = (sender: Agent, to: string) =>
-  Effect.suspend(() => {
-    const peers = peersOf.get(sender.sessionState) ?? new Map<string, Agent>()
-    const peer = peers.get(to)
-    if (peer !== undefined) return Effect.succeed(peer)
-    const known = [...peers.keys()].join(", ") || "nobody"
-    return Effect.fail(`you are not connected to "${to}"; you can reach: ${known}`)
-  })
+const peerOf = (sender: AgentSession.AgentSession, to: string) =>
+  Effect.flatMap(sender.peer(to), (peer) =>
+    Option.match(peer, {
+      onSome: Effect.succeed,
+      onNone: () =>
+        Effect.flatMap(sender.peerIds, (ids) =>
+          Effect.fail(`you are not connected to "${to}"; you can reach: ${ids.join(", ") || "nobody"}`))
+    }))
 
-const addEdge = (from: Agent, to: Agent) =>
+/** A tool of ramure's own (not one of the process's handlers), given along `connect` edges. */
+const builtIn = <A, I>(
+  session: AgentSession.AgentSession,
+  name: string,
+  description: string,
+  parameters: Schema.Schema<A, I, never>,
+  handler: (args: A) => Effect.Effect<unknown, string>
+) =>
+  Effect.flatMap(Effect.orDie(toJsonSchema(name, parameters)), (json) =>
+    session.addTool({ definition: { name, description, parameters: json }, run: toolRunner(name, parameters, handler) }))
+
+const addEdge = (from: Agent, to: Agent, maxFileBytes: number) =>
   Effect.gen(function* () {
-    let peers = peersOf.get(from.sessionState)
-    if (peers === undefined) peersOf.set(from.sessionState, (peers = new Map()))
-    if (peers.has(to.id)) return
-    peers.set(to.id, to)
-    yield* from.sessionState.log("connection_added", { from: from.id, to: to.id })
-    const reach = [...peers.keys()].join(", ")
-    yield* from.addTool({
-      definition: {
-        name: "message",
-        description: `Send a message to another agent (you can reach: ${reach}).`,
-        parameters: toJsonSchema(MessageArgs)
-      },
-      run: toolRunner("message", MessageArgs, ({ text, to }) =>
-        Effect.flatMap(peerOf(from, to), (peer) => deliver(peer.sessionState, text, from.id))
-      )
-    })
-    yield* from.addTool({
-      definition: {
-        name: "send_file",
-        description: `Copy a file from your machine to another agent's (you can reach: ${reach}).`,
-        parameters: toJsonSchema(SendFileArgs)
-      },
-      run: toolRunner("send_file", SendFileArgs, ({ dest, path, to }) =>
-        Effect.gen(function* () {
-          const peer = yield* peerOf(from, to)
-          const target = dest ?? path
-          const data = yield* Effect.mapError(from.machine.readFile(path), (error) => error.message)
-          yield* Effect.mapError(peer.machine.writeFile(target, data), (error) => error.message)
-          yield* deliver(peer.sessionState, `sent you a file: ${target}`, from.id)
-          return `sent ${path} to ${to} as ${target} (${data.byteLength} bytes)`
-        })
-      )
-    })
+    const sender = sessionOf(from)
+    const added = yield* sender.addPeer({ session: sessionOf(to), machine: to.machine, maxFileBytes })
+    if (!added) return
+    const journaled = yield* (yield* Journal).take(sender.process, "connect", connectKey(sender.id, to.id))
+    if (Option.isNone(journaled)) yield* sender.record({ _tag: "ConnectionAdded", to: to.id })
+    const peers = yield* sender.peers
+    const reach = peers.map((peer) => peer.session.id).join(", ")
+    const largest = Math.max(...peers.map((peer) => peer.maxFileBytes))
+    const deliver = (peer: AgentSession.Peer, text: string) =>
+      Effect.mapError(peer.session.deliver(text, { from: sender.id }), (error) => error.message)
+    const self = { id: sender.id, machine: from.machine }
+    yield* builtIn(sender, "message", `Send a message to another agent (you can reach: ${reach}).`, MessageArgs, ({ text, to }) =>
+      Effect.flatMap(peerOf(sender, to), (peer) => deliver(peer, text)))
+    yield* builtIn(sender, "send_file", FileTransfer.sendFileDescription(reach, largest), FileTransfer.SendFileArgs, (args) =>
+      Effect.gen(function* () {
+        const peer = yield* peerOf(sender, args.to)
+        const { dest, result } = yield* FileTransfer.send(self, { id: peer.session.id, machine: peer.machine }, args, peer.maxFileBytes)
+        yield* deliver(peer, `sent you a file: ${dest}`)
+        return result
+      }))
+    yield* builtIn(sender, "download_file", FileTransfer.downloadFileDescription(reach, largest), FileTransfer.DownloadFileArgs, (args) =>
+      Effect.flatMap(peerOf(sender, args.from), (peer) =>
+        FileTransfer.download(self, { id: peer.session.id, machine: peer.machine }, args, peer.maxFileBytes)))
   })
+
+export interface ConnectOptions {
+  readonly direction?: Direction
+  /** The largest file `send_file` and `download_file` copy along the connection (default 64 MiB). */
+  readonly maxFileBytes?: number
+}
 
 /**
- * Let agents talk: the sender gets `message` and `send_file` tools for each
- * allowed direction; the receiver gets messages as `[From: <sender>] …`.
+ * Let agents talk. Each allowed direction gives the agent it starts from
+ * three tools toward the other: `message` (the receiver gets
+ * `[From: <sender>] …`), `send_file` (copy one of its files there) and
+ * `download_file` (copy one of the other's files here). So `"a->b"` lets `a`
+ * reach `b`, and leaves `b` no way to reach `a` or its files.
  */
-export const connect = (a: Agent, b: Agent, options: { readonly direction?: Direction } = {}) =>
-  Effect.gen(function* () {
-    const direction = options.direction ?? "both"
-    if (direction !== "b->a") yield* addEdge(a, b)
-    if (direction !== "a->b") yield* addEdge(b, a)
-  })
+export const connect = Effect.fn("Agent.connect")(function* (a: Agent, b: Agent, options: ConnectOptions = {}) {
+  const direction = options.direction ?? "both"
+  if (!Schema.is(Direction)(direction)) {
+    return yield* new InvalidArgument({
+      operation: "Agent.connect",
+      message: `unknown direction ${JSON.stringify(direction)} (use "both", "a->b" or "b->a")`
+    })
+  }
+  const maxFileBytes = options.maxFileBytes ?? FileTransfer.defaultMaxFileBytes
+  if (direction !== "b->a") yield* addEdge(a, b, maxFileBytes)
+  if (direction !== "a->b") yield* addEdge(b, a, maxFileBytes)
+})

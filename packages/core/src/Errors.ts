@@ -4,10 +4,15 @@
  */
 import { Schema } from "effect"
 
-/** `Process.fail(reason)` was called. */
+/**
+ * `Process.fail(reason)` was called with a text, or with an error of a type
+ * the process does not declare (`failure` of `Process.make`): then `error`
+ * holds it, and `reason` describes it.
+ */
 export class ProcessFailed extends Schema.TaggedError<ProcessFailed>()("ProcessFailed", {
   process: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  error: Schema.optional(Schema.Unknown)
 }) {
   override get message() {
     return `process ${this.process} failed: ${this.reason}`
@@ -57,12 +62,39 @@ export class AgentStartError extends Schema.TaggedError<AgentStartError>()("Agen
 }
 
 export class InvalidToolName extends Schema.TaggedError<InvalidToolName>()("InvalidToolName", {
-  tool: Schema.String
+  tool: Schema.String,
+  reason: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `invalid tool name "${this.tool}": use 1-64 letters, digits, "_" or "-"`
+    return `invalid tool name "${this.tool}": ${this.reason ?? `use 1-64 letters, digits, "_" or "-"`}`
   }
 }
+
+/** A tool's (or endpoint's) parameters have no self-contained JSON Schema a model could read (a recursive schema, …). */
+export class InvalidToolSchema extends Schema.TaggedError<InvalidToolSchema>()("InvalidToolSchema", {
+  tool: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `the parameters of "${this.tool}" cannot be described to a model: ${this.reason}`
+  }
+}
+
+/** A process completed with a value (or failed with an error) that its declared Schema does not accept. */
+export class InvalidCompletion extends Schema.TaggedError<InvalidCompletion>()("InvalidCompletion", {
+  process: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `process ${this.process} completed with ${this.reason}`
+  }
+}
+
+/** An option or argument that makes no sense (a typo, two options that exclude each other, …). */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
 
 /** A handler can fail with this to give the model a precise message. */
 export class ToolError extends Schema.TaggedError<ToolError>()("ToolError", {
@@ -72,10 +104,22 @@ export class ToolError extends Schema.TaggedError<ToolError>()("ToolError", {
 export class EndpointNotFound extends Schema.TaggedError<EndpointNotFound>()("EndpointNotFound", {
   process: Schema.String,
   endpoint: Schema.String,
-  available: Schema.Array(Schema.String)
+  available: Schema.Array(Schema.String),
+  /** Why waiting for it ended (it was not exposed in time, or the process ended without it). */
+  reason: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `process ${this.process} has no endpoint "${this.endpoint}" (endpoints: ${this.available.join(", ") || "none"})`
+    const why = this.reason === undefined ? "" : `: ${this.reason}`
+    return `process ${this.process} has no endpoint "${this.endpoint}"${why} (endpoints: ${this.available.join(", ") || "none"})`
+  }
+}
+
+/** The process has ended: its endpoints can no longer be called or attached. */
+export class ProcessEnded extends Schema.TaggedError<ProcessEnded>()("ProcessEnded", {
+  process: Schema.String
+}) {
+  override get message() {
+    return `process ${this.process} has ended: its endpoints can no longer be called`
   }
 }
 
@@ -89,11 +133,73 @@ export class EndpointFailed extends Schema.TaggedError<EndpointFailed>()("Endpoi
   }
 }
 
-export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed
-export type EndpointError = EndpointNotFound | EndpointFailed
+/** The agent has been released (or is being): nothing more can be delivered to it. */
+export class AgentNotLive extends Schema.TaggedError<AgentNotLive>()("AgentNotLive", {
+  agent: Schema.String,
+  state: Schema.String
+}) {
+  override get message() {
+    return `agent ${this.agent} is no longer live (${this.state})`
+  }
+}
+
+/** A message too large for the agent's connection. */
+export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", {
+  agent: Schema.String,
+  bytes: Schema.Number,
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `a message of ${this.bytes} bytes is too large for agent ${this.agent} (limit ${this.limit})`
+  }
+}
+
+/** No live process has this path (it ended, or never existed). */
+export class ProcessNotFound extends Schema.TaggedError<ProcessNotFound>()("ProcessNotFound", {
+  process: Schema.String,
+  available: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `no live process "${this.process}" (live: ${this.available.join(", ") || "none"})`
+  }
+}
+
+/** The log could not be written: the run fails with this error. */
+export class LogWriteFailed extends Schema.TaggedError<LogWriteFailed>()("LogWriteFailed", {
+  file: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `cannot write the run's log ${this.file}: ${this.reason}`
+  }
+}
+
+/** A resumed program did not do again what its journal says it did (see `Journal`). */
+export class ResumeDiverged extends Schema.TaggedError<ResumeDiverged>()("ResumeDiverged", {
+  process: Schema.String,
+  /** What the program did instead ("" for nothing). */
+  got: Schema.String,
+  /** What the journal has that the program did not do again. */
+  expected: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `the resumed program diverged from its journal in process ${this.process}: the journal has ${this.expected.join(", ")}; ` +
+      (this.got === "" ? "the program did not do that again" : `the program did ${this.got} instead`)
+  }
+}
+
+export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed | LogWriteFailed | ResumeDiverged
+
+/** Whether `error` is one of the errors any process can end with. */
+export const isProcessError = (error: unknown): error is ProcessError =>
+  error instanceof ProcessFailed || error instanceof ProcessTimeout || error instanceof ProcessCancelled ||
+  error instanceof AgentCrashed || error instanceof LogWriteFailed || error instanceof ResumeDiverged
+export type EndpointError = EndpointNotFound | EndpointFailed | ProcessEnded
 
 /** A short, human text for any error value. */
 export const describe = (error: unknown): string => {
+  // A handler's own words for the model.
+  if (error instanceof ToolError) return error.message
   if (typeof error === "object" && error !== null) {
     const tag = "_tag" in error ? String((error as { _tag: unknown })._tag) : undefined
     const message = "message" in error ? String((error as { message: unknown }).message) : undefined

@@ -4,9 +4,15 @@
  * A `MachineProvider` creates machines inside a `Scope`; closing the scope
  * releases the machine and everything started on it.
  */
-import { Context, type Duration, Effect, Schema, Scope } from "effect"
+import { Context, type Duration, Effect, Option, Schema, Scope, type Stream } from "effect"
 import { CurrentProcess } from "./internal/processState.js"
-import { Runtime } from "./Runtime.js"
+import type { MachineInfo } from "./MachineInfo.js"
+import { Journal } from "./Journal.js"
+import { RunLog } from "./RunLog.js"
+import type { SandboxOptions } from "./Sandbox.js"
+import type { MakeError as WorktreeMakeError, Worktree, WorktreeOptions } from "./Worktree.js"
+
+export { MachineInfo, SandboxInfo, SshAccess, WorktreeInfo } from "./MachineInfo.js"
 
 /** The result of running a shell command on a machine. */
 export interface ExecResult {
@@ -22,33 +28,6 @@ export interface ExecOptions {
   readonly env?: Readonly<Record<string, string>>
 }
 
-/** How to reach a machine's host with OpenSSH (through the run's master connection while it lives). */
-export const SshAccess = Schema.Struct({
-  /** Host name or `~/.ssh/config` alias. */
-  destination: Schema.String,
-  port: Schema.optional(Schema.Number),
-  user: Schema.optional(Schema.String),
-  identityFile: Schema.optional(Schema.String),
-  configFile: Schema.optional(Schema.String),
-  /** Extra `-o` options. */
-  options: Schema.optional(Schema.Array(Schema.String)),
-  /** The master connection's control socket (`ssh -S`). */
-  controlPath: Schema.String,
-  /** The tmux socket name on that host (`tmux -L`). */
-  tmuxSocket: Schema.String
-})
-export type SshAccess = typeof SshAccess.Type
-
-/** What a person (or the CLI) needs to find a machine. */
-export const MachineInfo = Schema.Struct({
-  id: Schema.String,
-  kind: Schema.String,
-  cwd: Schema.String,
-  host: Schema.optional(Schema.String),
-  ssh: Schema.optional(SshAccess)
-})
-export type MachineInfo = typeof MachineInfo.Type
-
 /** A long-running program started on a machine (a pi agent, a scripted driver, …). */
 export interface SpawnSpec {
   /** Unique, human-readable name (tmux session name for the tmux provider). */
@@ -60,6 +39,12 @@ export interface SpawnSpec {
   readonly cwd?: string
   /** Keep the program's stdin open until it stops (default: closed at once, like `</dev/null`). */
   readonly keepStdinOpen?: boolean
+  /**
+   * Host paths the program needs besides the working directory (a sandboxed
+   * machine shows it only these and the system): its own files (`read`) and
+   * its state (`write`).
+   */
+  readonly needs?: { readonly read?: ReadonlyArray<string>; readonly write?: ReadonlyArray<string> }
 }
 
 export interface Spawned {
@@ -114,22 +99,76 @@ export interface RemoteHost {
   readonly upload: (localFile: string) => Effect.Effect<string, MachineError>
 }
 
-export interface Machine {
+/** A regular file opened for reading (`Machine.openFile`). */
+export interface FileSource {
+  /** Its size when it was opened: the stream gives exactly this many bytes. */
+  readonly size: number
+  /** Its permission bits (`0o644`, …). */
+  readonly mode: number
+  /** Its bytes, in chunks; fails if the file shrank meanwhile (bytes it grew by are not read). */
+  readonly stream: Stream.Stream<Uint8Array, MachineError>
+}
+
+export interface ReadFileOptions {
+  /** Refuse a file larger than this many bytes. */
+  readonly maxBytes?: number
+}
+
+export interface WriteFileOptions {
+  /** Permission bits of the file written (the umask applies); default: the replaced file's, else `0o666`. */
+  readonly mode?: number
+}
+
+/**
+ * A machine's files. Paths are relative to its working directory (or
+ * absolute inside it), and nothing outside it is read or written:
+ *
+ * - the directories on the way are opened one by one and must really lie
+ *   inside (a symbolic link to another directory inside is fine);
+ * - a file is read only if it is a regular file with one name: a symbolic
+ *   link, a hard-linked file (its other name may be outside), a FIFO, a
+ *   device, a socket or a directory is refused. It is opened once, without
+ *   following links or waiting for a writer, and checked through what was
+ *   opened (its count of names as it is then: a hard link made and removed
+ *   again meanwhile goes unseen, but making one takes access to the other
+ *   name already);
+ * - a file is written to a new temporary file beside it, then renamed into
+ *   place: whatever had that name (a link, a hard-linked file, a FIFO) is
+ *   replaced, never written through. A failed write leaves nothing.
+ */
+export interface MachineFiles {
+  readonly readFile: (path: string, options?: ReadFileOptions) => Effect.Effect<Uint8Array, MachineError>
+  /** Write a file, creating its parent directories. */
+  readonly writeFile: (path: string, data: Uint8Array | string, options?: WriteFileOptions) => Effect.Effect<void, MachineError>
+  /** Open a file for streaming, as `readFile` would read it; it stays open until the scope closes. */
+  readonly openFile: (path: string, options?: ReadFileOptions) => Effect.Effect<FileSource, MachineError, Scope.Scope>
+  /** Write `source` to a file, as `writeFile` does, streaming it (on another machine, or on another host). */
+  readonly writeFileFrom: (path: string, source: FileSource, options?: WriteFileOptions) => Effect.Effect<void, MachineError>
+}
+
+export interface Machine extends MachineFiles {
   readonly id: string
   readonly kind: string
   /** Absolute working directory on the machine; relative paths resolve against it. */
   readonly cwd: string
   readonly exec: (command: string, options?: ExecOptions) => Effect.Effect<ExecResult, MachineError>
-  readonly readFile: (path: string) => Effect.Effect<Uint8Array, MachineError>
-  readonly writeFile: (path: string, data: Uint8Array | string) => Effect.Effect<void, MachineError>
   /**
    * Start a long-running program. Closing the scope stops it (and, for tmux,
    * kills its session).
    */
   readonly spawn: (spec: SpawnSpec) => Effect.Effect<Spawned, MachineError, Scope.Scope>
+  /**
+   * Take over the program that a previous orchestrator of this run spawned
+   * as `name`, if it still runs (machines whose programs outlive their
+   * orchestrator, such as tmux ones): from here on it is watched and stopped
+   * as if `spawn` had started it. None when it is gone.
+   */
+  readonly adopt?: (name: string) => Effect.Effect<Option.Option<Spawned>, MachineError, Scope.Scope>
   readonly describe: MachineInfo
   /** Set when the machine is on another host. */
   readonly remote?: RemoteHost
+  /** Set when the working directory is a worktree of a repository: the agent's work, its branch. */
+  readonly worktree?: Worktree
 }
 
 export interface MachineOptions {
@@ -142,14 +181,31 @@ export interface MachineOptions {
    * providers of this host alone refuse any host.
    */
   readonly host?: string
+  /**
+   * Make the working directory a worktree of a repository, on a branch of
+   * its own (see `Worktree`); released, the machine commits what was left
+   * to the branch and removes the worktree.
+   */
+  readonly worktree?: WorktreeOptions
+  /** Run the machine's programs and commands in a bubblewrap sandbox (see `Sandbox`). */
+  readonly sandbox?: boolean | SandboxOptions
+  /**
+   * The machine of a resumed run: take over what a previous orchestrator of
+   * the run made under this name (its working directory, its worktree and
+   * branch) as it is, instead of refusing it.
+   */
+  readonly adopt?: boolean
 }
 
+/** Everything making a machine can fail with. */
+export type MakeError = MachineError | HostUnreachable | WorktreeMakeError
+
 /** Creates machines; the machine lives until the scope closes. */
-export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
+export class MachineProvider extends Context.Tag("@ramure/core/MachineProvider")<
   MachineProvider,
   {
     readonly kind: string
-    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MachineError | HostUnreachable, Scope.Scope>
+    readonly make: (options: MachineOptions) => Effect.Effect<Machine, MakeError, Scope.Scope>
   }
 >() {}
 
@@ -160,12 +216,16 @@ export class MachineProvider extends Context.Tag("ramure/MachineProvider")<
  */
 export const make = (
   options: MachineOptions
-): Effect.Effect<Machine, MachineError | HostUnreachable, MachineProvider | CurrentProcess | Runtime> =>
+): Effect.Effect<Machine, MakeError, MachineProvider | CurrentProcess | RunLog | Journal> =>
   Effect.gen(function* () {
     const provider = yield* MachineProvider
     const owner = yield* CurrentProcess
-    const runtime = yield* Runtime
-    const machine = yield* provider.make(options).pipe(Scope.extend(owner.scope))
-    yield* runtime.log({ type: "machine_created", process: owner.path, data: { machine: machine.describe } })
+    const runLog = yield* RunLog
+    // In a resumed run, the machine it had: the same name, so the same working directory.
+    const journaled = yield* (yield* Journal).take(owner.path, "machine", options.name)
+    const machine = yield* provider.make(Option.isSome(journaled) ? { ...options, adopt: true } : options).pipe(
+      Scope.extend(owner.scope)
+    )
+    if (Option.isNone(journaled)) yield* runLog.log({ process: owner.path }, { _tag: "MachineCreated", machine: machine.describe })
     return machine
   })

@@ -13,9 +13,11 @@ export interface RunInfo {
   readonly home: string
   /** A short, human name of the program that started the run. */
   readonly program: string
+  /** This is a run resumed after its orchestrator died: its log is the journal of what already happened. */
+  readonly resumed: boolean
 }
 
-export const RunInfo = Context.GenericTag<RunInfo>("ramure/RunInfo")
+export const RunInfo = Context.GenericTag<RunInfo>("@ramure/core/RunInfo")
 
 /** The first 8 characters of an execution id, as shown by the CLI. */
 export const shortId = (executionId: string): string => executionId.slice(0, 8)
@@ -35,12 +37,23 @@ const defaultProgram = (): string => {
   return script ? path.basename(script) : "ramure"
 }
 
-/** A fresh run: new execution id, home from the environment unless given. */
-export const layer = (options: { readonly home?: string; readonly program?: string } = {}): Layer.Layer<RunInfo> =>
-  Layer.sync(RunInfo, () => ({
-    executionId: randomUUID(),
-    home: options.home ?? homeDirectory(),
-    program: options.program ?? defaultProgram()
-  }))
+export interface Options {
+  readonly home?: string
+  readonly program?: string
+  /** Resume the run with this execution id (default: `RAMURE_RESUME`), instead of starting a new one. */
+  readonly resume?: string
+}
+
+/** The run: a fresh one (new execution id), or the one to resume; the home from the environment unless given. */
+export const layer = (options: Options = {}): Layer.Layer<RunInfo> =>
+  Layer.sync(RunInfo, () => {
+    const resume = options.resume ?? (process.env.RAMURE_RESUME || undefined)
+    return {
+      executionId: resume ?? randomUUID(),
+      home: options.home ?? homeDirectory(),
+      program: options.program ?? defaultProgram(),
+      resumed: resume !== undefined
+    }
+  })
 
 export const executionId: Effect.Effect<string, never, RunInfo> = Effect.map(RunInfo, (info) => info.executionId)

@@ -1,166 +1,331 @@
 /**
- * The state of a run as a fold over its log entries. The live runtime keeps
- * it up to date as it logs; the CLI rebuilds it from the log files of a
- * finished run — one definition for both.
+ * The state of a run as a fold over its log. The live run keeps it up to date
+ * as it logs and answers `ramure status` with it; the CLI rebuilds it from the
+ * log files of a finished run — one definition for both. The fold handles
+ * every `RunEvent` (the handler table is checked to be exhaustive).
  */
-import type { LogEntry } from "./LogSink.js"
-import type { MachineInfo } from "./Machine.js"
+import { Schema, type Types } from "effect"
+import { MachineInfo } from "./MachineInfo.js"
+import type { LogEntry, RunEvent, Tag } from "./RunEvent.js"
 
-export type AgentState = "starting" | "idle" | "working" | "done" | "crashed"
-export type ProcessState = "running" | "done" | "failed" | "cancelled" | "timeout"
+export const AgentState = Schema.Literal("starting", "idle", "working", "done", "crashed")
+export type AgentState = typeof AgentState.Type
 
-export interface ProcessStatus {
-  readonly path: string
-  readonly name: string
-  readonly parent: string | undefined
-  state: ProcessState
-  error: string | undefined
-  readonly startedAt: string
-  endedAt: string | undefined
-}
+export const ProcessState = Schema.Literal("running", "done", "failed", "cancelled", "timeout")
+export type ProcessState = typeof ProcessState.Type
 
-export interface AgentStatus {
-  readonly id: string
-  readonly process: string
-  state: AgentState
-  machine: MachineInfo | undefined
-  session: string | undefined
-  toolCalls: number
-  toolErrors: number
-  inputTokens: number
-  outputTokens: number
-  cost: number
-  lastActivity: string | undefined
-}
+export const ProcessStatus = Schema.Struct({
+  path: Schema.String,
+  name: Schema.String,
+  parent: Schema.optional(Schema.String),
+  state: ProcessState,
+  error: Schema.optional(Schema.String),
+  startedAt: Schema.String,
+  endedAt: Schema.optional(Schema.String)
+})
+export type ProcessStatus = typeof ProcessStatus.Type
 
-export interface RunStatus {
-  executionId: string | undefined
-  program: string | undefined
-  pid: number | undefined
-  startedAt: string | undefined
-  endedAt: string | undefined
-  outcome: string | undefined
-  readonly processes: Array<ProcessStatus>
-  readonly agents: Array<AgentStatus>
-  readonly connections: Array<{ readonly from: string; readonly to: string }>
-  readonly endpoints: Array<{ readonly process: string; readonly name: string; readonly description: string }>
-}
+export const AgentStatus = Schema.Struct({
+  id: Schema.String,
+  name: Schema.String,
+  process: Schema.String,
+  state: AgentState,
+  machine: Schema.optional(MachineInfo),
+  session: Schema.optional(Schema.String),
+  model: Schema.optional(Schema.String),
+  /** Calls of ramure's tools (the process's handlers). */
+  toolCalls: Schema.Number,
+  toolErrors: Schema.Number,
+  /** Calls of pi's own tools (`bash`, `read`, `edit`, …). */
+  piToolCalls: Schema.Number,
+  inputTokens: Schema.Number,
+  outputTokens: Schema.Number,
+  cost: Schema.Number,
+  lastActivity: Schema.optional(Schema.String),
+  /** How it ended, once it has: released with its process, crashed (with its exit code), or did not start. */
+  ended: Schema.optional(Schema.String)
+})
+export type AgentStatus = typeof AgentStatus.Type
 
-export const empty = (): RunStatus => ({
-  executionId: undefined,
-  program: undefined,
-  pid: undefined,
-  startedAt: undefined,
-  endedAt: undefined,
-  outcome: undefined,
+export const EndpointStatus = Schema.Struct({
+  process: Schema.String,
+  name: Schema.String,
+  description: Schema.String,
+  /** JSON Schema of the arguments. */
+  parameters: Schema.Unknown
+})
+export type EndpointStatus = typeof EndpointStatus.Type
+
+/** A call of an endpoint, and how it went once it returned. */
+export const EndpointCall = Schema.Struct({
+  process: Schema.String,
+  name: Schema.String,
+  caller: Schema.optional(Schema.String),
+  at: Schema.String,
+  ok: Schema.optional(Schema.Boolean),
+  error: Schema.optional(Schema.String),
+  durationMs: Schema.optional(Schema.Number)
+})
+export type EndpointCall = typeof EndpointCall.Type
+
+/** How many recent endpoint calls the status keeps. */
+export const recentCalls = 20
+
+export const Totals = Schema.Struct({
+  inputTokens: Schema.Number,
+  outputTokens: Schema.Number,
+  cost: Schema.Number,
+  toolCalls: Schema.Number,
+  piToolCalls: Schema.Number
+})
+export type Totals = typeof Totals.Type
+
+export const RunStatus = Schema.Struct({
+  executionId: Schema.optional(Schema.String),
+  program: Schema.optional(Schema.String),
+  summary: Schema.optional(Schema.String),
+  pid: Schema.optional(Schema.Number),
+  /** The OpenTelemetry trace of the run, when its traces are exported. */
+  traceId: Schema.optional(Schema.String),
+  startedAt: Schema.optional(Schema.String),
+  endedAt: Schema.optional(Schema.String),
+  outcome: Schema.optional(Schema.String),
+  error: Schema.optional(Schema.String),
+  /** How many times the run was resumed after its orchestrator died. */
+  resumes: Schema.optional(Schema.Number),
+  processes: Schema.Array(ProcessStatus),
+  agents: Schema.Array(AgentStatus),
+  connections: Schema.Array(Schema.Struct({ from: Schema.String, to: Schema.String })),
+  endpoints: Schema.Array(EndpointStatus),
+  /** The most recent endpoint calls, oldest first (a status from an older run has none). */
+  calls: Schema.optionalWith(Schema.Array(EndpointCall), { default: () => [] }),
+  totals: Totals
+})
+export type RunStatus = typeof RunStatus.Type
+
+type DraftAgent = Types.Mutable<AgentStatus>
+
+/** The fold's working copy; snapshots are taken with `snapshot`. */
+export type Draft =
+  & Types.Mutable<Omit<RunStatus, "processes" | "agents" | "connections" | "endpoints" | "calls" | "totals">>
+  & {
+    readonly processes: Array<Types.Mutable<ProcessStatus>>
+    readonly agents: Array<DraftAgent>
+    readonly connections: Array<{ readonly from: string; readonly to: string }>
+    readonly endpoints: Array<EndpointStatus>
+    readonly calls: Array<Types.Mutable<EndpointCall>>
+    readonly totals: Types.Mutable<Totals>
+  }
+
+export const empty = (): Draft => ({
   processes: [],
   agents: [],
   connections: [],
-  endpoints: []
+  endpoints: [],
+  calls: [],
+  totals: { inputTokens: 0, outputTokens: 0, cost: 0, toolCalls: 0, piToolCalls: 0 }
 })
 
-const record = (entry: LogEntry): Record<string, any> =>
-  typeof entry.data === "object" && entry.data !== null ? (entry.data as Record<string, any>) : {}
+/** An immutable copy of the fold's current state. */
+export const snapshot = (draft: Draft): RunStatus => structuredClone(draft)
 
-const newAgent = (status: RunStatus, entry: LogEntry): AgentStatus => {
-  const agent: AgentStatus = {
-    id: entry.agent!,
-    process: entry.process,
-    state: "starting",
-    machine: undefined,
-    session: undefined,
-    toolCalls: 0,
-    toolErrors: 0,
-    inputTokens: 0,
-    outputTokens: 0,
-    cost: 0,
-    lastActivity: entry.ts
+const agentOf = (status: Draft, entry: LogEntry): DraftAgent | undefined => {
+  if (entry.agent === undefined) return undefined
+  let agent = status.agents.find((a) => a.id === entry.agent)
+  if (agent === undefined) {
+    // An agent can connect before its creation is logged.
+    agent = {
+      id: entry.agent,
+      name: entry.agent,
+      process: entry.process,
+      state: "starting",
+      toolCalls: 0,
+      toolErrors: 0,
+      piToolCalls: 0,
+      inputTokens: 0,
+      outputTokens: 0,
+      cost: 0
+    }
+    status.agents.push(agent)
   }
-  status.agents.push(agent)
   return agent
 }
 
-/** Apply one log entry (mutates and returns `status`). */
-export const step = (status: RunStatus, entry: LogEntry): RunStatus => {
-  const data = record(entry)
-  const agent = entry.agent === undefined ? undefined : status.agents.find((a) => a.id === entry.agent)
-  if (agent) agent.lastActivity = entry.ts
-  switch (entry.type) {
-    case "run_started":
-      status.executionId = data.executionId
-      status.program = data.program
-      status.pid = data.pid
-      status.startedAt = entry.ts
-      break
-    case "run_ended":
-      status.endedAt = entry.ts
-      status.outcome = data.outcome
-      break
-    case "process_started":
-      status.processes.push({
-        path: entry.process,
-        name: data.name ?? entry.process,
-        parent: data.parent,
-        state: "running",
-        error: undefined,
-        startedAt: entry.ts,
-        endedAt: undefined
-      })
-      break
-    case "process_ended": {
-      const process = status.processes.find((p) => p.path === entry.process && p.state === "running")
-      if (process) {
-        process.state = data.outcome
-        process.error = data.error
-        process.endedAt = entry.ts
-      }
-      break
-    }
-    case "endpoint_exposed":
-      status.endpoints.push({ process: entry.process, name: data.name, description: data.description ?? "" })
-      break
-    case "agent_created": {
-      if (entry.agent === undefined) break
-      const created = agent ?? newAgent(status, entry)
-      created.machine = data.machine
-      created.session = data.session
-      break
-    }
-    case "agent_connected": {
-      // An agent can connect before its creation is logged.
-      const connected = agent ?? (entry.agent === undefined ? undefined : newAgent(status, entry))
-      if (connected && connected.state === "starting") connected.state = "idle"
-      break
-    }
-    case "agent_crashed":
-      if (agent) agent.state = "crashed"
-      break
-    case "agent_released":
-      if (agent && agent.state !== "crashed") agent.state = "done"
-      break
-    case "tool_call":
-      if (agent) agent.toolCalls++
-      break
-    case "tool_result":
-      if (agent && data.isError) agent.toolErrors++
-      break
-    case "connection_added":
-      status.connections.push({ from: data.from, to: data.to })
-      break
-    case "event": {
-      if (!agent) break
-      const event = data.event ?? {}
-      if (event._tag === "agent_start" && agent.state !== "crashed" && agent.state !== "done") agent.state = "working"
-      if (event._tag === "agent_end" && agent.state === "working") agent.state = "idle"
-      if (event._tag === "message_end" && event.usage) {
-        agent.inputTokens += event.usage.input ?? 0
-        agent.outputTokens += event.usage.output ?? 0
-        agent.cost += event.usage.cost ?? 0
-      }
-      break
-    }
+const live = (agent: DraftAgent) => agent.state !== "done" && agent.state !== "crashed"
+
+type Step<T extends Tag> = (status: Draft, event: Extract<RunEvent, { readonly _tag: T }>, entry: LogEntry) => void
+const none = () => {}
+
+/** One handler per event: adding a `RunEvent` without deciding what it does to the status does not compile. */
+const steps: { readonly [T in Tag]: Step<T> } = {
+  RunStarted: (status, event, entry) => {
+    status.executionId = event.executionId
+    status.program = event.program
+    status.pid = event.pid
+    if (event.summary !== undefined) status.summary = event.summary
+    if (event.traceId !== undefined) status.traceId = event.traceId
+    status.startedAt = entry.ts
+  },
+  RunResumed: (status, event) => {
+    status.pid = event.pid
+    delete status.endedAt
+    delete status.outcome
+    delete status.error
+    status.resumes = (status.resumes ?? 0) + 1
+  },
+  RunEnded: (status, event, entry) => {
+    status.endedAt = entry.ts
+    status.outcome = event.outcome
+    if (event.error !== undefined) status.error = event.error
+  },
+  OrphansCollected: none,
+  ConnectionRefused: none,
+  ProtocolViolation: none,
+  ProcessStarted: (status, event, entry) => {
+    status.processes.push({
+      path: entry.process,
+      name: event.name,
+      ...(event.parent === undefined ? {} : { parent: event.parent }),
+      state: "running",
+      startedAt: entry.ts
+    })
+  },
+  ProcessEnded: (status, event, entry) => {
+    const process = status.processes.find((p) => p.path === entry.process && p.state === "running")
+    if (process === undefined) return
+    process.state = event.outcome
+    if (event.error !== undefined) process.error = event.error
+    process.endedAt = entry.ts
+  },
+  ProcessEmitted: none,
+  StepCompleted: none,
+  EndpointExposed: (status, event, entry) => {
+    const endpoint = { process: entry.process, name: event.name, description: event.description, parameters: event.parameters }
+    const at = status.endpoints.findIndex((e) => e.process === entry.process && e.name === event.name)
+    if (at >= 0) status.endpoints[at] = endpoint
+    else status.endpoints.push(endpoint)
+  },
+  EndpointCalled: (status, event, entry) => {
+    status.calls.push({
+      process: entry.process,
+      name: event.name,
+      ...(event.caller === undefined ? {} : { caller: event.caller }),
+      at: entry.ts
+    })
+    if (status.calls.length > recentCalls) status.calls.shift()
+  },
+  EndpointReturned: (status, event, entry) => {
+    const call = [...status.calls].reverse().find((c) =>
+      c.process === entry.process && c.name === event.name && c.caller === event.caller && c.ok === undefined)
+    if (call === undefined) return
+    call.ok = event.ok
+    call.durationMs = event.durationMs
+    if (event.error !== undefined) call.error = event.error
+  },
+  MachineCreated: none,
+  AgentCreated: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent === undefined) return
+    agent.name = event.name
+    agent.machine = event.machine
+    if (event.session !== undefined) agent.session = event.session
+    if (event.model !== undefined) agent.model = event.model
+  },
+  AgentStartFailed: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent === undefined) return
+    agent.state = "crashed"
+    agent.ended = `did not start: ${event.reason}`
+  },
+  AgentAdopted: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent !== undefined && event.session !== undefined) agent.session = event.session
+  },
+  AgentRestarted: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent === undefined) return
+    agent.state = "starting"
+    if (event.session !== undefined) agent.session = event.session
+  },
+  AgentConnected: (status, _event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent !== undefined && agent.state === "starting") agent.state = "idle"
+  },
+  AgentDisconnected: none,
+  AgentCrashed: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent === undefined) return
+    agent.state = "crashed"
+    agent.ended = `crashed (exit code ${event.exitCode ?? "unknown"})`
+  },
+  AgentReleased: (status, _event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent === undefined) return
+    if (agent.state !== "crashed") agent.state = "done"
+    agent.ended ??= `released when its process ${agent.process} ended`
+  },
+  ConnectionAdded: (status, event, entry) => {
+    if (entry.agent !== undefined) status.connections.push({ from: entry.agent, to: event.to })
+  },
+  ToolAdded: none,
+  ToolRemoved: none,
+  ToolCalled: (status, _event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent !== undefined) agent.toolCalls++
+    status.totals.toolCalls++
+  },
+  ToolReturned: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent !== undefined && event.isError) agent.toolErrors++
+  },
+  MessageDelivered: none,
+  ShutdownRequested: none,
+  WorktreeReleased: none,
+  WorktreeCollected: none,
+  PoolMemberReady: none,
+  PoolMemberAssigned: none,
+  PoolMemberDied: none,
+  PoolStartFailed: none,
+  WorkStarted: (status, _event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent !== undefined && live(agent)) agent.state = "working"
+  },
+  WorkEnded: (status, _event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent !== undefined && agent.state === "working") agent.state = "idle"
+  },
+  TurnStarted: none,
+  TurnEnded: none,
+  MessageEnded: (status, event, entry) => {
+    const agent = agentOf(status, entry)
+    if (agent === undefined || event.usage === undefined) return
+    agent.inputTokens += event.usage.input
+    agent.outputTokens += event.usage.output
+    agent.cost += event.usage.cost
+    status.totals.inputTokens += event.usage.input
+    status.totals.outputTokens += event.usage.output
+    status.totals.cost += event.usage.cost
+  },
+  ToolExecutionStarted: none,
+  ToolExecutionEnded: (status, _event, entry) => {
+    // The extension reports only pi's own tools (bash, read, edit, …): ramure's are `ToolCalled`.
+    const agent = agentOf(status, entry)
+    if (agent === undefined) return
+    agent.piToolCalls++
+    status.totals.piToolCalls++
+  },
+  ModelError: none,
+  EventDropped: none,
+  AgentPaused: none
+}
+
+/** Apply one log entry to `status` (mutates it). */
+export const step = (status: Draft, entry: LogEntry): void => {
+  if (entry.agent !== undefined) {
+    const agent = status.agents.find((a) => a.id === entry.agent)
+    if (agent !== undefined) agent.lastActivity = entry.ts
   }
-  return status
+  ;(steps[entry.event._tag] as Step<Tag>)(status, entry.event, entry)
 }
 
 export const fromEntries = (entries: Iterable<LogEntry>): RunStatus => {

@@ -1,22 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import * as Agent from "../src/Agent.js"
-import * as Process from "../src/Process.js"
 import { ToolError } from "../src/Errors.js"
-import { scripted } from "./helpers.js"
-
-const Finish = Schema.Struct({ result: Schema.String })
-
-/** A process with one agent, a `finish` tool that completes it, and whatever `setup` adds. */
-const withWorker = (setup: (agent: Agent.Agent) => Effect.Effect<unknown, unknown>) =>
-  Process.make("main", () =>
-    Effect.gen(function* () {
-      const worker = yield* Agent.make("worker")
-      yield* worker.on("finish", { description: "Finish", parameters: Finish }, ({ result }) => Process.done(result))
-      yield* setup(worker)
-      return yield* Process.wait<string>()
-    })
-  )
+import { scripted, withWorker } from "./helpers.js"
 
 describe("Agent tools", () => {
   it.live("a tool call round-trips with Schema-decoded arguments", () => {
@@ -76,6 +61,101 @@ describe("Agent tools", () => {
               results.push(yield* driver.call("refuse", {}))
               results.push(yield* driver.call("explode", {}))
               results.push(yield* driver.call("strict", { n: 2 }))
+              yield* driver.call("finish", { result: "still alive" })
+            })
+        })
+      )
+    )
+  })
+})
+
+describe("every tool call gets exactly one answer", () => {
+  const noArgs = { description: "", parameters: Schema.Struct({}) }
+
+  it.live("a result too large for the agent's frames is an error result naming its size and the limit; the agent goes on", () => {
+    const limit = 64 * 1024
+    const main = withWorker((worker) =>
+      Effect.all([
+        worker.on("big", noArgs, () => Effect.succeed("x".repeat(100_000))),
+        // 20,000 bytes, but 120,000 once JSON escapes them: it is the frame that must fit.
+        worker.on("escaped", noArgs, () => Effect.succeed("\u0001".repeat(20_000))),
+        worker.on("small", noArgs, () => Effect.succeed("fits"))
+      ])
+    )
+    const results: Array<{ isError: boolean; text: string }> = []
+    return main().pipe(
+      Effect.map((result) => {
+        expect(result).toBe("still alive")
+        expect(results).toEqual([
+          { isError: true, text: `the result of big is too large to send (100000 bytes; the limit is ${limit})` },
+          { isError: true, text: `the result of escaped is too large to send (120002 bytes; the limit is ${limit})` },
+          { isError: false, text: "fits" }
+        ])
+      }),
+      Effect.provide(
+        scripted({
+          worker: (driver) =>
+            Effect.gen(function* () {
+              yield* driver.waitForTool("small")
+              for (const tool of ["big", "escaped", "small"]) results.push(yield* driver.call(tool, {}))
+              yield* driver.call("finish", { result: "still alive" })
+            })
+        }, { maxMessageBytes: limit })
+      )
+    )
+  })
+
+  it.live("a handler that is interrupted answers with an error result saying so", () => {
+    const main = withWorker((worker) =>
+      Effect.all([worker.on("give-up", noArgs, () => Effect.interrupt), worker.on("fine", noArgs, () => Effect.succeed("ok"))])
+    )
+    const results: Array<{ isError: boolean; text: string }> = []
+    return main().pipe(
+      Effect.map((result) => {
+        expect(result).toBe("still alive")
+        expect(results).toEqual([{ isError: true, text: "the tool call was interrupted" }, { isError: false, text: "ok" }])
+      }),
+      Effect.provide(
+        scripted({
+          worker: (driver) =>
+            Effect.gen(function* () {
+              yield* driver.waitForTool("fine")
+              results.push(yield* driver.call("give-up", {}))
+              results.push(yield* driver.call("fine", {}))
+              yield* driver.call("finish", { result: "still alive" })
+            })
+        })
+      )
+    )
+  })
+
+  it.live("a handler that returns a function, a Symbol or a BigInt gets an error result naming it; the agent stays connected", () => {
+    const main = withWorker((worker) =>
+      Effect.all([
+        worker.on("function", noArgs, () => Effect.succeed(() => "not data")),
+        worker.on("symbol", noArgs, () => Effect.succeed(Symbol("not data"))),
+        worker.on("bigint", noArgs, () => Effect.succeed(10n ** 30n)),
+        worker.on("nested", noArgs, () => Effect.succeed({ total: 1n })),
+        worker.on("fine", noArgs, () => Effect.succeed({ total: 1 }))
+      ])
+    )
+    const results: Array<{ isError: boolean; text: string }> = []
+    return main().pipe(
+      Effect.map((result) => {
+        expect(result).toBe("still alive")
+        expect(results.map((r) => r.isError)).toEqual([true, true, true, true, false])
+        expect(results[0]!.text).toBe("the handler returned a function, which cannot be sent")
+        expect(results[1]!.text).toBe("the handler returned a symbol, which cannot be sent")
+        expect(results[2]!.text).toContain("BigInt")
+        expect(results[3]!.text).toContain("BigInt")
+        expect(results[4]!.text).toBe('{"total":1}')
+      }),
+      Effect.provide(
+        scripted({
+          worker: (driver) =>
+            Effect.gen(function* () {
+              yield* driver.waitForTool("fine")
+              for (const tool of ["function", "symbol", "bigint", "nested", "fine"]) results.push(yield* driver.call(tool, {}))
               yield* driver.call("finish", { result: "still alive" })
             })
         })

@@ -7,9 +7,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Queue, Ref, Schema, Scope } from "effect"
 import * as Agent from "../src/Agent.js"
-import * as AgentClient from "../src/AgentClient.js"
+import * as AgentClient from "@ramure/protocol/AgentClient"
 import * as Process from "../src/Process.js"
-import * as Protocol from "../src/Protocol.js"
+import * as Protocol from "@ramure/protocol/Protocol"
 import { scripted } from "./helpers.js"
 import { entry, type Peer, rawRuntime } from "./rawRuntime.js"
 
@@ -61,7 +61,7 @@ describe("AgentClient: every call gets one answer", () => {
         yield* agent.on("store", { description: "", parameters: Schema.Struct({ data: Schema.String }) }, ({ data }) =>
           Effect.sync(() => (handled++, `stored ${data.length}`)))
         yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done("finished"))
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
     return Effect.gen(function* () {
       expect(yield* main()).toBe("finished")
@@ -139,6 +139,23 @@ describe("AgentClient: every call gets one answer", () => {
       again.send(entry(2, { _tag: "ToolResult", callId: "kept", isError: false, text: "done" }))
       expect(yield* Fiber.join(kept)).toEqual({ isError: false, text: "done" })
       expect(yield* again.pending).toBe(0)
+    }))
+})
+
+describe("AgentClient: events", () => {
+  it.scopedLive("an event over the run's frame limit is replaced by an EventDropped that names it and says why", () =>
+    Effect.gen(function* () {
+      const server = yield* rawRuntime()
+      const { client, peer } = yield* syncedClient(server.url, server.connections, { limit: 1024 })
+      yield* client.emit({ _tag: "MessageEnded", role: "assistant", text: "x".repeat(3000) })
+      const sent = yield* peer.next
+      expect(sent).toMatchObject({ _tag: "Event", event: { _tag: "EventDropped", event: "MessageEnded" } })
+      expect(sent._tag === "Event" && sent.event._tag === "EventDropped" ? sent.event.reason : "").toMatch(
+        /^it is [\d,]+ bytes, over the run's limit of 1,024 bytes per message$/
+      )
+      // One that fits goes as it is.
+      yield* client.emit({ _tag: "TurnStarted" })
+      expect(yield* peer.next).toEqual({ _tag: "Event", event: { _tag: "TurnStarted" } })
     }))
 })
 

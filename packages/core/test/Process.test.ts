@@ -4,8 +4,9 @@ import * as Agent from "../src/Agent.js"
 import * as Machine from "../src/Machine.js"
 import { AgentCrashed, ProcessCancelled, ProcessFailed, ProcessTimeout } from "../src/Errors.js"
 import * as Process from "../src/Process.js"
-import { Runtime } from "../src/Runtime.js"
-import type { Script } from "../src/ScriptedAgents.js"
+import { AgentSessions } from "../src/AgentSessions.js"
+import { RunLog } from "../src/RunLog.js"
+import type { Script } from "@ramure/testing/ScriptedAgents"
 import { scripted } from "./helpers.js"
 
 const Done = Schema.Struct({ value: Schema.String })
@@ -17,13 +18,13 @@ const callOnce = (tool: string, args: unknown): Script => (driver) =>
 /** Released agents leave no session behind and say so in their events. */
 const expectReleased = (agents: ReadonlyArray<Agent.Agent>) =>
   Effect.gen(function* () {
-    const runtime = yield* Runtime
+    const live = yield* (yield* AgentSessions).ids
     for (const agent of agents) {
-      expect(runtime.sessions.has(agent.id)).toBe(false)
+      expect(live).not.toContain(agent.id)
       const events = yield* Stream.runCollect(agent.events)
-      expect(Chunk.toArray(events).at(-1)).toEqual({ _tag: "released" })
+      expect(Chunk.toArray(events).at(-1)).toEqual({ _tag: "AgentReleased" })
     }
-    const status = yield* runtime.status
+    const status = yield* (yield* RunLog).status
     for (const agent of agents) expect(status.agents.find((a) => a.id === agent.id)?.state).toBe("done")
   })
 
@@ -35,7 +36,7 @@ describe("Process completion", () => {
         const a = yield* Agent.make("a")
         created.push(a)
         yield* a.on("finish", { description: "", parameters: Done }, ({ value }) => Process.done(value))
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       })
     )
     return Effect.gen(function* () {
@@ -82,7 +83,7 @@ describe("Process completion", () => {
       expect(error).toBeInstanceOf(ProcessTimeout)
       expect(created).toHaveLength(2)
       yield* expectReleased(created)
-      const status = yield* (yield* Runtime).status
+      const status = yield* (yield* RunLog).status
       expect(status.processes[0]).toMatchObject({ path: "slow", state: "timeout" })
     }).pipe(Effect.provide(scripted({})))
   })
@@ -110,7 +111,7 @@ describe("Process completion", () => {
       while (created.length < 2) yield* Effect.sleep("10 millis")
       yield* Fiber.interrupt(fiber)
       yield* expectReleased(created)
-      const status = yield* (yield* Runtime).status
+      const status = yield* (yield* RunLog).status
       expect(status.processes[0]!.state).toBe("cancelled")
     }).pipe(Effect.provide(scripted({})))
   })
@@ -142,8 +143,9 @@ describe("Nested processes", () => {
     return Effect.gen(function* () {
       const [first, second] = yield* main()
       expect(first).toEqual({ n: 42, agent: "helper", path: "main/child" })
-      expect(second).toEqual({ n: 2, agent: "helper", path: "main/child-2" })
-      const status = yield* (yield* Runtime).status
+      // Agent ids are never reused within a run (the log and the journal tell agents apart by id).
+      expect(second).toEqual({ n: 2, agent: "helper-2", path: "main/child-2" })
+      const status = yield* (yield* RunLog).status
       expect(status.processes.map((p) => p.path)).toEqual(["main", "main/child", "main/child-2"])
       expect(status.processes.every((p) => p.state === "done")).toBe(true)
     }).pipe(Effect.provide(scripted({})))
@@ -156,7 +158,7 @@ describe("Nested processes", () => {
         yield* agent.on("report", { description: "", parameters: Schema.Struct({ square: Schema.Number }) }, ({ square }) =>
           Process.done(square))
         yield* agent.send(String(i))
-        return yield* Process.wait<number>()
+        return yield* Process.wait()
       }))
     const main = Process.make("main", () =>
       Effect.all(Array.from({ length: 8 }, (_, i) => worker(i)), { concurrency: "unbounded" }))
@@ -181,7 +183,7 @@ describe("spawn", () => {
       yield* agent.on("result", { description: "", parameters: Schema.Struct({ ok: Schema.Boolean }) }, ({ ok }) =>
         ok ? Process.done(`solved on attempt ${n}`) : Process.fail(`attempt ${n} failed`))
       yield* agent.send(String(n))
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }))
   const solver: Script = (driver) =>
     Effect.gen(function* () {
@@ -232,7 +234,7 @@ describe("spawn", () => {
       const kept = yield* main()
       const last = Chunk.toArray(yield* Stream.runCollect(kept.events)).at(-1)
       expect(last?._tag).toBe("cancelled")
-      expect((yield* Runtime).sessions.size).toBe(0)
+      expect(yield* (yield* AgentSessions).ids).toHaveLength(0)
     }).pipe(Effect.provide(scripted({})))
   })
 })
@@ -245,7 +247,7 @@ describe("expose, call and attach", () => {
       yield* Process.expose("mul", { description: "Multiply", parameters: Args }, ({ a, b }) => Effect.succeed(a * b))
       yield* Process.expose("finish", { description: "Finish the pool", parameters: Schema.Struct({}) }, () =>
         Effect.zipRight(Process.emit("finishing"), Process.done("pool finished")))
-      return yield* Process.wait<string>()
+      return yield* Process.wait()
     }))
 
   it.live("call runs endpoints in the child; done inside an endpoint completes the child", () => {
@@ -255,7 +257,7 @@ describe("expose, call and attach", () => {
         while ((yield* child.endpoints).length < 3) yield* Effect.sleep("5 millis")
         const sum = yield* child.call("add", { a: 2, b: 3 })
         const invalid = yield* Effect.flip(child.call("add", { a: "x" }))
-        const missing = yield* Effect.flip(child.call("div", { a: 1, b: 2 }))
+        const missing = yield* Effect.flip(child.call("div", { a: 1, b: 2 }, { timeout: "50 millis" }))
         yield* child.call("finish")
         return { sum, invalid: invalid.message, missing: missing.message, result: yield* child.await }
       }))
@@ -279,8 +281,8 @@ describe("expose, call and attach", () => {
         yield* child.attach(dispatcher, { only: ["add", "finish"], prefix: "pool_" })
         yield* dispatcher.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
           Process.done(text))
-        return yield* Process.wait<string>()
-      }))
+        return yield* Process.wait()
+      }), { success: Schema.String })
     return main().pipe(
       Effect.map((report) => expect(JSON.parse(report)).toEqual({ tools: ["pool_add", "pool_finish", "report"], sum: "7" })),
       Effect.provide(
@@ -290,10 +292,9 @@ describe("expose, call and attach", () => {
               yield* driver.waitForTool("report")
               yield* driver.waitForTool("pool_finish")
               const sum = yield* driver.call("pool_add", { a: 3, b: 4 })
+              const tools = [...driver.tools().keys()].sort()
               yield* driver.call("pool_finish", {})
-              yield* driver.call("report", {
-                text: JSON.stringify({ tools: [...driver.tools().keys()].sort(), sum: sum.text })
-              })
+              yield* driver.call("report", { text: JSON.stringify({ tools, sum: sum.text }) })
             })
         })
       )
@@ -311,7 +312,7 @@ describe("connect", () => {
           yield* agent.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
             Process.done(`${agent.id}: ${text}`))
         }
-        return yield* Process.wait<string>()
+        return yield* Process.wait()
       }))
   const tools: Record<string, Array<string>> = {}
   const recordTools = (name: string, then?: Script): Script => (driver) =>
@@ -325,8 +326,8 @@ describe("connect", () => {
     pair("both")().pipe(
       Effect.map((result) => {
         expect(result).toBe("b: got [From: a] hello b")
-        expect(tools.a).toEqual(["message", "report", "send_file"])
-        expect(tools.b).toEqual(["message", "report", "send_file"])
+        expect(tools.a).toEqual(["download_file", "message", "report", "send_file"])
+        expect(tools.b).toEqual(["download_file", "message", "report", "send_file"])
       }),
       Effect.provide(
         scripted({
@@ -337,11 +338,11 @@ describe("connect", () => {
       )
     ))
 
-  it.live("one way: the receiver has no tool to answer, and messaging a non-peer is an error result", () =>
+  it.live("one way: the receiver has no tool to answer or to reach the sender's files, and messaging a non-peer is an error result", () =>
     pair("a->b")().pipe(
       Effect.map((result) => {
         expect(result).toBe("a: not connected")
-        expect(tools.a).toEqual(["message", "report", "send_file"])
+        expect(tools.a).toEqual(["download_file", "message", "report", "send_file"])
         expect(tools.b).toEqual(["report"])
       }),
       Effect.provide(
@@ -366,8 +367,8 @@ describe("connect", () => {
         yield* Agent.connect(a, b, { direction: "a->b" })
         yield* b.on("report", { description: "", parameters: Schema.Struct({ text: Schema.String }) }, ({ text }) =>
           Effect.flatMap(b.exec("cat review/x.ts"), (copied) => Process.done({ message: text, copied: copied.stdout })))
-        return yield* Process.wait<{ message: string; copied: string }>()
-      }))
+        return yield* Process.wait()
+      }), { success: Schema.Struct({ message: Schema.String, copied: Schema.String }) })
     return main().pipe(
       Effect.map(({ copied, message }) => {
         expect(message).toBe("[From: a] sent you a file: review/x.ts")
@@ -399,7 +400,7 @@ describe("tools added after start", () => {
         yield* Deferred.await(ready)
         yield* agent.on("late", { description: "added later", parameters: Schema.Struct({ x: Schema.Number }) }, ({ x }) =>
           Process.done(x))
-        return yield* Process.wait<number>()
+        return yield* Process.wait()
       }))
     return main().pipe(
       Effect.map((x) => expect(x).toBe(9)),
@@ -425,14 +426,17 @@ describe("Concurrency limits", () => {
       Effect.gen(function* () {
         const agent = yield* Agent.make(`w${i}`)
         yield* agent.on("finish", { description: "", parameters: Schema.Struct({}) }, () => Process.done(i))
-        return yield* Process.wait<number>()
+        return yield* Process.wait()
       }))
     const main = Process.make("main", () =>
       Effect.gen(function* () {
-        const runtime = yield* Runtime
+        const sessions = yield* AgentSessions
         let peak = 0
         const sampler = yield* Effect.fork(
-          Effect.forever(Effect.zipRight(Effect.sync(() => (peak = Math.max(peak, runtime.sessions.size))), Effect.sleep("2 millis")))
+          Effect.forever(Effect.zipRight(
+            Effect.map(sessions.ids, (ids) => void (peak = Math.max(peak, ids.length))),
+            Effect.sleep("2 millis")
+          ))
         )
         const results = yield* Effect.all(Array.from({ length: 6 }, (_, i) => worker(i)), { concurrency: "unbounded" })
         yield* Fiber.interrupt(sampler)

@@ -7,11 +7,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Queue, Random, Schema, type Scope } from "effect"
 import * as Agent from "../src/Agent.js"
-import * as AgentClient from "../src/AgentClient.js"
+import * as AgentClient from "@ramure/protocol/AgentClient"
 import * as Process from "../src/Process.js"
-import * as Protocol from "../src/Protocol.js"
-import type { Driver, Script } from "../src/ScriptedAgents.js"
-import { scripted } from "./helpers.js"
+import * as Protocol from "@ramure/protocol/Protocol"
+import type { Driver, Script } from "@ramure/testing/ScriptedAgents"
+import { sessionOf } from "../src/internal/agent.js"
+import { dropFromServer, scripted } from "./helpers.js"
 import { entry, rawRuntime, say } from "./rawRuntime.js"
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
@@ -69,11 +70,7 @@ describe("Reconnect storm", () => {
           const drop = Effect.gen(function* () {
             const agent = agents[yield* Random.nextIntBetween(0, AGENTS)]!
             if ((yield* Random.nextIntBetween(0, 4)) < 3) {
-              const connection = agent.sessionState.current
-              if (connection?.isOpen()) {
-                drops.server++
-                yield* connection.close(4002, "storm")
-              }
+              if (yield* dropFromServer(agent, "storm")) drops.server++
             } else {
               const driver = drivers.get(agent.id)
               if (driver?.connected()) {
@@ -134,7 +131,7 @@ describe("Reconnect storm", () => {
           yield* agent.on("report", { description: "", parameters: Schema.Struct({ messages: Schema.Array(Schema.String) }) }, ({ messages }) =>
             Deferred.succeed(received, messages))
           const drops = Effect.forEach(range(4), () =>
-            Effect.zipRight(Effect.sleep("10 millis"), Effect.suspend(() => agent.sessionState.current?.close(4002, "drop") ?? Effect.void)),
+            Effect.zipRight(Effect.sleep("10 millis"), dropFromServer(agent, "drop")),
             { discard: true })
           const senders = Effect.forEach(
             range(SENDERS),
@@ -143,7 +140,7 @@ describe("Reconnect storm", () => {
           )
           yield* Effect.all([senders, drops], { concurrency: "unbounded", discard: true })
           const messages = yield* Deferred.await(received)
-          const log = (yield* agent.sessionState.entries.items).flatMap((body) => (body._tag === "UserMessage" ? [body.text] : []))
+          const log = (yield* sessionOf(agent).entries).flatMap((body) => (body._tag === "UserMessage" ? [body.text] : []))
           return { messages, log }
         }))
       return main().pipe(

@@ -5,7 +5,7 @@
  */
 import { Effect, Queue, type Scope } from "effect"
 import { WebSocketServer, type WebSocket } from "ws"
-import * as Protocol from "../src/Protocol.js"
+import * as Protocol from "@ramure/protocol/Protocol"
 
 export interface Peer {
   readonly send: (message: Protocol.Message) => void

@@ -2,7 +2,7 @@
  * What pi does, as the `Protocol.AgentEvent`s the extension forwards to its
  * run: texts capped, thinking left out.
  */
-import type * as Protocol from "@ramure/core/Protocol"
+import type * as Protocol from "@ramure/protocol/Protocol"
 
 /** Cut `text` to at most `cap` UTF-8 bytes, never inside a character. */
 export const truncate = (text: string, cap: number): { readonly text: string; readonly truncated: boolean } => {
@@ -21,7 +21,7 @@ export const textOf = (content: unknown): string =>
     : ""
 
 /**
- * The `message_end` event for a pi message (user or assistant; others are not
+ * The `MessageEnded` event for a pi message (user or assistant; others are not
  * forwarded): text capped, thinking left out, tool calls named, usage kept.
  */
 export const messageEvent = (message: any, cap: number): Protocol.AgentEvent | undefined => {
@@ -31,12 +31,16 @@ export const messageEvent = (message: any, cap: number): Protocol.AgentEvent | u
     ? message.content.flatMap((part: any) => (part?.type === "toolCall" ? [String(part.name)] : []))
     : []
   const usage = message.role === "assistant" && message.usage ? message.usage : undefined
+  const model = message.role === "assistant" && typeof message.model === "string"
+    ? typeof message.provider === "string" ? `${message.provider}/${message.model}` : message.model
+    : undefined
   return {
-    _tag: "message_end",
+    _tag: "MessageEnded",
     role: message.role,
     text,
     ...(truncated ? { truncated } : {}),
     ...(toolCalls.length > 0 ? { toolCalls } : {}),
+    ...(model === undefined ? {} : { model }),
     ...(usage
       ? {
         usage: {

@@ -14,9 +14,9 @@
  * that agent's identity (see `identity.ts`) and then connects as that agent.
  */
 import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
-import * as AgentClient from "@ramure/core/AgentClient"
-import type * as Protocol from "@ramure/core/Protocol"
-import * as RunAddress from "@ramure/core/RunAddress"
+import * as AgentClient from "@ramure/protocol/AgentClient"
+import type * as Protocol from "@ramure/protocol/Protocol"
+import * as RunAddress from "@ramure/protocol/RunAddress"
 import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
 import { type Config, configFromEnv, type PoolConfig, poolConfigFromEnv } from "./config.js"
 import * as Deadman from "./deadman.js"
@@ -83,7 +83,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   const deadman = Effect.runSync(
     Deadman.make({
       timeout: initial.unreachableTimeout,
-      onResumed: (pause) => Effect.suspend(() => (client === undefined ? Effect.void : client.emit({ _tag: "paused", ...pause }))),
+      onResumed: (pause) => Effect.suspend(() => (client === undefined ? Effect.void : client.emit({ _tag: "AgentPaused", ...pause }))),
       onTimeout: Effect.suspend(() => expire)
     }).pipe(Scope.extend(scope))
   )
@@ -284,14 +284,15 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
       AgentClient.awaitAssignment({ url: pool.url, memberId: pool.memberId, token: pool.token, heartbeat })
     )
     if (Exit.isFailure(exit)) return leave(`pool member ${pool.memberId} was not assigned an agent`, exit.cause)
-    const { agentId, cwd, systemPrompt } = exit.value
+    const { agentId, cwd, secret, systemPrompt } = exit.value
     const adopted = await Effect.runPromiseExit(Effect.tryPromise({
       try: () => Identity.adopt(pi, { agentId, cwd, startCwd: process.cwd(), systemPrompt }),
       catch: (error) => error
     }))
     if (Exit.isFailure(adopted)) return leave(`pool member ${pool.memberId} could not become agent ${agentId}`, adopted.cause)
+    // From now on the pi connects as the agent, with the agent's own secret (the run put it in its address file too).
     const { memberId: _member, ...rest } = pool
-    config = { ...rest, agentId }
+    config = { ...rest, token: secret, agentId }
     slot = slotFor(config)
     await start(config)
   }
@@ -311,12 +312,12 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   })
   pi.on("session_shutdown", () => stopNow())
   pi.on("agent_start", () => {
-    emit({ _tag: "agent_start" })
+    emit({ _tag: "WorkStarted" })
     starting = undefined
     pump()
   })
   pi.on("agent_end", (event) => {
-    emit({ _tag: "agent_end" })
+    emit({ _tag: "WorkEnded" })
     const endedForTools = restart && (event.messages.at(-1) as any)?.role === "toolResult"
     toolsChanged = restart = false
     pump()
@@ -325,26 +326,30 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   pi.on("context", (event) => ({
     messages: event.messages.filter((message: any) => !(message.role === "custom" && message.customType === continueType))
   }))
-  pi.on("turn_start", () => emit({ _tag: "turn_start" }))
-  pi.on("turn_end", () => emit({ _tag: "turn_end" }))
+  pi.on("turn_start", () => emit({ _tag: "TurnStarted" }))
+  pi.on("turn_end", () => emit({ _tag: "TurnEnded" }))
   pi.on("message_end", (event) => {
     const message: any = event.message
     const forwarded = messageEvent(message, initial.textCap)
     if (forwarded !== undefined) emit(forwarded)
     if (message.role === "assistant" && message.stopReason === "error" && message.errorMessage) {
-      emit({ _tag: "agent_error", message: truncate(String(message.errorMessage), initial.textCap).text })
+      emit({ _tag: "ModelError", message: truncate(String(message.errorMessage), initial.textCap).text })
     }
   })
-  pi.on("tool_execution_start", (event) =>
-    emit({ _tag: "tool_execution_start", toolCallId: event.toolCallId, tool: event.toolName }))
-  pi.on("tool_execution_end", (event) =>
+  // The run records calls of its own tools itself: only pi's own (bash, read, edit, …) are reported.
+  pi.on("tool_execution_start", (event) => {
+    if (!registered.has(event.toolName)) emit({ _tag: "ToolExecutionStarted", toolCallId: event.toolCallId, tool: event.toolName })
+  })
+  pi.on("tool_execution_end", (event) => {
+    if (registered.has(event.toolName)) return
     emit({
-      _tag: "tool_execution_end",
+      _tag: "ToolExecutionEnded",
       toolCallId: event.toolCallId,
       tool: event.toolName,
       isError: event.isError,
       result: truncate(textOf(event.result?.content), initial.textCap).text
-    }))
+    })
+  })
 }
 
 /**

@@ -6,12 +6,12 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
 import * as Agent from "@ramure/core/Agent"
-import * as PiExtension from "@ramure/core/internal/piExtension"
 import * as Process from "@ramure/core/Process"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as PiExtension from "../../pi/src/internal/piExtension.js"
 import { eventually, piRun, tempHome } from "./helpers.js"
 
 describe("the extension a local pi loads", () => {

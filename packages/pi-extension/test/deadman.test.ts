@@ -9,10 +9,10 @@
 import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
-import * as Protocol from "@ramure/core/Protocol"
-import * as RunAddress from "@ramure/core/RunAddress"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
-import * as TmuxMachineProvider from "@ramure/core/TmuxMachineProvider"
+import * as Protocol from "@ramure/protocol/Protocol"
+import * as RunAddress from "@ramure/protocol/RunAddress"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
+import { currentSocket } from "@ramure/node/TmuxMachineProvider"
 import { Effect, Queue, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -32,7 +32,7 @@ interface Orphan {
 }
 
 const tmux = (...args: Array<string>) =>
-  Command.make("tmux", "-L", TmuxMachineProvider.currentSocket(), ...args).pipe(Command.string, Effect.orElseSucceed(() => ""))
+  Command.make("tmux", "-L", currentSocket(), ...args).pipe(Command.string, Effect.orElseSucceed(() => ""))
 
 /** The agent's pane has ended (its program exited), or its session is gone. */
 const paneEnded = (session: string) =>
@@ -41,7 +41,10 @@ const paneEnded = (session: string) =>
 /**
  * Start the program with an agent whose model first runs `bash` (`command`),
  * kill the program with SIGKILL once that tool has started, and return the
- * orphaned agent. Its tmux session is killed when the scope closes.
+ * orphaned agent. The program keeps its agents for a resume for as long as
+ * they wait (`resumableFor`): the start-up cleanup of the other runs on this
+ * machine leaves them alone meanwhile. Its tmux session is killed when the
+ * scope closes.
  */
 const orphanAgent = (server: ScriptedModel.ScriptedModelServer, timeoutMs: number) =>
   Effect.gen(function* () {
@@ -118,7 +121,7 @@ describe("an agent whose run is unreachable (dead-man switch)", () => {
       const paused = yield* Effect.gen(function* () {
         while (true) {
           const message = yield* peer.next
-          if (message._tag === "Event" && message.event._tag === "paused") return message.event
+          if (message._tag === "Event" && message.event._tag === "AgentPaused") return message.event
         }
       }).pipe(Effect.timeout("30 seconds"))
       expect(paused).toMatchObject({ heldRequests: 1 })

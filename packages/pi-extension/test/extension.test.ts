@@ -77,9 +77,11 @@ describe("pi extension helpers", () => {
     expect(truncate("aé€", 6)).toEqual({ text: "aé€", truncated: false })
   })
 
-  it("forwards assistant text, tool call names and usage, never thinking", () => {
+  it("forwards assistant text, tool call names, usage and the model that answered, never thinking", () => {
     const message = {
       role: "assistant",
+      provider: "anthropic",
+      model: "claude-sonnet-4-5",
       content: [
         { type: "thinking", thinking: "secret reasoning" },
         { type: "text", text: "Let me look." },
@@ -88,17 +90,18 @@ describe("pi extension helpers", () => {
       usage: { input: 10, output: 5, cacheRead: 2, cacheWrite: 0, totalTokens: 17, cost: { total: 0.25 } }
     }
     expect(messageEvent(message, 100)).toEqual({
-      _tag: "message_end",
+      _tag: "MessageEnded",
       role: "assistant",
       text: "Let me look.",
       toolCalls: ["bash"],
+      model: "anthropic/claude-sonnet-4-5",
       usage: { input: 10, output: 5, cacheRead: 2, cacheWrite: 0, cost: 0.25 }
     })
     expect(messageEvent(message, 3)).toMatchObject({ text: "Let", truncated: true })
   })
 
   it("forwards user text (string or parts) and nothing for other roles", () => {
-    expect(messageEvent({ role: "user", content: "hi" }, 100)).toEqual({ _tag: "message_end", role: "user", text: "hi" })
+    expect(messageEvent({ role: "user", content: "hi" }, 100)).toEqual({ _tag: "MessageEnded", role: "user", text: "hi" })
     expect(messageEvent({ role: "user", content: [{ type: "text", text: "a" }, { type: "image" }] }, 100)).toMatchObject({
       text: "a"
     })

@@ -1,9 +1,12 @@
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
-import * as Ramure from "@ramure/core/Ramure"
-import { Runtime } from "@ramure/core/Runtime"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
-import * as TmuxMachineProvider from "@ramure/core/TmuxMachineProvider"
-import { Duration, Effect, Schema, Stream } from "effect"
+import * as Ramure from "ramure/Ramure"
+import type * as Agent from "@ramure/core/Agent"
+import { AgentSessions } from "@ramure/core/AgentSessions"
+import type { RunEvent } from "@ramure/core/RunEvent"
+import { RunLog } from "@ramure/core/RunLog"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
+import * as TmuxMachineProvider from "@ramure/node/TmuxMachineProvider"
+import { Duration, Effect, Option, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -16,12 +19,15 @@ export const tempHome = Effect.acquireRelease(
   (home) => Effect.sync(() => fs.rmSync(home, { recursive: true, force: true }))
 )
 
-/** A run of real pi agents whose model is `server` (one models.json per agent: its own script). */
+/**
+ * A run of real pi agents whose model is `server` (one models.json per agent: its own script),
+ * reached through the provider API `api` (default `openai-completions`).
+ */
 export const piRun = (
   server: ScriptedModel.ScriptedModelServer,
   provider: Provider,
   home: string,
-  options: { readonly env?: Record<string, string> } = {}
+  { api, ...options }: { readonly env?: Record<string, string>; readonly api?: ScriptedModel.Api } = {}
 ) =>
   Ramure.layer({
     home,
@@ -29,7 +35,7 @@ export const piRun = (
     provider,
     register: false,
     model: `${ScriptedModel.piProvider}/${ScriptedModel.piModel}`,
-    modelsJson: (agent) => ScriptedModel.piModelsJson(server.baseUrl(agent)),
+    modelsJson: (agent) => ScriptedModel.piModelsJson(server.baseUrl(agent, api), api === undefined ? {} : { api }),
     ...options
   })
 
@@ -69,19 +75,35 @@ export const noLeftovers = (executionId: string) =>
 
 /** Wait until `count` agents of the run have connected. */
 export const connectedAgents = (count: number) =>
-  Effect.flatMap(Runtime, (runtime) =>
-    runtime.entries.stream(0).pipe(
-      Stream.filter((entry) => entry.type === "agent_connected"),
+  Effect.flatMap(RunLog, (runLog) =>
+    runLog.entries().pipe(
+      Stream.filter((entry) => entry.event._tag === "AgentConnected"),
       Stream.take(count),
       Stream.runDrain
     ))
 
+/** What the run has recorded about `agent` so far. */
+export const eventsOf = (agent: Agent.Agent): Effect.Effect<ReadonlyArray<RunEvent>, never, RunLog> =>
+  Effect.flatMap(RunLog, (runLog) => Effect.map(runLog.history({ agent: agent.id }), (entries) => entries.map((e) => e.event)))
+
+/** How many events tagged `tag` the run has recorded about `agent` so far. */
+export const countOf = (agent: Agent.Agent, tag: RunEvent["_tag"]) =>
+  Effect.map(eventsOf(agent), (events) => events.filter((e) => e._tag === tag).length)
+
+/** Close an agent's connection from the run's side (the agent reconnects). */
+export const dropFromServer = (agent: Agent.Agent) =>
+  Effect.gen(function* () {
+    const session = yield* (yield* AgentSessions).lookup(agent.id)
+    const state = session._tag === "Some" ? yield* session.value.lifecycle : undefined
+    if (state?._tag !== "Connected") return yield* Effect.dieMessage(`${agent.id} is not connected`)
+    yield* state.connection.close(4001, "dropped by the test")
+  })
+
 /** The process id the launcher reported for `agent`. */
 export const agentPid = (agent: string) =>
-  Effect.flatMap(Runtime, (runtime) =>
-    runtime.entries.stream(0).pipe(
-      Stream.filter((entry) => entry.type === "agent_created" && entry.agent === agent),
-      Stream.map((entry) => (entry.data as { pid?: number }).pid),
+  Effect.flatMap(RunLog, (runLog) =>
+    runLog.entries({ agent }).pipe(
+      Stream.filterMap((entry) => (entry.event._tag === "AgentCreated" ? Option.some(entry.event.pid) : Option.none())),
       Stream.runHead,
       Effect.map((pid) => (pid._tag === "Some" ? pid.value : undefined))
     ))

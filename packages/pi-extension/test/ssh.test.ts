@@ -7,18 +7,18 @@ import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, layer } from "@effect/vitest"
 import * as Agent from "@ramure/core/Agent"
-import * as PiAgents from "@ramure/core/PiAgents"
+import * as PiAgents from "@ramure/pi/PiAgents"
 import * as Process from "@ramure/core/Process"
-import * as Ramure from "@ramure/core/Ramure"
-import { Runtime } from "@ramure/core/Runtime"
+import * as Ramure from "ramure/Ramure"
+import { RunLog } from "@ramure/core/RunLog"
 import * as RunInfo from "@ramure/core/RunInfo"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { execFileSync } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as SshHosts from "../../core/test/sshHosts.js"
-import { connectedAgents, eventually, expectToolResults, finish, finishTool, tempHome } from "./helpers.js"
+import * as SshHosts from "../../ssh/test/sshHosts.js"
+import { connectedAgents, countOf, eventually, expectToolResults, finish, finishTool, tempHome } from "./helpers.js"
 
 /** The built `ramure` CLI. */
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../cli/bin/ramure.js")
@@ -110,7 +110,7 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
               return yield* Process.done({ result, received, where, hosts: [alice.machine.describe.host, bob.machine.describe.host] })
             }))
           yield* alice.send("Add 2 and 3, send report.txt to bob, then finish.")
-          return yield* Process.wait<{ result: string; received: string; where: string; hosts: Array<string> }>()
+          return yield* Process.wait()
         }))
       let executionId = ""
       return scenario(
@@ -135,8 +135,8 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
             executionId = yield* RunInfo.executionId
             const outcome = yield* main()
             expect(outcome).toEqual({ result: "sent", received: "made on a", where: hosts.hosts[1]!.address, hosts: ["a", "b"] })
-            const created = (yield* (yield* Runtime).entries.items).filter((e) => e.type === "agent_created")
-            expect(created.map((e) => (e.data as any).machine)).toEqual(expect.arrayContaining([
+            const created = (yield* (yield* RunLog).history()).flatMap((e) => (e.event._tag === "AgentCreated" ? [e.event] : []))
+            expect(created.map((e) => e.machine)).toEqual(expect.arrayContaining([
               expect.objectContaining({ kind: "ssh", host: "a", ssh: expect.objectContaining({ tmuxSocket: hosts.hosts[0]!.tmuxSocket }) }),
               expect.objectContaining({ kind: "ssh", host: "b" })
             ]))
@@ -191,17 +191,15 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
           yield* agent.on("slow", { description: "Takes a while", parameters: Schema.Struct({}) }, () =>
             Effect.gen(function* () {
               calls++
-              const count = (tag: string) =>
-                Effect.map(agent.sessionState.events.items, (events) => events.filter((e) => e._tag === tag).length)
               const check = execFileSync("sh", ["-c", `ssh -S '${controlPath}' -O check '${destination}' 2>&1`], { encoding: "utf8" })
               process.kill(Number(/pid=(\d+)/.exec(check)![1]), "SIGKILL")
               // The tunnel is gone, so is the agent's WebSocket; the result is logged while it is away.
-              yield* eventually(count("disconnected"), (n) => n > 0)
+              yield* eventually(countOf(agent, "AgentDisconnected"), (n) => n > 0)
               return "slow result"
             }))
           yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* agent.send("Call slow.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         }))
       return scenario(
         {
@@ -214,8 +212,7 @@ describe.skipIf(unavailable !== undefined)("pi agents on ssh machines", () => {
           Effect.gen(function* () {
             expect(yield* main()).toBe("survived")
             expect(calls).toBe(1)
-            const events = yield* worker!.sessionState.events.items
-            expect(events.filter((e) => e._tag === "connected").length).toBeGreaterThanOrEqual(2)
+            expect(yield* countOf(worker!, "AgentConnected")).toBeGreaterThanOrEqual(2)
           })
       )
     })

@@ -6,18 +6,21 @@ import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
 import * as Agent from "@ramure/core/Agent"
-import type { AgentEventRecord } from "@ramure/core/AgentEvent"
+import type { RunEvent } from "@ramure/core/RunEvent"
+import { RunLog } from "@ramure/core/RunLog"
 import * as Process from "@ramure/core/Process"
-import { Runtime } from "@ramure/core/Runtime"
 import * as RunInfo from "@ramure/core/RunInfo"
-import * as ScriptedModel from "@ramure/core/ScriptedModel"
-import * as TmuxMachineProvider from "@ramure/core/TmuxMachineProvider"
+import * as ScriptedModel from "@ramure/testing/ScriptedModel"
+import { currentSocket } from "@ramure/node/TmuxMachineProvider"
 import { Deferred, Effect, Exit, Fiber, Schema, Stream } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import {
   agentPid,
   connectedAgents,
+  countOf,
+  dropFromServer,
+  eventsOf,
   eventually,
   expectToolResults,
   finish,
@@ -51,7 +54,7 @@ const scenario = <A, E>(
     return result
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)) as Effect.Effect<A, E | ScriptedModel.ScriptedModelError>
 
-const tags = (events: ReadonlyArray<AgentEventRecord>) => events.map((event) => event._tag)
+const tags = (events: ReadonlyArray<RunEvent>) => events.map((event) => event._tag)
 
 /**
  * The tests for `provider`. `subset` keeps those whose outcome depends on how
@@ -74,7 +77,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           )
           yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* worker.send("Add 2 and 3, then finish.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       return scenario(
@@ -94,23 +97,25 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
             expect(first!.messages[0]!.content).toContain("You are a test worker.")
             expect(userTexts(first!)).toEqual(["Add 2 and 3, then finish."])
 
-            const events = yield* worker!.sessionState.events.items
+            const events = yield* eventsOf(worker!)
             expect(tags(events)).toEqual(expect.arrayContaining([
-              "connected",
-              "agent_start",
-              "turn_start",
-              "tool_execution_start",
-              "tool_execution_end",
-              "turn_end"
+              "AgentConnected",
+              "WorkStarted",
+              "TurnStarted",
+              "ToolCalled",
+              "ToolReturned",
+              "TurnEnded"
             ]))
-            const messages = events.filter((e) => e._tag === "message_end")
+            const messages = events.filter((e) => e._tag === "MessageEnded")
             expect(messages[0]).toMatchObject({ role: "user", text: "Add 2 and 3, then finish." })
             expect(messages[1]).toMatchObject({ role: "assistant", toolCalls: ["add"], usage: { cost: 0 } })
-            expect(events.find((e) => e._tag === "tool_execution_end")).toMatchObject({
+            expect(events.find((e) => e._tag === "ToolReturned")).toMatchObject({
               tool: "add",
               isError: false,
-              result: '{"sum":5}'
+              text: '{"sum":5}'
             })
+            // pi reports its own tools only: ramure's are recorded by the run itself.
+            expect(events.some((e) => e._tag === "ToolExecutionEnded" && e.tool === "add")).toBe(false)
           })
       )
     })
@@ -128,7 +133,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           )
           yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* worker.send("Add 1 and one.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       return scenario(
@@ -147,8 +152,8 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           Effect.gen(function* () {
             expect(yield* main()).toBe("refused")
             expect(handled).toBe(0)
-            const events = yield* worker!.sessionState.events.items
-            expect(events.find((e) => e._tag === "tool_execution_end")).toMatchObject({ tool: "add", isError: true })
+            const events = yield* eventsOf(worker!)
+            expect(events.find((e) => e._tag === "ToolReturned")).toMatchObject({ tool: "add", isError: true })
           })
       )
     })
@@ -164,7 +169,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           // Back to back: the second arrives before the first prompt's agent_start.
           yield* worker.send("first")
           yield* worker.send("second")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       const allThree = (request: ScriptedModel.ChatRequest) => {
@@ -192,7 +197,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
             Effect.sync(() => (notes.push(text), `noted ${text}`)))
           yield* worker.on("finish", finishTool, ({ result }) => Process.done(result))
           yield* worker.send("Take notes.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       const note = (text: string, id: string): ScriptedModel.ToolCallTurn => ({ name: "note", arguments: { text }, id })
@@ -228,7 +233,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
               "unlocked"
             ))
           yield* worker.send("Unlock, then use the secret tool.")
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       const tools = (request: ScriptedModel.ChatRequest) => request.tools.map((t) => t.name)
@@ -283,15 +288,13 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           yield* agent.send("Call slow.")
           yield* Effect.fork(Effect.gen(function* () {
             yield* Deferred.await(started)
-            const count = (tag: string) =>
-              Effect.map(agent.sessionState.events.items, (events) => events.filter((e) => e._tag === tag).length)
-            const disconnects = yield* count("disconnected")
-            yield* agent.sessionState.current!.close(4001, "dropped by the test")
-            yield* eventually(count("disconnected"), (n) => n > disconnects)
+            const disconnects = yield* countOf(agent, "AgentDisconnected")
+            yield* dropFromServer(agent)
+            yield* eventually(countOf(agent, "AgentDisconnected"), (n) => n > disconnects)
             // The result is logged while the agent is away; the reconnect replays it.
             yield* Deferred.succeed(release, undefined)
           }))
-          return yield* Process.wait<string>()
+          return yield* Process.wait()
         })
       )
       return scenario(
@@ -306,8 +309,7 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           Effect.gen(function* () {
             expect(yield* main()).toBe("survived")
             expect(calls).toBe(1)
-            const events = yield* worker!.sessionState.events.items
-            expect(tags(events).filter((t) => t === "connected").length).toBeGreaterThanOrEqual(2)
+            expect(yield* countOf(worker!, "AgentConnected")).toBeGreaterThanOrEqual(2)
           })
       )
     })
@@ -358,13 +360,31 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           const executionId = yield* RunInfo.executionId
           const error = yield* Effect.flip(main())
           expect(error._tag).toBe("AgentCrashed")
-          const runtime = yield* Runtime
-          const crashed = (yield* runtime.entries.items).find((entry) => entry.type === "agent_crashed")
+          const crashed = (yield* (yield* RunLog).history()).find((entry) => entry.event._tag === "AgentCrashed")
           expect(crashed).toBeDefined()
           expect(Date.parse(crashed!.ts) - killedAt).toBeLessThanOrEqual(2000)
           expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
         }))
     })
+
+    if (provider === "tmux") {
+      it.live("killing an agent's tmux session while another agent's lives fails the process with AgentCrashed", () => {
+        const main = Process.make("main", () =>
+          Effect.gen(function* () {
+            const [victim] = yield* Effect.all([Agent.make("victim"), Agent.make("bystander")], { concurrency: "unbounded" })
+            yield* Command.make("tmux", "-L", currentSocket(), "kill-session", "-t", `=${victim.session}`).pipe(Command.exitCode)
+            return yield* Process.wait()
+          })
+        )
+        return scenario(provider, {}, () =>
+          Effect.gen(function* () {
+            const executionId = yield* RunInfo.executionId
+            const error = yield* Effect.flip(main())
+            expect(error).toMatchObject({ _tag: "AgentCrashed", agent: "victim" })
+            expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
+          }).pipe(Effect.provide(NodeContext.layer)))
+      })
+    }
 
     full("a process timeout releases its agents: no tmux session, no pi left", () => {
       const main = Process.make(
@@ -383,6 +403,45 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           expect(error._tag).toBe("ProcessTimeout")
           expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
         }))
+    })
+
+    full("download_file pulls a peer's file to the agent's machine; a FIFO there is refused at once", () => {
+      const main = Process.make("main", () =>
+        Effect.gen(function* () {
+          const [alice, bob] = yield* Effect.all([Agent.make("alice"), Agent.make("bob")], { concurrency: "unbounded" })
+          yield* Agent.connect(alice, bob, { direction: "a->b" })
+          yield* bob.exec("echo 'from bob' > notes.md && mkfifo pipe")
+          yield* alice.on("finish", finishTool, ({ result }) =>
+            Effect.flatMap(alice.exec("cat inbox/notes.md"), (copied) => Process.done({ result, copied: copied.stdout })))
+          yield* alice.send("Download notes.md and pipe from bob, then finish.")
+          return yield* Process.wait()
+        }))
+      return scenario(
+        provider,
+        {
+          alice: [
+            {
+              toolCalls: [
+                { name: "download_file", arguments: { from: "bob", path: "notes.md", dest: "inbox/notes.md" } },
+                { name: "download_file", arguments: { from: "bob", path: "pipe" } }
+              ]
+            },
+            {
+              expect: expectToolResults((r) =>
+                r[0] === "downloaded notes.md from bob to inbox/notes.md (9 bytes)" &&
+                r[1] === "cannot download pipe from bob: pipe is a FIFO, not a regular file"),
+              toolCalls: [finish("downloaded")]
+            }
+          ],
+          bob: []
+        },
+        (server) =>
+          Effect.gen(function* () {
+            expect(yield* main()).toEqual({ result: "downloaded", copied: "from bob\n" })
+            const [first] = yield* server.requests("alice")
+            expect(first!.tools.map((t) => t.name)).toEqual(expect.arrayContaining(["message", "send_file", "download_file"]))
+          })
+      )
     })
 
     it.live("interrupting a process releases its agents: no tmux session, no pi left", () => {
@@ -413,18 +472,18 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
               Effect.succeed("noted"))
             yield* agent.on("finish", finishTool, ({ result }) => Process.done(result))
             yield* agent.send("first")
-            const ends = Effect.map(agent.sessionState.events.items, (events) => tags(events).filter((t) => t === "agent_end").length)
+            const ends = countOf(agent, "WorkEnded")
             yield* eventually(ends, (n) => n === 1)
             const sent = yield* Command.exitCode(
-              Command.make("tmux", "-L", TmuxMachineProvider.currentSocket(), "send-keys", "-t", `=${agent.session}:`, "/new", "Enter")
+              Command.make("tmux", "-L", currentSocket(), "send-keys", "-t", `=${agent.session}:`, "/new", "Enter")
             )
             expect(sent).toBe(0)
             // The new extension instance connects after the entries the old one applied.
-            const resumed = Effect.map(agent.sessionState.events.items, (events) =>
-              events.some((e) => e._tag === "connected" && e.after > 0))
+            const resumed = Effect.map(eventsOf(agent), (events) =>
+              events.some((e) => e._tag === "AgentConnected" && e.after > 0))
             yield* eventually(resumed, (yes) => yes)
             yield* agent.send("second")
-            return yield* Process.wait<string>()
+            return yield* Process.wait()
           }))
         return scenario(
           provider,

@@ -1,7 +1,7 @@
 /** `ramure connect` (attach to an agent's tmux session) and `ramure ssh` (a shell on its machine). */
 import { Command as Cli, Options } from "@effect/cli"
 import * as Command from "@effect/platform/Command"
-import { shellQuote, sshArgs } from "@ramure/core/SshMachineProvider"
+import { shellQuote, sshArgs } from "@ramure/ssh/SshMachineProvider"
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs"
 import { HostError } from "../Errors.js"
@@ -23,6 +23,14 @@ const interactive = (command: Command.Command) =>
     })
   ).pipe(Effect.mapError((error) => new HostError({ reason: error.message })))
 
+/** What a shell in an agent's sandbox keeps of this terminal's environment. */
+const sandboxedEnvironment = (): Record<string, string> =>
+  Object.fromEntries(
+    ["PATH", "HOME", "TERM", "COLORTERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "SHELL"].flatMap((key) =>
+      process.env[key] ? [[key, process.env[key]!]] : []
+    )
+  )
+
 const readOnly = Options.boolean("read-only").pipe(
   Options.withAlias("r"),
   Options.withDescription("Attach read-only (tmux attach-session -r).")
@@ -33,7 +41,8 @@ export const connect = Cli.make("connect", { id: runId, agent, readOnly }, (opti
     const home = yield* Runs.home
     const run = yield* Runs.resolve(home, options.id)
     yield* Runs.requireLive(home, run)
-    const target = yield* Runs.pickAgent(run, yield* Runs.status(home, run), options.agent)
+    const target = yield* Effect.flatMap(Runs.pickAgent(run, yield* Runs.status(home, run), options.agent), (agent) =>
+      Runs.requireActive(run, agent))
     if (target.session === undefined) {
       return yield* new HostError({
         reason: `agent ${target.id} has no tmux session (it runs on a ${target.machine?.kind ?? "?"} machine); try ramure tail or ramure ssh`
@@ -77,13 +86,17 @@ export const ssh = Cli.make("ssh", { id: runId, agent }, (options) =>
       return yield* new HostError({ reason: `the working directory of ${target.id} is gone: ${machine.cwd}` })
     }
     const shell = process.env.SHELL || "bash"
+    const identity = { RAMURE_EXECUTION_ID: run.id, RAMURE_AGENT: target.id }
+    const sandbox = machine.sandbox
     const { code, stderr } = yield* interactive(
-      Command.make(shell).pipe(
-        Command.workingDirectory(machine.cwd),
-        Command.env({ RAMURE_EXECUTION_ID: run.id, RAMURE_AGENT: target.id })
-      )
+      sandbox === undefined
+        ? Command.make(shell).pipe(Command.workingDirectory(machine.cwd), Command.env(identity))
+        // A shell in a sandbox like the agent's: its view of the files, and none of this terminal's environment but the basics.
+        : Command.make(sandbox.command[0]!, ...sandbox.command.slice(1), "--", shell).pipe(
+          Command.env({ ...sandboxedEnvironment(), ...identity }, { extendEnv: false })
+        )
     )
     if (stderr.length > 0) process.stderr.write(`${stderr}\n`)
     if (code !== 0) process.exitCode = code
   })
-).pipe(Cli.withDescription("Open a shell ($SHELL, else bash) on an agent's machine, in its working directory (over ssh for machines on other hosts)."))
+).pipe(Cli.withDescription("Open a shell ($SHELL, else bash) on an agent's machine, in its working directory (over ssh for machines on other hosts, in a sandbox like the agent's for sandboxed machines)."))

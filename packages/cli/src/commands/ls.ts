@@ -1,22 +1,11 @@
 /** `ramure ls`: live runs, and with `--all` finished ones. */
 import { Command, Options } from "@effect/cli"
-import { RUNTIME_FILE } from "@ramure/core/LogSink"
-import { logsDirectory, shortId } from "@ramure/core/RunInfo"
+import { shortId } from "@ramure/core/RunInfo"
 import { Console, Effect } from "effect"
-import * as path from "node:path"
 import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
+import * as Terminal from "../Terminal.js"
 import { json } from "./shared.js"
-
-interface Row {
-  readonly id: string
-  readonly program: string
-  readonly pid: number | undefined
-  readonly startedAt: string | undefined
-  readonly live: boolean
-  readonly outcome: string | undefined
-  readonly agents: number
-}
 
 const all = Options.boolean("all").pipe(
   Options.withAlias("a"),
@@ -25,41 +14,12 @@ const all = Options.boolean("all").pipe(
 
 export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
   Effect.gen(function* () {
-    const home = yield* Runs.home
-    const live = yield* Runs.live(home)
-    const rows: Array<Row> = live.map((entry) => ({
-      id: entry.execution_id,
-      program: entry.program,
-      pid: entry.pid,
-      startedAt: entry.started_at,
-      live: true,
-      outcome: undefined,
-      agents: Runs.agentCount(home, entry.execution_id)
-    }))
-    if (all) {
-      const liveIds = new Set(rows.map((row) => row.id))
-      for (const id of Runs.logged(home)) {
-        if (liveIds.has(id)) continue
-        const entries = Runs.readLogFile(path.join(logsDirectory(home, id), RUNTIME_FILE))
-        const started = entries.find((entry) => entry.type === "run_started")
-        const data = (started?.data ?? {}) as { program?: string; pid?: number }
-        rows.push({
-          id,
-          program: data.program ?? "?",
-          pid: data.pid,
-          startedAt: started?.ts,
-          live: false,
-          outcome: Runs.outcomeOf(entries),
-          agents: Runs.agentCount(home, id)
-        })
-      }
-      rows.sort((a, b) => (a.startedAt ?? "").localeCompare(b.startedAt ?? ""))
-    }
-    if (json) return yield* Console.log(JSON.stringify(rows, null, 2))
+    const rows = yield* Runs.list(yield* Runs.home, { all })
+    if (json) return yield* Console.log(Terminal.json(rows, 2))
     if (rows.length === 0) return yield* Console.log(all ? "no runs" : "no live runs (--all lists finished ones)")
     yield* Console.log(
       Format.table([
-        ["ID", "PROGRAM", "PID", "STARTED", "AGE", "AGENTS", "STATE"],
+        ["ID", "PROGRAM", "PID", "STARTED", "AGE", "AGENTS", "STATE", "SUMMARY"],
         ...rows.map((row) => [
           shortId(row.id),
           row.program,
@@ -67,9 +27,15 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
           Format.dateTime(row.startedAt),
           Format.age(row.startedAt),
           String(row.agents),
-          row.live ? "live" : row.outcome ?? "?"
+          row.live ? "live" : row.outcome ?? "?",
+          row.summary === undefined ? "" : Format.oneLine(row.summary, 60)
         ])
       ])
     )
   })
-).pipe(Command.withDescription("List live runs (id, program, pid, start, age, agents); --all adds finished runs."))
+).pipe(
+  Command.withDescription(
+    "List live runs (id, program, pid, start, age, agents) and interrupted ones whose agents wait for `ramure resume`; " +
+      "--all adds finished runs."
+  )
+)

@@ -1,11 +1,13 @@
 /** `ramure send` and `ramure call`: talk to a live run. */
 import { Args, Command } from "@effect/cli"
-import type { RunStatus } from "@ramure/core/RunStatus"
 import { Console, Effect, Option } from "effect"
+import * as CallArgs from "../CallArgs.js"
 import * as ControlClient from "../ControlClient.js"
 import { UsageError } from "../Errors.js"
+import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
-import { agent, runId } from "./shared.js"
+import * as Terminal from "../Terminal.js"
+import { agent, json, runId } from "./shared.js"
 
 const message = Args.text({ name: "message" }).pipe(
   Args.withDescription("The message to deliver to the agent (quote it)."),
@@ -22,52 +24,55 @@ export const send = Command.make("send", { id: runId, message, agent }, (options
     const home = yield* Runs.home
     const run = yield* Runs.resolve(home, prefix)
     const client = yield* ControlClient.connect(yield* Runs.requireLive(home, run))
-    const status = (yield* client.request({ _tag: "Status" })) as RunStatus
-    const target = yield* Runs.pickAgent(run, status, options.agent)
-    yield* client.request({ _tag: "Send", agent: target.id, text })
-    yield* Console.log(`sent to ${target.id}`)
+    const status = yield* client.status
+    const target = yield* Effect.flatMap(Runs.pickAgent(run, status, options.agent), (agent) => Runs.requireActive(run, agent))
+    yield* client.send(target.id, text)
+    yield* Console.log(`sent to ${Format.inline(target.id)}`)
   }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("Deliver a user message to an agent of a live run: ramure send [id] [--agent X] <message> (with one argument, it is the message)."))
 
 const endpoint = Args.text({ name: "endpoint" }).pipe(Args.withDescription("The endpoint of the run's root process."), Args.optional)
 const pairs = Args.text({ name: "key=value" }).pipe(
-  Args.withDescription("Arguments; values are parsed as JSON when they parse, else taken as strings."),
+  Args.withDescription(
+    "Arguments, made into the endpoint's types (a string parameter keeps what you typed; numbers, booleans, arrays and objects are parsed)."
+  ),
   Args.repeated
 )
 
-/** `key=value` words as an object; values are JSON when they parse. */
-export const parsePairs = (words: ReadonlyArray<string>) =>
+/** The run and endpoint that `[id] <endpoint>` names: two words are an id and an endpoint, unless the first is no run's id. */
+const callTarget = (home: string, names: ReadonlyArray<string>) =>
   Effect.gen(function* () {
-    const args: Record<string, unknown> = {}
-    for (const word of words) {
-      const at = word.indexOf("=")
-      if (at <= 0) return yield* new UsageError({ reason: `expected key=value, got "${word}"` })
-      const raw = word.slice(at + 1)
-      let value: unknown = raw
-      try {
-        value = JSON.parse(raw)
-      } catch {
-        // a plain string
-      }
-      args[word.slice(0, at)] = value
-    }
-    return args
+    if (names.length === 0) return yield* new UsageError({ reason: "usage: ramure call [id] <endpoint> [key=value …]" })
+    if (names.length > 2) return yield* new UsageError({ reason: `expected key=value, got "${names[2]}"` })
+    if (names.length === 1) return { run: yield* Runs.resolve(home, Option.none()), endpoint: names[0]! }
+    const run = yield* Runs.resolve(home, Option.some(names[0]!)).pipe(
+      Effect.catchTag("UnknownRun", () => new UsageError({ reason: `expected key=value, got "${names[1]}"` }))
+    )
+    return { run, endpoint: names[1]! }
   })
 
-export const call = Command.make("call", { id: runId, endpoint, pairs }, (options) =>
+export const call = Command.make("call", { id: runId, endpoint, pairs, json }, (options) =>
   Effect.gen(function* () {
     // `[id] <endpoint> [key=value …]`: ids and endpoint names have no `=`.
     const words = [...Option.toArray(options.id), ...Option.toArray(options.endpoint), ...options.pairs]
     const firstPair = words.findIndex((word) => word.includes("="))
     const names = firstPair === -1 ? words : words.slice(0, firstPair)
-    if (names.length === 0 || names.length > 2) {
-      return yield* new UsageError({ reason: "usage: ramure call [id] <endpoint> [key=value …]" })
-    }
-    const args = yield* parsePairs(words.slice(names.length))
     const home = yield* Runs.home
-    const run = yield* Runs.resolve(home, names.length === 2 ? Option.some(names[0]!) : Option.none())
+    const { endpoint, run } = yield* callTarget(home, names)
     const client = yield* ControlClient.connect(yield* Runs.requireLive(home, run))
-    const value = yield* client.request({ _tag: "Call", endpoint: names[names.length - 1]!, args })
-    yield* Console.log(typeof value === "string" ? value : JSON.stringify(value, null, 2))
+    const status = yield* client.status
+    // The root process's endpoint, as the run describes it.
+    const root = status.processes.find((process) => process.parent === undefined && process.state === "running")
+    const parameters = status.endpoints.find((e) => e.process === root?.path && e.name === endpoint)?.parameters
+    const args = yield* CallArgs.parse(words.slice(names.length), parameters)
+    const value = yield* client.call(endpoint, args)
+    yield* Console.log(
+      options.json ? Terminal.json(value ?? null, 2) : typeof value === "string" ? Terminal.visible(value) : Terminal.json(value, 2)
+    )
   }).pipe(Effect.scoped)
-).pipe(Command.withDescription("Call an endpoint of a live run's root process and print its value: ramure call [id] <endpoint> [key=value …]."))
+).pipe(
+  Command.withDescription(
+    "Call an endpoint of a live run's root process and print its value: ramure call [id] <endpoint> [key=value …] " +
+      "(ramure status lists the endpoints and their parameters). --json prints the value as JSON, strings too."
+  )
+)

@@ -1,9 +1,10 @@
 /** `ramure status [id]`: processes, agents, connections and endpoints of a run. */
 import { Command } from "@effect/cli"
-import type { LogEntry } from "@ramure/core/LogSink"
+import type { LogEntry } from "@ramure/core/RunEvent"
 import { Console, Effect } from "effect"
 import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
+import * as Terminal from "../Terminal.js"
 import { json, runId } from "./shared.js"
 
 export const status = Command.make("status", { id: runId, json }, ({ id, json }) =>
@@ -15,7 +16,7 @@ export const status = Command.make("status", { id: runId, json }, ({ id, json })
     const outcome = run.live ? undefined : Runs.outcomeOf(entries)
     if (json) {
       return yield* Console.log(
-        JSON.stringify({ ...status, id: run.id, live: run.live !== undefined, url: run.live?.server_url, outcome }, null, 2)
+        Terminal.json({ ...status, id: run.id, live: run.live !== undefined, url: run.live?.server_url, outcome }, 2)
       )
     }
     const last = new Map<string, LogEntry>()

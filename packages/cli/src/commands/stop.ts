@@ -1,10 +1,12 @@
 /** `ramure stop [id]`: cancel a live run's root process and wait for it to exit. */
 import { Command, Options } from "@effect/cli"
-import * as Registry from "@ramure/core/Registry"
+import * as Registry from "@ramure/node/Registry"
 import { shortId } from "@ramure/core/RunInfo"
 import { Console, Effect, Either } from "effect"
+import * as fs from "node:fs"
 import * as ControlClient from "../ControlClient.js"
 import { HostError } from "../Errors.js"
+import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
 import * as Tmux from "../Tmux.js"
 import { runId } from "./shared.js"
@@ -22,7 +24,7 @@ export const stop = Command.make("stop", { id: runId, grace }, ({ grace, id }) =
     const short = shortId(run.id)
     const started = Date.now()
     const asked = yield* Effect.either(
-      Effect.scoped(Effect.flatMap(ControlClient.connect(entry), (client) => client.request({ _tag: "Stop", reason: "ramure stop" })))
+      Effect.scoped(Effect.flatMap(ControlClient.connect(entry), (client) => client.stop("ramure stop")))
     )
     const gone = Either.isLeft(asked) && !Registry.isAlive(entry.pid)
     let how = Either.isRight(asked) ? "stopped" : gone ? "had already exited" : "terminated (SIGTERM)"
@@ -36,9 +38,10 @@ export const stop = Command.make("stop", { id: runId, grace }, ({ grace, id }) =
     if (!exited) {
       return yield* new HostError({ reason: `run ${short} (pid ${entry.pid}) is still running after SIGTERM; kill -9 ${entry.pid}` })
     }
-    yield* Registry.removeStale(home)
+    // Its own entry only, if it did not remove it: the others are `ramure gc`'s.
+    if (!Registry.entryAlive(entry)) fs.rmSync(Registry.entryPath(home, run.id), { force: true })
     const seconds = ((Date.now() - started) / 1000).toFixed(1)
-    yield* Console.log(`run ${short} ${how} after ${seconds} s: ${Runs.outcome(home, run.id)}`)
+    yield* Console.log(`run ${short} ${how} after ${seconds} s: ${Format.oneLine(Runs.outcome(home, run.id))}`)
     const left = yield* Tmux.sessionsOf(run.id)
     yield* Console.log(
       left.length === 0 ? "no tmux sessions left" : `tmux sessions still open: ${left.join(", ")} (ramure gc kills them)`

@@ -1,12 +1,13 @@
 /** `ramure tail [id]`: a run's recent log entries; `-f` follows a live run until it ends. */
 import { Command, Options } from "@effect/cli"
-import type { LogEntry } from "@ramure/core/LogSink"
+import type { LogEntry } from "@ramure/core/RunEvent"
 import { shortId } from "@ramure/core/RunInfo"
 import { Console, Effect, Either, Option, Stream } from "effect"
 import * as ControlClient from "../ControlClient.js"
 import { AgentNotFound } from "../Errors.js"
 import * as Format from "../Format.js"
 import * as Runs from "../Runs.js"
+import * as Terminal from "../Terminal.js"
 import { agent, json, runId } from "./shared.js"
 
 const lines = Options.integer("lines").pipe(
@@ -39,13 +40,13 @@ export const tail = Command.make("tail", { id: runId, agent, lines, follow, json
       const agents = [...new Set(entries.flatMap((entry) => (entry.agent === undefined ? [] : [entry.agent])))]
       if (!agents.includes(only)) return yield* new AgentNotFound({ run: shortId(run.id), agent: only, available: agents })
     }
-    const shows = (entry: LogEntry) => only === undefined || entry.agent === only || entry.type === "run_ended"
+    const shows = (entry: LogEntry) => only === undefined || entry.agent === only || entry.event._tag === "RunEnded"
     let last: LogEntry | undefined
     const seen = new Set(entries.map((entry) => entry.n))
     const print = (entry: LogEntry) => {
       last = entry
       seen.add(entry.n)
-      return Console.log(options.json ? JSON.stringify(entry) : Format.entryLine(entry))
+      return Console.log(options.json ? Terminal.json(entry) : Format.entryLine(entry))
     }
     const recent = entries.filter(shows)
     yield* Effect.forEach(options.lines > 0 ? recent.slice(-options.lines) : [], print, { discard: true })
@@ -76,7 +77,7 @@ export const tail = Command.make("tail", { id: runId, agent, lines, follow, json
         outcome = Runs.outcome(home, run.id)
       }
     }
-    if (!options.json && last?.type !== "run_ended") yield* Console.log(`run ${shortId(run.id)} ended: ${outcome}`)
+    if (!options.json && last?.event._tag !== "RunEnded") yield* Console.log(`run ${shortId(run.id)} ended: ${Format.oneLine(outcome ?? "?")}`)
   }).pipe(Effect.scoped)
 ).pipe(
   Command.withDescription("Print a run's recent log entries (all agents, or --agent); -f follows a live run until it ends.")

@@ -6,11 +6,20 @@ import { Effect, Option, PubSub, Queue, Stream } from "effect"
 
 export interface EventLog<A> {
   readonly append: (item: A) => Effect.Effect<number>
+  /** `append`, as a plain call, for callers that must append in the same synchronous step as something else. */
+  readonly unsafeAppend: (item: A) => number
   /** Number of items appended so far. */
   readonly size: Effect.Effect<number>
   readonly items: Effect.Effect<ReadonlyArray<A>>
   /** Items with index ≥ `from` (0-based), then live items, until `end`. */
   readonly stream: (from?: number) => Stream.Stream<A>
+  /**
+   * Call `f` on the items from `from` on — those appended already at once,
+   * then each new one in the same synchronous step as its append — until the
+   * returned function (idempotent) is called or the log ends. An `f` that
+   * throws is not called again.
+   */
+  readonly unsafeSubscribe: (from: number, f: (item: A) => void) => () => void
   /** Run `f` on the items of `stream(from)`, in order: the same items, without a Stream's cost per item. */
   readonly forEach: <E, R>(from: number, f: (item: A) => Effect.Effect<void, E, R>) => Effect.Effect<void, E, R>
   /** No more items: open streams end after the last one. Idempotent. */
@@ -27,27 +36,48 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
     let dropped = 0
     let closed = false
     const hub = yield* PubSub.unbounded<Signal<A>>()
+    const listeners = new Set<(item: A) => void>()
+    const call = (f: (item: A) => void, item: A): boolean => {
+      try {
+        f(item)
+        return true
+      } catch {
+        listeners.delete(f)
+        return false
+      }
+    }
 
     // Appending and publishing are one synchronous step: a fiber that yielded in between would let a
     // concurrent append publish first, and live readers would see the items out of log order.
-    const append = (item: A) =>
-      Effect.sync(() => {
-        if (closed) return dropped + buffer.length
-        buffer.push(item)
-        const index = dropped + buffer.length - 1
-        if (capacity !== undefined && buffer.length > capacity) {
-          buffer.shift()
-          dropped++
-        }
-        hub.unsafeOffer({ index, item: Option.some(item) })
-        return index + 1
-      })
+    const unsafeAppend = (item: A): number => {
+      if (closed) return dropped + buffer.length
+      buffer.push(item)
+      const index = dropped + buffer.length - 1
+      if (capacity !== undefined && buffer.length > capacity) {
+        buffer.shift()
+        dropped++
+      }
+      hub.unsafeOffer({ index, item: Option.some(item) })
+      for (const f of [...listeners]) call(f, item)
+      return index + 1
+    }
+    const append = (item: A) => Effect.sync(() => unsafeAppend(item))
 
     const end = Effect.sync(() => {
       if (closed) return
       closed = true
+      listeners.clear()
       hub.unsafeOffer({ index: dropped + buffer.length, item: Option.none() })
     })
+
+    const unsafeSubscribe = (from: number, f: (item: A) => void): (() => void) => {
+      const listener = (item: A) => f(item)
+      for (const item of buffer.slice(Math.max(from, dropped) - dropped)) {
+        if (!call(listener, item)) return () => {}
+      }
+      if (!closed) listeners.add(listener)
+      return () => void listeners.delete(listener)
+    }
 
     const stream = (from = 0): Stream.Stream<A> =>
       Stream.unwrapScoped(
@@ -87,9 +117,11 @@ export const make = <A>(options: { readonly capacity?: number } = {}): Effect.Ef
 
     return {
       append,
+      unsafeAppend,
       size: Effect.sync(() => dropped + buffer.length),
       items: Effect.sync(() => buffer.slice()),
       stream,
+      unsafeSubscribe,
       forEach,
       end,
       ended: Effect.sync(() => closed)
