@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 export const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 export const repoRoot = path.resolve(cliRoot, "../..")
 export const bin = path.join(cliRoot, "bin", "ramure.js")
-const fixture = (name: string) => path.join(cliRoot, "test", "fixtures", name)
+export const fixture = (name: string) => path.join(cliRoot, "test", "fixtures", name)
 
 /** Bundle the CLI (dist/ramure.js) from the current sources. */
 export const build = Effect.sync(() => void execFileSync(process.execPath, [path.join(cliRoot, "build.mjs")], { stdio: "inherit" }))

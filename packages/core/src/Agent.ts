@@ -163,9 +163,12 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
           model: options.model,
           sessionName: `ramure-${shortId(executionId)}-${session.id}`
         }
-        const { adopted, launched } = resume === undefined
-          ? { adopted: false, launched: yield* launcher.launch(spec) }
-          : yield* takeOver(launcher, spec)
+        const { adopted, launched } = resume !== undefined
+          ? yield* takeOver(launcher, spec)
+          : journal.resuming
+          // Started by the run's previous orchestrator just before it died (the journal does not have it yet): taken over as new.
+          ? yield* takeOver(launcher, spec, { fresh: true })
+          : { adopted: false, launched: yield* launcher.launch(spec) }
         if (launched.pid !== undefined) yield* children.track(launched.pid)
         const where = {
           ...(launched.session === undefined ? {} : { session: launched.session }),
@@ -249,11 +252,11 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
  * The agent's program as a previous orchestrator of the run left it: taken
  * over if it still runs, else started again to continue its saved session.
  */
-const takeOver = (launcher: typeof AgentLauncher.Service, spec: LaunchSpec) =>
+const takeOver = (launcher: typeof AgentLauncher.Service, spec: LaunchSpec, options: { readonly fresh?: boolean } = {}) =>
   Effect.gen(function* () {
     const found = launcher.adopt === undefined ? Option.none() : yield* launcher.adopt(spec)
     if (Option.isSome(found)) return { adopted: true, launched: found.value }
-    return { adopted: false, launched: yield* launcher.launch({ ...spec, resume: true }) }
+    return { adopted: false, launched: yield* launcher.launch(options.fresh === true ? spec : { ...spec, resume: true }) }
   })
 
 const make_ = (
@@ -272,7 +275,8 @@ const make_ = (
       Effect.flatMap(Effect.zip(handlerContext, toJsonSchema(tool, toolOptions.parameters)), ([context, parameters]) =>
         addUserTool(session, {
           definition: { name: tool, description: toolOptions.description, parameters },
-          run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
+          run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context),
+          replayed: true
         })),
     removeTool: (tool) => session.removeTool(tool),
     // A message the journal has was delivered before the run was resumed: the agent has it.

@@ -51,7 +51,8 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
       const routes = yield* RunRoutes
       const sessions = new Map<string, AgentSession.AgentSession>()
       // A resumed run gives no new agent an id its journal has.
-      const used = new Set<string>((yield* Journal).agentIds)
+      const journal = yield* Journal
+      const used = new Set<string>(journal.agentIds)
       const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024
 
       const reserve = (name: string) =>
@@ -77,7 +78,8 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
               runLog,
               maxMessageBytes,
               parentSpan: createOptions.parentSpan,
-              resume
+              resume,
+              caughtUp: journal.caughtUp
             })
             yield* Effect.acquireRelease(
               Effect.sync(() => void sessions.set(id, session)),

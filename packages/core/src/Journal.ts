@@ -39,6 +39,8 @@ export interface AgentJournal {
   readonly replicated: number
   /** Its calls that were answered (the agent may send them again: they are not run again). */
   readonly answered: ReadonlyArray<string>
+  /** Its answered calls, oldest first: their handlers are replayed (see `AnsweredCall`). */
+  readonly replays: ReadonlyArray<AnsweredCall>
   /** Its calls that were made and not answered: they run when the agent sends them again, and are not logged again. */
   readonly inFlight: ReadonlySet<string>
   /** Its tools as the agent has them. */
@@ -47,6 +49,19 @@ export interface AgentJournal {
   readonly ended: boolean
   /** Its program had failed to start: `Agent.make` fails again, the same way. */
   readonly startFailed: Extract<RunEvent, { readonly _tag: "AgentStartFailed" }> | undefined
+}
+
+/**
+ * A call the agent made and the run answered before it was resumed. Its
+ * handler (one the process gave with `agent.on`) runs again while the
+ * program catches up, to rebuild the process's state, the way a Temporal
+ * workflow's code is replayed: what it does through ramure is taken from the
+ * journal (not done again) and its answer is not sent again.
+ */
+export interface AnsweredCall {
+  readonly callId: string
+  readonly tool: string
+  readonly args: unknown
 }
 
 /** A journaled step's result. */
@@ -248,6 +263,8 @@ const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJo
     created?: AgentJournal["created"]
     replicated: number
     answered: Array<string>
+    called: Map<string, AnsweredCall>
+    replays: Array<AnsweredCall>
     inFlight: Set<string>
     tools: Map<string, typeof Protocol.ToolDefinition.Type>
     ended: boolean
@@ -257,7 +274,7 @@ const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJo
   for (const entry of entries) {
     if (entry.agent === undefined) continue
     let agent = drafts.get(entry.agent)
-    if (agent === undefined) drafts.set(entry.agent, (agent = { replicated: 0, answered: [], inFlight: new Set(), tools: new Map(), ended: false }))
+    if (agent === undefined) drafts.set(entry.agent, (agent = { replicated: 0, answered: [], called: new Map(), replays: [], inFlight: new Set(), tools: new Map(), ended: false }))
     const event = entry.event
     if (toEntryBody(event) !== undefined) agent.replicated++
     switch (event._tag) {
@@ -266,11 +283,16 @@ const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJo
         break
       case "ToolCalled":
         agent.inFlight.add(event.callId)
+        agent.called.set(event.callId, { callId: event.callId, tool: event.tool, args: event.args })
         break
-      case "ToolReturned":
+      case "ToolReturned": {
         agent.inFlight.delete(event.callId)
         agent.answered.push(event.callId)
+        const call = agent.called.get(event.callId)
+        agent.called.delete(event.callId)
+        if (call !== undefined) agent.replays.push(call)
         break
+      }
       case "ToolAdded":
         agent.tools.set(event.tool.name, event.tool)
         break
@@ -295,6 +317,7 @@ const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJo
       created: agent.created,
       replicated: agent.replicated,
       answered: agent.answered.slice(-1024),
+      replays: agent.replays,
       inFlight: agent.inFlight,
       tools: agent.tools,
       ended: agent.ended,

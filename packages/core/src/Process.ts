@@ -40,9 +40,9 @@ import * as EventLog from "./internal/eventLog.js"
 import { CurrentProcess, type ProcessEvent, type ProcessState } from "./internal/processState.js"
 import { decoder, handlerContext, invoke, jsonBytes, renderResult, toJsonSchema, toolName } from "./internal/tools.js"
 import * as Journal from "./Journal.js"
-import type { ProcessOutcome } from "./RunEvent.js"
+import type { ProcessOutcome, RunEvent } from "./RunEvent.js"
 import { RunControl } from "./RunControl.js"
-import { RunLog } from "./RunLog.js"
+import { RunLog, type RunLogService } from "./RunLog.js"
 
 export { CurrentProcess, type ProcessEvent } from "./internal/processState.js"
 export type { AttachOptions } from "./internal/endpoints.js"
@@ -287,7 +287,7 @@ const finish = (state: ProcessState, exit: Exit.Exit<unknown, unknown>, success:
       outcome = cancelled ? "cancelled" : value instanceof ProcessTimeout ? "timeout" : "failed"
       error = describe(value)
     }
-    yield* runLog.log({ process: state.path }, {
+    yield* journalDurably(runLog, state.path, {
       _tag: "ProcessEnded",
       outcome,
       ...(error === undefined ? {} : { error }),
@@ -296,6 +296,14 @@ const finish = (state: ProcessState, exit: Exit.Exit<unknown, unknown>, success:
     yield* state.events.append(event)
     yield* state.events.end
   })
+
+/**
+ * Log what a resumed run must find (a step's result, a process's outcome) and
+ * wait until it is on disk before acting on it. A write that fails fails the
+ * run (`RunLog.failed`).
+ */
+const journalDurably = (runLog: RunLogService, process: string, event: RunEvent) =>
+  Effect.flatMap(runLog.log({ process }, event), (entry) => Effect.ignore(runLog.durable(entry.n)))
 
 // ---------------------------------------------------------------------------
 // Inside a process
@@ -377,7 +385,7 @@ export const step = <A, E, R, I = A>(
     const journaled: Either.Either<unknown, ParseResult.ParseError> | undefined = Exit.isSuccess(exit)
       ? (options.success === undefined ? Either.right(exit.value) : Schema.encodeEither(options.success)(exit.value))
       : undefined
-    yield* runLog.log({ process: state.path }, {
+    yield* journalDurably(runLog, state.path, {
       _tag: "StepCompleted",
       name,
       ok: Exit.isSuccess(exit),

@@ -98,6 +98,20 @@ export const waitingUntil = (home: string, executionId: string): number | undefi
   }
 }
 
+/**
+ * Whether the run `executionId` of `home` has a live orchestrator now: a run
+ * resumed after its first orchestrator died owns what that one started (its
+ * pis still carry the first one's marker).
+ */
+export const runAlive = (home: string, executionId: string): boolean => {
+  try {
+    const decoded = decodeEntry(fs.readFileSync(entryPath(home, executionId), "utf8"))
+    return Either.isRight(decoded) && entryAlive(decoded.right)
+  } catch {
+    return false
+  }
+}
+
 /** An entry that cannot be read or decoded: reported, and left where it is. */
 export interface UnreadableEntry {
   readonly file: string

@@ -246,7 +246,12 @@ export type WaitingUntil = (owner: Owner.Owner) => number | undefined
 const registryWindow: WaitingUntil = (owner) => Registry.waitingUntil(owner.home, owner.executionId)
 
 /** Judge every ramure session on the socket by its owner label (see `Owner.ownerAlive`) and its run's resume window. */
-export const judge = (panes: ReadonlyArray<Pane>, waitingUntil: WaitingUntil = registryWindow): Array<SessionVerdict> => {
+export const judge = (
+  panes: ReadonlyArray<Pane>,
+  waitingUntil: WaitingUntil = registryWindow,
+  /** The owner's run has a live orchestrator now (it was resumed). */
+  resumed: (owner: Owner.Owner) => boolean = (owner) => Registry.runAlive(owner.home, owner.executionId)
+): Array<SessionVerdict> => {
   const bySession = new Map<string, Array<Pane>>()
   for (const pane of panes) bySession.set(pane.session, [...(bySession.get(pane.session) ?? []), pane])
   const verdicts: Array<SessionVerdict> = []
@@ -260,7 +265,7 @@ export const judge = (panes: ReadonlyArray<Pane>, waitingUntil: WaitingUntil = r
     const until = Owner.isOwner(owner) && !Owner.ownerAlive(owner) ? waitingUntil(owner) : undefined
     if (!Owner.isOwner(owner)) {
       verdicts.push({ _tag: "Unattributed", session, why: owner.invalid })
-    } else if (Owner.ownerAlive(owner)) {
+    } else if (Owner.ownerAlive(owner) || resumed(owner)) {
       verdicts.push({ _tag: "Live", session, owner })
     } else if (until !== undefined) {
       verdicts.push({ _tag: "Waiting", session, owner, until })

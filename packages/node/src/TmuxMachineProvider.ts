@@ -252,9 +252,17 @@ const adopt = (base: LocalBase, shared: Shared, executionId: string) =>
     const session = sessionName(name)
     const panes = yield* shared.panes.pipe(Effect.mapError(toMachineError(base.id, "list-panes")))
     const found = [...panes.values()].find((pane) => pane.session === session)
-    if (found === undefined || found.state !== "running") return Option.none()
+    if (found === undefined) return Option.none()
     const label = Owner.decode(found.ownerLabel)
     if (!Owner.isOwner(label) || label.executionId !== executionId) return Option.none()
+    // Its program has ended: the session goes, so that the program can be started again under its name.
+    if (found.state !== "running") {
+      yield* Tmux.killSessions(shared.socket, [Tmux.exact(session)]).pipe(
+        Effect.provideService(CommandExecutor.CommandExecutor, shared.executor),
+        Effect.mapError(toMachineError(base.id, "adopt"))
+      )
+      return Option.none()
+    }
     const relabel = Tmux.runChecked(shared.socket, [
       "display-message", "-p", "-t", found.id, "#{session_id}", ";", ...Tmux.labelArgs(session, shared.owner)
     ]).pipe(

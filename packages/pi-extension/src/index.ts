@@ -23,6 +23,7 @@ import * as Deadman from "./deadman.js"
 import { messageEvent, textOf, truncate } from "./events.js"
 import { host } from "./host.js"
 import * as Identity from "./identity.js"
+import * as Session from "./session.js"
 import { preloadProvider } from "./preload.js"
 
 /**
@@ -34,14 +35,16 @@ interface Slot {
   lastSeq: number
   readonly tools: Map<string, Protocol.ToolDefinition>
   /** User messages received but not yet handed to pi, oldest first. */
-  readonly mailbox: Array<string>
+  readonly mailbox: Array<{ readonly text: string; readonly seq: number }>
+  /** The last user message the saved conversation already holds (a pi started again to continue it). */
+  delivered: number
   /** Tool executions so far: numbers each one's ramure call id. */
   calls: number
   /** Stops the live instance, if any. */
   stop: (() => Promise<void>) | undefined
 }
 
-const emptySlot = (): Slot => ({ lastSeq: 0, tools: new Map(), mailbox: [], calls: 0, stop: undefined })
+const emptySlot = (): Slot => ({ lastSeq: 0, tools: new Map(), mailbox: [], delivered: 0, calls: 0, stop: undefined })
 
 const slots: Map<string, Slot> = ((globalThis as any)[Symbol.for("ramure/pi-extension/slots")] ??= new Map())
 
@@ -97,6 +100,9 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   let toolsChanged = false
   let restart = false
   const registered = new Set<string>()
+  const deliveries = Session.deliveries(pi)
+  /** This pi continues a saved conversation that stopped mid-work: it goes on once synced. */
+  let continueWork = false
 
   const background = (effect: Effect.Effect<void>) => {
     if (live) Effect.runFork(Effect.forkIn(effect, scope))
@@ -150,8 +156,9 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   const pump = () => {
     while (live && ctx !== undefined && starting === undefined && slot.mailbox.length > 0) {
       const idle = ctx.isIdle()
-      pi.sendUserMessage(slot.mailbox[0]!, idle ? undefined : { deliverAs: "steer" })
-      slot.mailbox.shift()
+      const message = slot.mailbox.shift()!
+      pi.sendUserMessage(message.text, idle ? undefined : { deliverAs: "steer" })
+      deliveries.handed(message.text, message.seq)
       if (idle) {
         const token = (starting = Symbol("prompt"))
         // A prompt that fails before its run starts never sends agent_start.
@@ -195,7 +202,9 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
           slot.tools.delete(body.name)
           return activate(body.name, false)
         case "UserMessage":
-          slot.mailbox.push(body.text)
+          // Already in the conversation this pi continued.
+          if (slot.lastSeq <= slot.delivered) return
+          slot.mailbox.push({ text: body.text, seq: slot.lastSeq })
           return pump()
         case "Shutdown":
           if (live && ctx !== undefined) {
@@ -222,7 +231,10 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
         url: config.url,
         agentId: config.agentId,
         token: config.token,
-        ...(config.addressFile === undefined ? {} : { address: RunAddress.read(config.addressFile) }),
+        ...(config.addressFile === undefined ? {} : {
+          address: RunAddress.read(config.addressFile),
+          addressChanged: yield* RunAddress.changes(config.addressFile).pipe(Scope.extend(scope))
+        }),
         heartbeat,
         onEntry,
         onReachable: deadman.link,
@@ -241,10 +253,16 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
     process.kill(process.pid, "SIGTERM")
   })
 
-  /** Synced: hand pi what is queued. */
+  /** Synced: hand pi what is queued (or, a continued conversation that stopped mid-work, go on with it). */
   const onSynced = Effect.sync(() => {
     for (const name of registered) if (!slot.tools.has(name)) activate(name, false)
     pump()
+    if (continueWork) {
+      continueWork = false
+      if (starting === undefined && ctx?.isIdle() === true) {
+        pi.sendMessage({ customType: continueType, content: "(continue)", display: false }, { triggerTurn: true })
+      }
+    }
     // The functions a start runs have run: the next pi loads them compiled.
     background(Effect.sync(() => host().saveCodeCache()))
   })
@@ -302,6 +320,13 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   pi.on("tool_call", () => deadman.hold("tool"))
   pi.on("session_start", async (_event, sessionCtx) => {
     ctx = sessionCtx
+    // A pi started again for a resumed run continues its saved conversation.
+    if (slot.lastSeq === 0 && slot.delivered === 0) {
+      const saved = Session.saved(sessionCtx.sessionManager.getBranch())
+      slot.delivered = saved.delivered
+      slot.calls = saved.toolCalls
+      continueWork = saved.unfinished
+    }
     const identity = Identity.current()
     if (identity !== undefined) await Identity.registerBuiltIns(pi, identity)
     if (config !== undefined) return start(config)
@@ -330,6 +355,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   pi.on("turn_end", () => emit({ _tag: "TurnEnded" }))
   pi.on("message_end", (event) => {
     const message: any = event.message
+    if (message.role === "user") deliveries.userMessageEnded(message.content)
     const forwarded = messageEvent(message, initial.textCap)
     if (forwarded !== undefined) emit(forwarded)
     if (message.role === "assistant" && message.stopReason === "error" && message.errorMessage) {

@@ -6,7 +6,7 @@
  * models or sessions with each other or with the user's `~/.pi`.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { AgentLauncher, type LaunchedAgent, type LaunchSpec, type PoolQuery } from "@ramure/core/AgentLauncher"
@@ -186,15 +186,31 @@ export const addressOf = (env: Readonly<Record<string, string>>): AgentClient.Ad
   token: env.RAMURE_TOKEN ?? ""
 })
 
-/** pi's arguments after its entry point: ramure's extension only, nothing of the user's pi setup. */
-export const piArguments = (extension: string, model: string | undefined, systemPrompt: string | undefined): Array<string> => [
+/** Where an agent's pi keeps its session (its conversation), inside its pi directory. */
+export const sessionDirectory = (agentDir: string, join: (...parts: Array<string>) => string = path.join): string =>
+  join(agentDir, "sessions")
+
+/**
+ * pi's arguments after its entry point: ramure's extension only, nothing of
+ * the user's pi setup. The session is kept in the agent's pi directory, so
+ * that a pi started again for a resumed run (`continueSession`) goes on with
+ * the conversation.
+ */
+export const piArguments = (
+  extension: string,
+  model: string | undefined,
+  systemPrompt: string | undefined,
+  session: { readonly directory: string; readonly continueSession?: boolean }
+): Array<string> => [
   "--no-extensions",
   "-e",
   extension,
   "--no-skills",
   "--no-prompt-templates",
   "--no-context-files",
-  "--no-session",
+  "--session-dir",
+  session.directory,
+  ...(session.continueSession === true ? ["--continue"] : []),
   ...(model === undefined ? [] : ["--model", model]),
   ...(systemPrompt === undefined ? [] : ["--append-system-prompt", systemPrompt])
 ]
@@ -249,7 +265,13 @@ export const layer = (
         identity: string,
         model: string | undefined,
         machine: Machine,
-        role: { readonly agent: { readonly url: string; readonly secret: string; readonly executionId: string }; readonly pooled: boolean; readonly systemPrompt?: string | undefined }
+        role: {
+          readonly agent: { readonly url: string; readonly secret: string; readonly executionId: string }
+          readonly pooled: boolean
+          readonly systemPrompt?: string | undefined
+          /** Started again for a resumed run: continue the agent's saved session. */
+          readonly resume?: boolean | undefined
+        }
       ) {
         const cli = piCli()
         if (cli === undefined) {
@@ -266,7 +288,8 @@ export const layer = (
         })
         yield* prepareAgentDir(identity, agentDir, model, env)
         const interactive = machine.kind === "tmux"
-        const args = [cli, ...piArguments(extension, model, role.systemPrompt), ...(interactive ? [] : ["--mode", "rpc"])]
+        const session = { directory: sessionDirectory(agentDir), continueSession: role.resume === true }
+        const args = [cli, ...piArguments(extension, model, role.systemPrompt, session), ...(interactive ? [] : ["--mode", "rpc"])]
         return {
           agentDir,
           // rpc mode reads commands from stdin and exits when it closes.
@@ -292,7 +315,8 @@ export const layer = (
         const program = yield* piProgram(spec.agentId, model, spec.machine, {
           agent: spec,
           pooled: false,
-          systemPrompt: spec.systemPrompt
+          systemPrompt: spec.systemPrompt,
+          resume: spec.resume
         })
         const spawned: LaunchedAgent = yield* spec.machine.spawn({ ...program.spec, name: spec.sessionName }).pipe(
           Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
@@ -300,7 +324,28 @@ export const layer = (
         return { ...spawned, model }
       })
 
-      if (options.pool === undefined || options.pool.size <= 0) return AgentLauncher.of({ launch: launchCold })
+      /**
+       * The pi a previous orchestrator of this run started for the agent, if it
+       * still runs: its tmux session is taken over, and its address file now
+       * names this run and the agent's new secret — the pi, waiting for its
+       * run (its dead-man switch), reconnects to it where it was.
+       */
+      const adopt = Effect.fn("PiAgents.adopt")(function* (spec: LaunchSpec) {
+        if (spec.machine.adopt === undefined) return Option.none<LaunchedAgent>()
+        const found = yield* spec.machine.adopt(spec.sessionName).pipe(
+          Effect.mapError((error) => new AgentStartError({ agent: spec.agentId, reason: error.message }))
+        )
+        if (Option.isNone(found)) return Option.none<LaunchedAgent>()
+        const file = path.join(agentsDirectory, spec.agentId, RunAddress.fileName)
+        yield* RunAddress.write(file, { url: spec.url, token: spec.secret }).pipe(
+          Effect.mapError((error) =>
+            new AgentStartError({ agent: spec.agentId, reason: `cannot tell its pi where the run is now: ${error.message}` })
+          )
+        )
+        return Option.some<LaunchedAgent>({ ...found.value, model: spec.model ?? defaultModel })
+      })
+
+      if (options.pool === undefined || options.pool.size <= 0) return AgentLauncher.of({ launch: launchCold, adopt })
 
       if (typeof options.modelsJson === "function") {
         return yield* Effect.dieMessage(
@@ -330,10 +375,12 @@ export const layer = (
         warmModels.includes(keyOf(query.model))
 
       return AgentLauncher.of({
+        // An agent started again for a resumed run continues its own session: never a pooled pi.
         launch: (spec) =>
-          pooled({ model: spec.model, machine: spec.machine })
+          spec.resume !== true && pooled({ model: spec.model, machine: spec.machine })
             ? Effect.map(pool.launch(keyOf(spec.model), spec), (launched) => ({ ...launched, model: keyOf(spec.model) || undefined }))
             : launchCold(spec),
+        adopt,
         pooled,
         evictIdle: pool.evictIdle
       })

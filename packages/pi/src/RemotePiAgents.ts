@@ -10,7 +10,7 @@
  * reaches the run through the connection's reverse tunnel, on the same
  * `ws://127.0.0.1:<port>` as a local agent.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import * as path from "node:path"
 import { AgentLauncher, type LaunchedAgent, type LaunchSpec } from "@ramure/core/AgentLauncher"
 import { AgentStartError } from "@ramure/core/Errors"
@@ -52,7 +52,13 @@ const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Op
     const spawned = yield* spec.machine.spawn({
       name: spec.sessionName,
       command,
-      args: [...prefix, ...PiAgents.piArguments(extension, model, spec.systemPrompt)],
+      args: [
+        ...prefix,
+        ...PiAgents.piArguments(extension, model, spec.systemPrompt, {
+          directory: PiAgents.sessionDirectory(agentDir, path.posix.join),
+          continueSession: spec.resume === true
+        })
+      ],
       env
     }).pipe(Effect.mapError((error) => fail(error.message)))
     return { ...spawned, model } satisfies LaunchedAgent
@@ -70,6 +76,9 @@ export const layer = (
     Effect.map(AgentLauncher, (local) =>
       AgentLauncher.of({
         ...local,
-        launch: (spec) => (spec.machine.remote === undefined ? local.launch(spec) : launchRemote(spec.machine.remote, spec, options))
+        launch: (spec) => (spec.machine.remote === undefined ? local.launch(spec) : launchRemote(spec.machine.remote, spec, options)),
+        // A remote agent of a resumed run is started again from its session (its host keeps it).
+        adopt: (spec) =>
+          spec.machine.remote === undefined && local.adopt !== undefined ? local.adopt(spec) : Effect.succeed(Option.none())
       }))
   ).pipe(Layer.provide(PiAgents.layer(options)))

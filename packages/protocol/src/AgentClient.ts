@@ -29,6 +29,8 @@ export interface AgentClientOptions extends Address {
    * `token`.
    */
   readonly address?: Effect.Effect<Address | undefined>
+  /** Completes when the address may have changed: a waiting reconnect is tried at once (see `RunAddress.changes`). */
+  readonly addressChanged?: Effect.Effect<void>
   /**
    * Called for every log entry, in order, exactly once. With it, user messages
    * are left to this callback and not queued on `messages`.
@@ -323,7 +325,9 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         } else if (opened.left.fatal) {
           yield* refuse(opened.left.message)
         }
-        yield* Effect.sleep(Duration.millis(backoff))
+        yield* Effect.sleep(Duration.millis(backoff)).pipe(
+          Effect.raceFirst(options.addressChanged ?? Effect.never)
+        )
         backoff = Math.min(backoff * 2, maxBackoff)
       }
     })

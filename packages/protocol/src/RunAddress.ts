@@ -8,8 +8,9 @@
  * another address, with the agent's new secret, within its unreachable
  * timeout.
  */
-import { Effect } from "effect"
+import { Effect, Queue, type Scope } from "effect"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import type { Address } from "./AgentClient.js"
 
 /** The file's name in the agent's pi directory (`PI_CODING_AGENT_DIR`). */
@@ -49,4 +50,31 @@ export const write = (file: string, address: Address): Effect.Effect<void, Error
       fs.renameSync(temporary, file)
     },
     catch: (error) => (error instanceof Error ? error : new Error(String(error)))
+  })
+
+/**
+ * Rewrites of `file`, while the scope is open: the effect returned waits for
+ * the next one (or one since the last wait). A waiting agent reconnects as
+ * soon as its run has come back, instead of at its next retry. No watch can
+ * be set up (the directory is gone): it never completes.
+ */
+export const changes = (file: string): Effect.Effect<Effect.Effect<void>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const changed = yield* Queue.sliding<void>(1)
+    const name = path.basename(file)
+    const watcher = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        try {
+          const watcher = fs.watch(path.dirname(file), { persistent: false }, (_event, changedName) => {
+            if (changedName === null || changedName === name) Queue.unsafeOffer(changed, undefined)
+          })
+          watcher.on("error", () => watcher.close())
+          return watcher
+        } catch {
+          return undefined
+        }
+      }),
+      (watcher) => Effect.sync(() => watcher?.close())
+    )
+    return watcher === undefined ? Effect.never : Queue.take(changed)
   })

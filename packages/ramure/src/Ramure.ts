@@ -4,7 +4,7 @@
  */
 import * as Main from "@ramure/node/Main"
 import * as NodeRamure from "@ramure/node/NodeRamure"
-import type * as PiAgents from "@ramure/pi/PiAgents"
+import * as PiAgents from "@ramure/pi/PiAgents"
 import * as RemotePiAgents from "@ramure/pi/RemotePiAgents"
 import * as SshMachineProvider from "@ramure/ssh/SshMachineProvider"
 import * as RamureTest from "@ramure/testing/RamureTest"
@@ -40,6 +40,8 @@ export interface Options extends NodeRamure.LayerOptions, PiAgents.Options {
 export const layer = (options: Options = {}): Layer.Layer<NodeRamure.Services, NodeRamure.RunStartError> =>
   NodeRamure.make({
     ...options,
+    // A killed run's agents wait for a resume as long as its pis do (their dead-man switch).
+    resumableFor: options.resumableFor ?? options.unreachableTimeout ?? PiAgents.defaultUnreachableTimeout,
     launcher: RemotePiAgents.layer(options),
     machines: options.ssh !== undefined ? SshMachineProvider.layer(options.ssh) : NodeRamure.hostMachines(options.provider)
   })

@@ -11,12 +11,13 @@ import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import * as LogThrottle from "../LogThrottle.js"
 import { toEntryBody, type RunEvent } from "../RunEvent.js"
-import type { AgentJournal } from "../Journal.js"
+import type { AgentJournal, AnsweredCall } from "../Journal.js"
 import type { RunLogService } from "../RunLog.js"
 import * as BadFrames from "./badFrames.js"
 import * as CallIds from "./callIds.js"
 import { currentCall, toolCall } from "./callContext.js"
 import * as Adoption from "./adoption.js"
+import * as Replays from "./replays.js"
 import * as AgentTrace from "./agentTrace.js"
 import * as Replication from "./replication.js"
 import { jsonBytes } from "./tools.js"
@@ -26,6 +27,8 @@ export interface ToolHandler {
   readonly definition: Protocol.ToolDefinition
   /** Runs the call; fails with the text the model should see. */
   readonly run: (args: unknown) => Effect.Effect<string, string>
+  /** A handler of the process's (`agent.on`): a resumed run replays its answered calls (see `Journal.AnsweredCall`). */
+  readonly replayed?: boolean
 }
 
 /** Another agent this one is connected to. */
@@ -101,6 +104,8 @@ export interface Options {
   readonly maxMessageBytes: number
   /** An agent a resumed run takes over: where its journal says it was. */
   readonly resume?: AgentJournal | undefined
+  /** Completes when the resumed program has done again what its journal has (`Journal.caughtUp`). */
+  readonly caughtUp?: Effect.Effect<void> | undefined
   /** The span the agent's life is traced under. */
   readonly parentSpan?: Option.Option<Tracer.AnySpan> | undefined
 }
@@ -126,9 +131,20 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
     const peers = new Map<string, Peer>()
     const calls = CallIds.make()
     const adoption = Adoption.make(options.resume)
+    const replays = Replays.make(options.resume?.replays ?? [])
     // Calls it had answered are not run again when it sends them once more (their results are replayed).
     for (const callId of options.resume?.answered ?? []) if (calls.claim(callId)) calls.finish(callId)
     const handlers = yield* FiberSet.make()
+    // The handlers of calls answered before the resume run again (their answers are not sent).
+    yield* replays.run(
+      (name) =>
+        Option.flatMap(Option.fromNullable(tools.get(name)), (tool) =>
+          tool.replayed === true
+            ? Option.some((call: AnsweredCall): Effect.Effect<unknown, unknown> =>
+              Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId)))
+            : Option.none()),
+      options.caughtUp ?? Effect.void
+    ).pipe(Effect.forkScoped)
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
     const gone = yield* Deferred.make<void>()
@@ -167,6 +183,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         if (!calls.claim(call.callId)) return
         if (!adoption.wasCalled(call.callId)) yield* record({ _tag: "ToolCalled", callId: call.callId, tool: call.tool, args: call.args })
         yield* adoption.awaitTool(call.tool)
+        // After the calls answered before the resume: their handlers rebuild what this one may read.
+        yield* replays.done
         const tool = tools.get(call.tool)
         const started = Date.now()
         const run: Effect.Effect<string, string> = tool
@@ -349,6 +367,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           const name = handler.definition.name
           if (!TOOL_NAME.test(name)) return Effect.fail(new InvalidToolName({ tool: name }))
           tools.set(name, handler)
+          replays.given(name)
           return adoption.readopt(handler.definition) ? Effect.void : record({ _tag: "ToolAdded", tool: handler.definition })
         }),
       removeTool: (name, handler) =>
