@@ -5,6 +5,7 @@ import { cliStartup } from "./cliStartup.js"
 import type { Figure } from "./lib/Figure.js"
 import { logThroughput } from "./logThroughput.js"
 import { memory } from "./memory.js"
+import { resume } from "./resume.js"
 import { scale } from "./scale.js"
 import { toolCallOverhead } from "./toolCallOverhead.js"
 import { toolCallThroughput } from "./toolCallThroughput.js"
@@ -19,5 +20,6 @@ export const figures: ReadonlyArray<{ readonly id: number; readonly name: string
   { id: 6, name: "logThroughput", run: logThroughput },
   { id: 7, name: "cliStartup", run: cliStartup },
   { id: 8, name: "warmPool", run: warmPool },
-  { id: 9, name: "memory", run: memory }
+  { id: 9, name: "memory", run: memory },
+  { id: 10, name: "resume", run: resume }
 ]
