@@ -94,7 +94,9 @@ export const spawnBarePi = (
         "--no-skills",
         "--no-prompt-templates",
         "--no-context-files",
-        "--no-session",
+        // As ramure's pis keep theirs (for a resumed run).
+        "--session-dir",
+        PiAgents.sessionDirectory(options.agentDir),
         "--model",
         model
       ],
