@@ -7,6 +7,7 @@
  */
 import type * as PiCodingAgent from "@mariozechner/pi-coding-agent"
 import type { ExtensionAPI } from "@mariozechner/pi-coding-agent"
+import * as AgentEnvironment from "@ramure/protocol/AgentEnvironment"
 import * as path from "node:path"
 import { importFile, piDistDirectory } from "./host.js"
 
@@ -108,7 +109,7 @@ export const adopt = async (pi: ExtensionAPI, identity: Identity): Promise<void>
   state.identity = identity
   process.chdir(identity.cwd)
   process.env.PWD = identity.cwd
-  process.env.RAMURE_AGENT_ID = identity.agentId
-  delete process.env.RAMURE_POOL_MEMBER
+  process.env[AgentEnvironment.variables.agentId] = identity.agentId
+  delete process.env[AgentEnvironment.variables.poolMember]
   for (const tool of tools) pi.registerTool(tool as any)
 }

@@ -3,7 +3,7 @@
  *
  * pi loads it with `-e` (the built `dist/ramure-pi-extension.cjs`, or this
  * file from source); it reads its connection from the environment (see
- * `config.ts`) and does nothing without it. It replicates the agent's log
+ * `AgentEnvironment`) and does nothing without it. It replicates the agent's log
  * through `AgentClient` — tools become pi tools, user messages become
  * prompts, `Shutdown` ends pi — and forwards what pi does as
  * `Protocol.AgentEvent`s. A pi that cannot reach its run at start exits 1; one
@@ -15,10 +15,10 @@
  */
 import type { ExtensionAPI, ExtensionContext, ToolDefinition } from "@mariozechner/pi-coding-agent"
 import * as AgentClient from "@ramure/protocol/AgentClient"
+import * as AgentEnvironment from "@ramure/protocol/AgentEnvironment"
 import type * as Protocol from "@ramure/protocol/Protocol"
 import * as RunAddress from "@ramure/protocol/RunAddress"
 import { Cause, Duration, Effect, Exit, Schedule, Scope } from "effect"
-import { type Config, configFromEnv, type PoolConfig, poolConfigFromEnv } from "./config.js"
 import * as Deadman from "./deadman.js"
 import { messageEvent, textOf, truncate } from "./events.js"
 import { host } from "./host.js"
@@ -48,7 +48,7 @@ const emptySlot = (): Slot => ({ lastSeq: 0, tools: new Map(), mailbox: [], deli
 
 const slots: Map<string, Slot> = ((globalThis as any)[Symbol.for("ramure/pi-extension/slots")] ??= new Map())
 
-const slotFor = (config: Config): Slot => {
+const slotFor = (config: AgentEnvironment.Agent): Slot => {
   const key = `${config.executionId}/${config.agentId}`
   let slot = slots.get(key)
   if (slot === undefined) slots.set(key, (slot = emptySlot()))
@@ -73,9 +73,9 @@ const promptStartTimeout = Duration.seconds(60)
  * `Hello` rides in the connection's upgrade request — and pi waits for the
  * first sync there, so the run's tools exist before the first prompt.
  */
-const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
+const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
   /** Known from the start, or (pooled) once the run assigns an agent. */
-  let config: Config | undefined = "agentId" in initial ? initial : undefined
+  let config: AgentEnvironment.Agent | undefined = "agentId" in initial ? initial : undefined
   let slot: Slot = config === undefined ? emptySlot() : slotFor(config)
   const scope = Effect.runSync(Scope.make())
   let live = true
@@ -222,7 +222,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
     )
 
   /** The agent's connection, once an older instance of this agent, if any, has let go. */
-  const connect = (config: Config) =>
+  const connect = (config: AgentEnvironment.Agent) =>
     Effect.gen(function* () {
       const previous = slot.stop
       slot.stop = stopNow
@@ -268,7 +268,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   })
 
   /** Connect as the agent and wait for the first sync; without its run this pi has no purpose: say why and leave. */
-  const start = async (config: Config) => {
+  const start = async (config: AgentEnvironment.Agent) => {
     const exit = await Effect.runPromiseExit(
       Effect.gen(function* () {
         const connected = yield* connect(config)
@@ -297,7 +297,7 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   }
 
   /** A pooled pi: wait (without holding up pi's start-up) for the agent it becomes, become it, connect. */
-  const awaitAgent = async (pool: PoolConfig) => {
+  const awaitAgent = async (pool: AgentEnvironment.PoolMember) => {
     const exit = await Effect.runPromiseExit(
       AgentClient.awaitAssignment({ url: pool.url, memberId: pool.memberId, token: pool.token, heartbeat })
     )
@@ -383,8 +383,8 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
  * (a pi started for a warm pool) wait to be assigned one. No-op outside a run.
  */
 export default function ramure(pi: ExtensionAPI): void {
-  // A pooled pi drops RAMURE_POOL_MEMBER when it becomes an agent.
-  const config = poolConfigFromEnv() ?? configFromEnv()
+  // A pooled pi drops RAMURE_POOL_MEMBER when it becomes an agent (see `Identity.adopt`).
+  const config = AgentEnvironment.parse(process.env)
   if (config === undefined) return
   instance(pi, config)
   Identity.installPromptHooks(pi)

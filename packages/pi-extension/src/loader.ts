@@ -16,6 +16,7 @@ import * as fs from "node:fs"
 import Module, { createRequire } from "node:module"
 import * as path from "node:path"
 import * as vm from "node:vm"
+import { variables } from "@ramure/protocol/AgentEnvironment"
 import { type Host, hostKey } from "./host.js"
 
 const readCache = (file: string | undefined): Buffer | undefined => {
@@ -39,7 +40,7 @@ const writeAtomically = (file: string, data: Buffer) => {
  * it) as if it were the file `filename`; returns its exports.
  */
 export const load = (source: string, digest: string, filename: string): unknown => {
-  const directory = process.env.RAMURE_CODE_CACHE
+  const directory = process.env[variables.codeCache]
   const cacheFile = directory ? path.join(directory, `pi-extension-${digest}-${process.version}-${process.arch}.v8`) : undefined
   const cachedData = readCache(cacheFile)
   const script = new vm.Script(Module.wrap(source), { filename, ...(cachedData === undefined ? {} : { cachedData }) })

@@ -1,54 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration } from "effect"
 import { rewritePrompt } from "../src/identity.js"
-import { configFromEnv, poolConfigFromEnv } from "../src/config.js"
 import { messageEvent, truncate } from "../src/events.js"
 
 describe("pi extension helpers", () => {
-  it("reads its connection from the environment, and nothing without it", () => {
-    expect(configFromEnv({})).toBeUndefined()
-    expect(configFromEnv({ RAMURE_URL: "ws://127.0.0.1:1", RAMURE_AGENT_ID: "a" })).toBeUndefined()
-    expect(
-      configFromEnv({ RAMURE_URL: "ws://127.0.0.1:1", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_EXECUTION_ID: "e" })
-    ).toEqual({
-      url: "ws://127.0.0.1:1",
-      agentId: "a",
-      token: "t",
-      executionId: "e",
-      textCap: 4000,
-      addressFile: undefined,
-      unreachableTimeout: Duration.seconds(60)
-    })
-    expect(configFromEnv({ RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_TEXT_CAP: "10" })?.textCap).toBe(10)
-    expect(configFromEnv({ RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t", RAMURE_TEXT_CAP: "x" })?.textCap).toBe(4000)
-  })
-
-  it("reads where its address file is and how long it waits for an unreachable run", () => {
-    const env = { RAMURE_URL: "u", RAMURE_AGENT_ID: "a", RAMURE_TOKEN: "t" }
-    expect(configFromEnv({ ...env, RAMURE_ADDRESS_FILE: "/pi/ramure-run.json", RAMURE_UNREACHABLE_TIMEOUT_MS: "1500" })).toMatchObject({
-      addressFile: "/pi/ramure-run.json",
-      unreachableTimeout: Duration.millis(1500)
-    })
-    for (const bad of ["", "0", "-5", "1.5", "soon"]) {
-      expect(configFromEnv({ ...env, RAMURE_UNREACHABLE_TIMEOUT_MS: bad })?.unreachableTimeout).toEqual(Duration.seconds(60))
-    }
-  })
-
-  it("a pre-started pi reads its pool membership from the environment", () => {
-    const env = { RAMURE_URL: "u", RAMURE_TOKEN: "t", RAMURE_EXECUTION_ID: "e" }
-    expect(poolConfigFromEnv(env)).toBeUndefined()
-    expect(poolConfigFromEnv({ ...env, RAMURE_POOL_MEMBER: "_pool-1" })).toEqual({
-      url: "u",
-      memberId: "_pool-1",
-      token: "t",
-      executionId: "e",
-      textCap: 4000,
-      addressFile: undefined,
-      unreachableTimeout: Duration.seconds(60)
-    })
-    expect(poolConfigFromEnv({ RAMURE_POOL_MEMBER: "_pool-1" })).toBeUndefined()
-  })
-
   it("rewrites a pooled pi's start-up prompt into the one pi builds for the agent", () => {
     const date = new Date()
     const today = `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${String(date.getDate()).padStart(2, "0")}`

@@ -21,6 +21,7 @@ import type { RunLimits } from "@ramure/core/RunLimits"
 import type { RunLog } from "@ramure/core/RunLog"
 import type { RunRoutes } from "@ramure/core/RunRoutes"
 import type * as AgentClient from "@ramure/protocol/AgentClient"
+import * as AgentEnvironment from "@ramure/protocol/AgentEnvironment"
 import * as RunAddress from "@ramure/protocol/RunAddress"
 
 export interface Options {
@@ -138,15 +139,15 @@ export const piSettings = (model: string | undefined): object => {
 
 /**
  * pi's environment: provider credentials, offline switches, its agent
- * directory and how to reach the run. `identity` names the agent, or (a
- * pooled pi) the pool member.
+ * directory and how to reach the run (`AgentEnvironment`). `identity` names
+ * the agent, or (a pooled pi) the pool member.
  */
 export const piEnvironment = (
   options: Options,
   model: string | undefined,
   agentDir: string,
   run: { readonly url: string; readonly secret: string; readonly executionId: string },
-  identity: { readonly agentId: string } | { readonly poolMember: string },
+  identity: { readonly agentId: string } | { readonly memberId: string },
   files: {
     /** The agent's address file (see `RunAddress`). */
     readonly address: string
@@ -161,29 +162,34 @@ export const piEnvironment = (
     ...credentials,
     ...(offline ? { PI_OFFLINE: "1", PI_SKIP_VERSION_CHECK: "1", PI_TELEMETRY: "0" } : {}),
     PI_CODING_AGENT_DIR: agentDir,
-    RAMURE_URL: run.url,
-    ...("agentId" in identity ? { RAMURE_AGENT_ID: identity.agentId } : { RAMURE_POOL_MEMBER: identity.poolMember }),
-    RAMURE_TOKEN: run.secret,
-    RAMURE_EXECUTION_ID: run.executionId,
-    ...(options.textCap === undefined ? {} : { RAMURE_TEXT_CAP: String(options.textCap) }),
-    RAMURE_ADDRESS_FILE: files.address,
-    RAMURE_UNREACHABLE_TIMEOUT_MS: String(Duration.toMillis(options.unreachableTimeout ?? defaultUnreachableTimeout)),
-    ...(files.codeCache === undefined ? {} : { RAMURE_CODE_CACHE: files.codeCache }),
+    ...AgentEnvironment.render({
+      ...identity,
+      url: run.url,
+      token: run.secret,
+      executionId: run.executionId,
+      textCap: options.textCap ?? AgentEnvironment.defaultTextCap,
+      addressFile: files.address,
+      unreachableTimeout: Duration.decode(options.unreachableTimeout ?? defaultUnreachableTimeout),
+      codeCache: files.codeCache
+    }),
     ...options.env
   }
 }
 
+/** The model of agents that name none: `options.model`, else `RAMURE_MODEL`. */
+export const modelOf = (options: Options): string | undefined => options.model ?? (process.env.RAMURE_MODEL || undefined)
+
 /** The default of `Options.unreachableTimeout`. */
-export const defaultUnreachableTimeout = Duration.seconds(60)
+export const defaultUnreachableTimeout = AgentEnvironment.defaultUnreachableTimeout
 
 /**
  * The run's address in pi's environment (`options.env` may override it):
- * what the agent's address file starts with. Its token is `RAMURE_TOKEN`, the
- * credential of the agent (or pool member) alone.
+ * what the agent's address file starts with. Its token is the agent's (or
+ * pool member's) own credential.
  */
 export const addressOf = (env: Readonly<Record<string, string>>): AgentClient.Address => ({
-  url: env.RAMURE_URL ?? "",
-  token: env.RAMURE_TOKEN ?? ""
+  url: env[AgentEnvironment.variables.url] ?? "",
+  token: env[AgentEnvironment.variables.token] ?? ""
 })
 
 /** Where an agent's pi keeps its session (its conversation), inside its pi directory. */
@@ -231,7 +237,7 @@ export const layer = (
       const fs = yield* FileSystem.FileSystem
       const { executionId, home } = yield* RunInfo
       const agentsDirectory = path.join(workDirectory(home, executionId), ".pi")
-      const defaultModel = options.model ?? (process.env.RAMURE_MODEL || undefined)
+      const defaultModel = modelOf(options)
 
       // The extension's V8 code cache, shared by the home's pis (a sandboxed one only reads it); none if it cannot be made.
       const codeCache = yield* fs.makeDirectory(path.join(home, "cache"), { recursive: true, mode: 0o700 }).pipe(
@@ -282,7 +288,7 @@ export const layer = (
           return yield* new AgentStartError({ agent: identity, reason: "the ramure pi extension (@ramure/pi-extension) is not installed" })
         }
         const agentDir = path.join(agentsDirectory, identity)
-        const env = piEnvironment(options, model, agentDir, role.agent, role.pooled ? { poolMember: identity } : { agentId: identity }, {
+        const env = piEnvironment(options, model, agentDir, role.agent, role.pooled ? { memberId: identity } : { agentId: identity }, {
           address: path.join(agentDir, RunAddress.fileName),
           codeCache
         })

@@ -34,7 +34,7 @@ const launchRemote = (remote: RemoteHost, spec: LaunchSpec, options: PiAgents.Op
     const bundle = PiExtension.bundleForUpload()
     if ("error" in bundle) return yield* new AgentStartError({ agent: spec.agentId, reason: bundle.error })
     const extension = yield* remote.upload(bundle.path).pipe(Effect.mapError((error) => fail(error.message)))
-    const model = spec.model ?? options.model ?? (process.env.RAMURE_MODEL || undefined)
+    const model = spec.model ?? PiAgents.modelOf(options)
     const agentDir = path.posix.join(remote.stateDirectory, ".pi", spec.agentId)
     const modelsJson = typeof options.modelsJson === "function" ? options.modelsJson(spec.agentId) : options.modelsJson
     const env = PiAgents.piEnvironment(options, model, agentDir, spec, { agentId: spec.agentId }, {
