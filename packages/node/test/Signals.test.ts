@@ -20,12 +20,12 @@ interface Started {
   readonly output: () => string
 }
 
-const start = (home: string, crash?: "throw" | "reject"): Promise<Started> =>
+const start = (home: string, crash?: "throw" | "reject", env: NodeJS.ProcessEnv = {}): Promise<Started> =>
   new Promise((resolve, reject) => {
     // node itself (not the tsx wrapper), so that signals reach the program.
     const child = spawn(process.execPath, ["--import", "tsx", fixture, ...(crash === undefined ? [] : [crash])], {
       cwd: root,
-      env: { ...process.env, RAMURE_HOME: home },
+      env: { ...process.env, RAMURE_HOME: home, ...env },
       stdio: ["ignore", "pipe", "pipe"]
     })
     let output = ""
@@ -129,9 +129,9 @@ describe("signals to a program with real agents", () => {
     await expectNothingLeft(home, run.executionId)
   }, 120_000)
 
-  it("after a SIGKILL, the next run removes the stale entry and the orphaned sessions, and says so", async () => {
+  it("after a SIGKILL, the next run removes the stale entry and the orphaned sessions of a run that keeps none for a resume, and says so", async () => {
     const home = tempHome()
-    const first = await start(home)
+    const first = await start(home, undefined, { RESUMABLE_FOR_MS: "0" })
     first.child.kill("SIGKILL")
     await first.exited
     expect(sessionsOf(first.executionId)).toHaveLength(2)

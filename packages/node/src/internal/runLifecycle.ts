@@ -43,8 +43,8 @@ export interface Options {
    * of other runs and `ramure gc` do not remove their sessions, processes and
    * worktrees meanwhile, and `ramure ls` shows the run as resumable until
    * then. Match it to how long the agents wait themselves (pi's
-   * `unreachableTimeout`). Default: none, and what a dead run left is
-   * removed by the next run at once.
+   * `unreachableTimeout`; `Ramure.layer` does). Default: none (as `0`), and
+   * what a dead run left is removed by the next run at once.
    */
   readonly resumableFor?: Duration.DurationInput
 }
@@ -122,7 +122,10 @@ export const layer = (
         token,
         program: info.program,
         started_at: new Date().toISOString(),
-        ...(options.resumableFor === undefined ? {} : { resumable_for_ms: Duration.toMillis(options.resumableFor) })
+        // Zero keeps nothing: what the run leaves is cleaned up at once.
+        ...(options.resumableFor === undefined || Duration.toMillis(options.resumableFor) <= 0
+          ? {}
+          : { resumable_for_ms: Duration.toMillis(options.resumableFor) })
       }).pipe(Effect.mapError((error) => new RunStartError({ message: error.message })))
       if (options.handleSignals !== false) yield* handleSignals(file, (error) => void (crash ??= error))
     })
