@@ -7,7 +7,7 @@
  * durable, and only the run's own entries (its processes' ends, its own end
  * and why) are still written.
  */
-import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, PubSub, Queue, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
 import { currentCall } from "./internal/callContext.js"
 import { LogSink, type LogWriteFailed } from "./LogSink.js"
 import type { LogEntry, RunEvent, Subject } from "./RunEvent.js"
@@ -32,6 +32,15 @@ export interface RunLogService {
   readonly durable: (n: number) => Effect.Effect<void, LogWriteFailed>
   /** The log from its start (or `after`), then live entries until the log closes. */
   readonly entries: (options?: EntriesOptions) => Stream.Stream<LogEntry>
+  /**
+   * Follow the log from now on, cheaper than `entries` for followers that need
+   * no history: subscribes at once; the effect returned runs `f` on each batch
+   * of entries logged since, once the sink has taken them (whatever came while
+   * `f` ran is the next batch), until the log closes.
+   */
+  readonly follow: <E, R>(
+    f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>
+  ) => Effect.Effect<Effect.Effect<void, E, R>, never, Scope.Scope>
   /** What has been logged so far (read back from the sink once written). */
   readonly history: (options?: EntriesOptions) => Effect.Effect<ReadonlyArray<LogEntry>>
   readonly status: Effect.Effect<RunStatus.RunStatus>
@@ -68,6 +77,8 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     let lost: number | undefined
     let closed = false
     let failed: LogWriteFailed | undefined
+    /** The queues of `follow`ers: each batch once written (or not: a failed write is still news), then `End`. */
+    const followers = new Set<Queue.Queue<ReadonlyArray<LogEntry> | typeof End>>()
     /** Who waits for which entry to be written. */
     let waiting: Array<{ readonly n: number; readonly done: Deferred.Deferred<void, LogWriteFailed> }> = []
 
@@ -100,12 +111,19 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
           })
         )
       }).pipe(
-        Effect.zipRight(Effect.sync(settle))
+        Effect.zipRight(Effect.sync(() => {
+          settle()
+          for (const follower of followers) Queue.unsafeOffer(follower, entries)
+        }))
       )
     // A batch taken is a batch written: interruption (the layer closing) waits for the write.
+    // Woken by an entry, the writer first lets the fibers that are ready run: what they log (a tool
+    // call's result after its call) goes in the same write.
     const writer = yield* Effect.uninterruptibleMask((restore) =>
-      restore(Queue.takeBetween(pending, 1, Number.MAX_SAFE_INTEGER)).pipe(
-        Effect.flatMap((batch) => writeBatch(Chunk.toReadonlyArray(batch)))
+      restore(Queue.take(pending)).pipe(
+        Effect.zipLeft(Effect.yieldNow()),
+        Effect.flatMap((first) => Effect.map(Queue.takeAll(pending), (rest) => [first, ...rest])),
+        Effect.flatMap(writeBatch)
       )
     ).pipe(Effect.forever, Effect.forkDaemon)
     yield* Effect.addFinalizer(() =>
@@ -115,6 +133,7 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
         const rest = yield* Queue.takeAll(pending)
         if (rest.length > 0) yield* writeBatch([...rest])
         yield* PubSub.publish(hub, End)
+        for (const follower of followers) Queue.unsafeOffer(follower, End)
       })
     )
 
@@ -168,6 +187,26 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
         })
       )
 
+    const follow = <E, R>(f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>) =>
+      Effect.map(
+        Effect.acquireRelease(
+          Effect.tap(Queue.unbounded<ReadonlyArray<LogEntry> | typeof End>(), (queue) => Effect.sync(() => followers.add(queue))),
+          (queue) => Effect.sync(() => followers.delete(queue))
+        ),
+        (queue) =>
+          Effect.gen(function* () {
+            while (true) {
+              const batches = yield* Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER)
+              const batch: Array<LogEntry> = []
+              for (const item of batches) {
+                if (typeof item === "symbol") return batch.length === 0 ? undefined : yield* f(batch)
+                batch.push(...item)
+              }
+              yield* f(batch)
+            }
+          })
+      )
+
     return {
       log: (subject, event) =>
         Effect.map(FiberRef.get(currentCall), (call) =>
@@ -175,6 +214,7 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
       unsafeLog,
       durable,
       entries,
+      follow,
       history: (options) => history(options),
       status: Effect.sync(() => RunStatus.snapshot(status)),
       failed: Deferred.await(failure)

@@ -8,7 +8,7 @@
  * tokens) — and replaced atomically: a reader never sees half a file, and no
  * temporary file is left behind.
  */
-import { Effect, FiberHandle, Layer, Stream } from "effect"
+import { Effect, FiberHandle, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { RunEvent } from "@ramure/core/RunEvent"
@@ -157,13 +157,13 @@ export const layer = (options: Options = {}): Layer.Layer<never, never, RunLog |
       const debounce = options.debounce ?? 1000
       // Written last, after everything the run logged (its end included) is in the status.
       yield* Effect.addFinalizer(() => Effect.zipRight(FiberHandle.clear(pending), write))
-      yield* runLog.entries().pipe(
-        Stream.runForEach((entry) =>
-          structural.has(entry.event._tag)
-            ? Effect.zipRight(FiberHandle.clear(pending), write)
-            : FiberHandle.run(pending, Effect.delay(write, `${debounce} millis`), { onlyIfMissing: true })
-        ),
-        Effect.forkScoped
+      // Entries logged while a write runs come as one batch: however fast they come, one write covers them all.
+      const follow = yield* runLog.follow((batch) =>
+        batch.some((entry) => structural.has(entry.event._tag))
+          ? Effect.zipRight(FiberHandle.clear(pending), write)
+          : FiberHandle.run(pending, Effect.delay(write, `${debounce} millis`), { onlyIfMissing: true })
       )
+      // What was logged before (the run's start) is in the status the first write shows.
+      yield* Effect.forkScoped(Effect.zipRight(write, follow))
     })
   )

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Cause, Data, Deferred, Effect, Exit, FiberSet, Option, Ref, type Scope, Stream, type Tracer } from "effect"
+import { Cause, Context, Data, DefaultServices, Deferred, Effect, Exit, FiberSet, Option, Ref, type Scope, Stream, Tracer } from "effect"
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
@@ -91,6 +91,9 @@ export interface AgentSession {
 
 const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
 
+/** Effect's own tracer, whose spans go nowhere. */
+const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
 export interface Options {
   readonly id: string
   readonly name: string
@@ -132,8 +135,10 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
     const gone = yield* Deferred.make<void>()
+    const tracer = yield* Effect.tracer
+    const exported = tracer !== nativeTracer
     const trace = AgentTrace.make({
-      tracer: yield* Effect.tracer,
+      tracer,
       clock: yield* Effect.clock,
       parent: options.parentSpan ?? Option.none(),
       id,
@@ -190,7 +195,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             Effect.sync(() => calls.finish(call.callId))
           )
         }
-        yield* run.pipe(
+        // Spans nobody exports (Effect's own tracer) are not made: they would be most of a call's cost.
+        const traced = !exported ? run : run.pipe(
           Effect.onExit((exit) => Effect.annotateCurrentSpan("ramure.outcome", Exit.isSuccess(exit) ? "ok" : "error")),
           Effect.withSpan("Agent.toolCall", {
             parent: trace.parent(),
@@ -205,7 +211,9 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
               "ramure.arguments_bytes": jsonBytes(call.args)
             },
             captureStackTrace: false
-          }),
+          })
+        )
+        yield* traced.pipe(
           Effect.matchCauseEffect({
             onSuccess: (text) => finish(false, text),
             onFailure: (cause) =>
@@ -253,7 +261,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
     const serve = (connection: Connection, hello?: string) =>
       Effect.gen(function* () {
         const writer = yield* FiberSet.make()
-        const send = (message: Protocol.Message) => connection.send(Protocol.encode(message))
+        const send = (message: Protocol.Message) => connection.send(Protocol.encodeTrusted(message))
         const badFrames = BadFrames.make()
         const violations = LogThrottle.make<{ readonly code: string; readonly message: string }>((violation, others) =>
           void runLog.unsafeLog(subject, { _tag: "ProtocolViolation", ...violation, ...(others > 0 ? { suppressed: others } : {}) }))
