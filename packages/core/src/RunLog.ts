@@ -7,7 +7,7 @@
  * durable, and only the run's own entries (its processes' ends, its own end
  * and why) are still written.
  */
-import { Context, Deferred, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, PubSub, Queue, type Scope, Stream } from "effect"
+import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Mailbox, Option, PubSub, type Scope, Stream } from "effect"
 import { currentCall } from "./internal/callContext.js"
 import { LogSink, type LogWriteFailed } from "./LogSink.js"
 import type { LogEntry, RunEvent, Subject } from "./RunEvent.js"
@@ -69,7 +69,8 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     const status = RunStatus.empty()
     for (const entry of past) RunStatus.step(status, entry)
     const hub = yield* PubSub.unbounded<Published>()
-    const pending = yield* Queue.unbounded<LogEntry>()
+    // Mailboxes, not Queues: a taker waits without a Deferred, which on Node 20 costs more to make than an entry to log.
+    const pending = yield* Mailbox.make<LogEntry>()
     const failure = yield* Deferred.make<never, LogWriteFailed>()
     let n = past.length === 0 ? 0 : past[past.length - 1]!.n
     let written = n
@@ -78,7 +79,7 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     let closed = false
     let failed: LogWriteFailed | undefined
     /** The queues of `follow`ers: each batch once written (or not: a failed write is still news), then `End`. */
-    const followers = new Set<Queue.Queue<ReadonlyArray<LogEntry> | typeof End>>()
+    const followers = new Set<Mailbox.Mailbox<ReadonlyArray<LogEntry>>>()
     /** Who waits for which entry to be written. */
     let waiting: Array<{ readonly n: number; readonly done: Deferred.Deferred<void, LogWriteFailed> }> = []
 
@@ -113,16 +114,16 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
       }).pipe(
         Effect.zipRight(Effect.sync(() => {
           settle()
-          for (const follower of followers) Queue.unsafeOffer(follower, entries)
+          for (const follower of followers) follower.unsafeOffer(entries)
         }))
       )
     // A batch taken is a batch written: interruption (the layer closing) waits for the write.
     // Woken by an entry, the writer first lets the fibers that are ready run: what they log (a tool
     // call's result after its call) goes in the same write.
     const writer = yield* Effect.uninterruptibleMask((restore) =>
-      restore(Queue.take(pending)).pipe(
+      restore(pending.takeAll).pipe(
         Effect.zipLeft(Effect.yieldNow()),
-        Effect.flatMap((first) => Effect.map(Queue.takeAll(pending), (rest) => [first, ...rest])),
+        Effect.flatMap(([first]) => Effect.map(pending.clear, (rest) => [...first, ...rest])),
         Effect.flatMap(writeBatch)
       )
     ).pipe(Effect.forever, Effect.forkDaemon)
@@ -130,10 +131,10 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
       Effect.gen(function* () {
         closed = true
         yield* Fiber.interrupt(writer)
-        const rest = yield* Queue.takeAll(pending)
+        const rest = yield* pending.clear
         if (rest.length > 0) yield* writeBatch([...rest])
         yield* PubSub.publish(hub, End)
-        for (const follower of followers) Queue.unsafeOffer(follower, End)
+        for (const follower of followers) follower.unsafeDone(Exit.void)
       })
     )
 
@@ -190,19 +191,16 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     const follow = <E, R>(f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>) =>
       Effect.map(
         Effect.acquireRelease(
-          Effect.tap(Queue.unbounded<ReadonlyArray<LogEntry> | typeof End>(), (queue) => Effect.sync(() => followers.add(queue))),
-          (queue) => Effect.sync(() => followers.delete(queue))
+          Effect.tap(Mailbox.make<ReadonlyArray<LogEntry>>(), (mailbox) => Effect.sync(() => followers.add(mailbox))),
+          (mailbox) => Effect.sync(() => followers.delete(mailbox))
         ),
-        (queue) =>
+        (mailbox) =>
           Effect.gen(function* () {
             while (true) {
-              const batches = yield* Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER)
-              const batch: Array<LogEntry> = []
-              for (const item of batches) {
-                if (typeof item === "symbol") return batch.length === 0 ? undefined : yield* f(batch)
-                batch.push(...item)
-              }
-              yield* f(batch)
+              const [batches, done] = yield* mailbox.takeAll
+              const batch = Chunk.toReadonlyArray(batches).flat()
+              if (batch.length > 0) yield* f(batch)
+              if (done) return
             }
           })
       )
