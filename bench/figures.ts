@@ -6,6 +6,7 @@ import type { Figure } from "./lib/Figure.js"
 import { logThroughput } from "./logThroughput.js"
 import { memory } from "./memory.js"
 import { scale } from "./scale.js"
+import { scaling } from "./scaling.js"
 import { toolCallOverhead } from "./toolCallOverhead.js"
 import { toolCallThroughput } from "./toolCallThroughput.js"
 import { warmPool } from "./warmPool.js"
@@ -19,5 +20,6 @@ export const figures: ReadonlyArray<{ readonly id: number; readonly name: string
   { id: 6, name: "logThroughput", run: logThroughput },
   { id: 7, name: "cliStartup", run: cliStartup },
   { id: 8, name: "warmPool", run: warmPool },
-  { id: 9, name: "memory", run: memory }
+  { id: 9, name: "memory", run: memory },
+  { id: 10, name: "scaling", run: scaling }
 ]

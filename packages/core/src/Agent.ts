@@ -139,7 +139,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   const start = Effect.gen(function* () {
     if (!pooled) yield* limits.holdLiveSlot(launcher.evictIdle)
     // Starting pi is heavy: only so many agents start at once.
-    const { launched, machine, session } = yield* (pooled ? identity : limits.withStartPermit)(
+    const { launched, machine, session } = yield* (pooled || launcher.lightStart === true ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
         const session = yield* sessions.create(name, owner.path, { resume, parentSpan: around })
         // Runs last: after the shutdown request, the kill and the machine's release.
