@@ -272,7 +272,9 @@ const make_ = (
       Effect.flatMap(Effect.zip(handlerContext, toJsonSchema(tool, toolOptions.parameters)), ([context, parameters]) =>
         addUserTool(session, {
           definition: { name: tool, description: toolOptions.description, parameters },
-          run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context)
+          // Its services are `context`, which the call's fiber runs with.
+          run: toolRunner(tool, toolOptions.parameters, handler) as (args: unknown) => Effect.Effect<string, string>,
+          context
         })),
     removeTool: (tool) => session.removeTool(tool),
     // A message the journal has was delivered before the run was resumed: the agent has it.
