@@ -55,7 +55,7 @@ const sample = (count: number, live: Live, burstMs: number, stopMs: number): Sam
 
 export const scale = (size: Size) =>
   Effect.gen(function* () {
-    const counts = size === "full" ? [200, 1_000] : [50]
+    const counts = size === "full" ? [200, 1_000] : [200]
     const modes: ReadonlyArray<Mode> = size === "full" ? ["remote", "in-process"] : ["remote"]
     /** Runs per set-up: fewer of the long ones (a 1,000-agent run takes about a minute on a busy 2-core machine). */
     const runsOf = (count: number, mode: Mode) => (size === "smoke" || mode === "in-process" ? 1 : count >= 1_000 ? 2 : 3)

@@ -78,7 +78,7 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     let lost: number | undefined
     let closed = false
     let failed: LogWriteFailed | undefined
-    /** The queues of `follow`ers: each batch once written (or not: a failed write is still news), then `End`. */
+    /** The mailboxes of `follow`ers: each batch once the sink has taken it (a failed write is still news), done when the log closes. */
     const followers = new Set<Mailbox.Mailbox<ReadonlyArray<LogEntry>>>()
     /** Who waits for which entry to be written. */
     let waiting: Array<{ readonly n: number; readonly done: Deferred.Deferred<void, LogWriteFailed> }> = []

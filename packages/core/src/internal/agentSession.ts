@@ -203,7 +203,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             Effect.sync(() => calls.finish(call.callId))
           )
         }
-        // Spans nobody exports (Effect's own tracer) are not made: they would be most of a call's cost.
+        // Spans nobody exports (Effect's own tracer) are not made: per call, a span, its attributes and the arguments' JSON.
         const traced = !exported ? run : run.pipe(
           Effect.onExit((exit) => Effect.annotateCurrentSpan("ramure.outcome", Exit.isSuccess(exit) ? "ok" : "error")),
           Effect.withSpan("Agent.toolCall", {
