@@ -36,10 +36,14 @@ export interface RunLogService {
    * Follow the log from now on, cheaper than `entries` for followers that need
    * no history: subscribes at once; the effect returned runs `f` on each batch
    * of entries logged since, once the sink has taken them (whatever came while
-   * `f` ran is the next batch), until the log closes.
+   * `f` ran is the next batch), until the log closes. With `wanted`, only
+   * batches with an entry it wants are handed over (it is asked as the batch
+   * is written, so it must be quick): a follower that has nothing to do is not
+   * woken.
    */
   readonly follow: <E, R>(
-    f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>
+    f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>,
+    wanted?: (entry: LogEntry) => boolean
   ) => Effect.Effect<Effect.Effect<void, E, R>, never, Scope.Scope>
   /** What has been logged so far (read back from the sink once written). */
   readonly history: (options?: EntriesOptions) => Effect.Effect<ReadonlyArray<LogEntry>>
@@ -79,7 +83,10 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     let closed = false
     let failed: LogWriteFailed | undefined
     /** The mailboxes of `follow`ers: each batch once the sink has taken it (a failed write is still news), done when the log closes. */
-    const followers = new Set<Mailbox.Mailbox<ReadonlyArray<LogEntry>>>()
+    const followers = new Set<{
+      readonly mailbox: Mailbox.Mailbox<ReadonlyArray<LogEntry>>
+      readonly wanted: ((entry: LogEntry) => boolean) | undefined
+    }>()
     /** Who waits for which entry to be written. */
     let waiting: Array<{ readonly n: number; readonly done: Deferred.Deferred<void, LogWriteFailed> }> = []
 
@@ -114,7 +121,9 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
       }).pipe(
         Effect.zipRight(Effect.sync(() => {
           settle()
-          for (const follower of followers) follower.unsafeOffer(entries)
+          for (const { mailbox, wanted } of followers) {
+            if (wanted === undefined || entries.some(wanted)) mailbox.unsafeOffer(entries)
+          }
         }))
       )
     // A batch taken is a batch written: interruption (the layer closing) waits for the write.
@@ -134,7 +143,7 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
         const rest = yield* pending.clear
         if (rest.length > 0) yield* writeBatch([...rest])
         yield* PubSub.publish(hub, End)
-        for (const follower of followers) follower.unsafeDone(Exit.void)
+        for (const { mailbox } of followers) mailbox.unsafeDone(Exit.void)
       })
     )
 
@@ -188,13 +197,20 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
         })
       )
 
-    const follow = <E, R>(f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>) =>
+    const follow = <E, R>(
+      f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>,
+      wanted?: (entry: LogEntry) => boolean
+    ) =>
       Effect.map(
         Effect.acquireRelease(
-          Effect.tap(Mailbox.make<ReadonlyArray<LogEntry>>(), (mailbox) => Effect.sync(() => followers.add(mailbox))),
-          (mailbox) => Effect.sync(() => followers.delete(mailbox))
+          Effect.map(Mailbox.make<ReadonlyArray<LogEntry>>(), (mailbox) => {
+            const follower = { mailbox, wanted }
+            followers.add(follower)
+            return follower
+          }),
+          (follower) => Effect.sync(() => followers.delete(follower))
         ),
-        (mailbox) =>
+        ({ mailbox }) =>
           Effect.gen(function* () {
             while (true) {
               const [batches, done] = yield* mailbox.takeAll
