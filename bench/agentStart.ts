@@ -131,7 +131,7 @@ export const agentStart = (size: Size) =>
       notes: [
         "What ramure adds to pi's start is loading its extension and one connection. pi loads the built single file " +
           "(`packages/pi-extension/dist/ramure-pi-extension.cjs`) with Node's own loader — pi's jiti loader transforms only " +
-          "TypeScript and ES modules —, and the file compiles the bundled extension (320 KB: `effect`'s runtime and `ws`; " +
+          "TypeScript and ES modules —, and the file compiles the bundled extension (350 KB: `effect`'s runtime and `ws`; " +
           "the agent's side of the protocol decodes without Schema) from a V8 code cache kept in `RAMURE_HOME/cache`, " +
           "written by the first pi that loads it: 15–30 ms here. The TypeScript source took 0.4–1.2 s: jiti compiled it, " +
           "and evaluated a second copy of pi for the built-in tools a pooled pi re-creates (those now come from pi's own " +

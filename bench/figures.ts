@@ -7,6 +7,7 @@ import { logThroughput } from "./logThroughput.js"
 import { memory } from "./memory.js"
 import { resume } from "./resume.js"
 import { scale } from "./scale.js"
+import { scaling } from "./scaling.js"
 import { toolCallOverhead } from "./toolCallOverhead.js"
 import { toolCallThroughput } from "./toolCallThroughput.js"
 import { warmPool } from "./warmPool.js"
@@ -21,5 +22,6 @@ export const figures: ReadonlyArray<{ readonly id: number; readonly name: string
   { id: 7, name: "cliStartup", run: cliStartup },
   { id: 8, name: "warmPool", run: warmPool },
   { id: 9, name: "memory", run: memory },
-  { id: 10, name: "resume", run: resume }
+  { id: 10, name: "scaling", run: scaling },
+  { id: 11, name: "resume", run: resume }
 ]

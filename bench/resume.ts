@@ -1,5 +1,5 @@
 /**
- * Figure 10 — resume: a program with 10 idle pi agents in tmux is killed
+ * Figure 11 — resume: a program with 10 idle pi agents in tmux is killed
  * (SIGKILL); `ramure resume` runs it again. Time from spawning `ramure
  * resume` until the resumed program has every agent back (taken over, its
  * pi reconnected), against the same program's cold start (spawn until every
@@ -78,13 +78,13 @@ const round = (agents: number) =>
 export const resume = (size: Size) =>
   Effect.gen(function* () {
     const missing = unavailable() ?? (fs.existsSync(bin) ? undefined : "the ramure CLI is not built")
-    if (missing !== undefined) return { id: 10, title, method: "", metrics: [], skipped: missing } satisfies FigureResult
+    if (missing !== undefined) return { id: 11, title, method: "", metrics: [], skipped: missing } satisfies FigureResult
     const agents = size === "full" ? 10 : 2
     const rounds = size === "full" ? 3 : 1
     const samples: Array<Effect.Effect.Success<ReturnType<typeof round>>> = []
     for (let i = 0; i < rounds; i++) samples.push(yield* round(agents))
     return {
-      id: 10,
+      id: 11,
       title,
       method:
         `A program with ${agents} idle pi agents in tmux (scripted model) is killed with SIGKILL once they are connected; ` +

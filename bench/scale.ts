@@ -55,7 +55,7 @@ const sample = (count: number, live: Live, burstMs: number, stopMs: number): Sam
 
 export const scale = (size: Size) =>
   Effect.gen(function* () {
-    const counts = size === "full" ? [200, 1_000] : [50]
+    const counts = size === "full" ? [200, 1_000] : [200]
     const modes: ReadonlyArray<Mode> = size === "full" ? ["remote", "in-process"] : ["remote"]
     /** Runs per set-up: fewer of the long ones (a 1,000-agent run takes about a minute on a busy 2-core machine). */
     const runsOf = (count: number, mode: Mode) => (size === "smoke" || mode === "in-process" ? 1 : count >= 1_000 ? 2 : 3)
@@ -83,7 +83,13 @@ export const scale = (size: Size) =>
             digits: 3
           },
           { name: `${label}: JS heap per agent`, unit: "MB", samples: runs.map((run) => run.heapPerAgent), digits: 3 },
-          { name: `${label}: start all`, unit: "ms", samples: runs.map((run) => run.startMs), digits: 0 },
+          {
+            name: `${label}: start all`,
+            unit: "ms",
+            samples: runs.map((run) => run.startMs),
+            ...(mode === "remote" && count >= 1_000 ? { target: { op: "<", value: 5_000 } as const } : {}),
+            digits: 0
+          },
           { name: `${label}: all call a tool at once`, unit: "ms", samples: runs.map((run) => run.burstMs), digits: 0 },
           { name: `${label}: release all`, unit: "ms", samples: runs.map((run) => run.stopMs), digits: 0 }
         )
@@ -94,7 +100,8 @@ export const scale = (size: Size) =>
       title: "Scale",
       method:
         `Each sample a fresh child process (\`--expose-gc\`, GC before each reading) running one run: RSS and JS heap before the ` +
-        `first \`Agent.make\` vs after all agents are live with an \`echo\` tool (default \`maxStartingAgents\` 16); then every ` +
+        `first \`Agent.make\` vs after all agents are live with an \`echo\` tool (all \`Agent.make\`s at once; these launchers ` +
+        `start light, so no start limit applies); then every ` +
         `agent calls \`echo\` once, all at once; then the root process ends and every agent is released. ` +
         `"clients in another process": the child's launcher asks the parent to connect each agent's \`AgentClient\`, ` +
         `so the child holds only the runtime's side (as with pi agents). ` +
@@ -106,9 +113,17 @@ export const scale = (size: Size) =>
           "finalizers, a handful of fibers, one WebSocket and one open log file. The in-process figures add the scripted " +
           "drivers' own clients.",
         "Start-up is CPU in the orchestrator (and, for in-process drivers, in the same process): per agent a session, a " +
-          "machine directory (mkdir + realpath), a log file, a WebSocket upgrade with Hello/sync and a dozen fibers; the profile " +
-          "is flat Effect runtime work plus GC (~17 %), with at most `maxStartingAgents` (16) starting at once. No single " +
-          "hot spot was found."
+          "machine directory (mkdir + realpath), a log file, a WebSocket upgrade with Hello/sync and a dozen fibers.",
+        "Changed for this figure: STATUS.md was rewritten (a `structuredClone` of the whole status, rendered, renamed into " +
+          "place) for every batch of agent starts, O(agents) work per agent — 1,000 agents took 46 s in-process; it now " +
+          "writes a burst of changes once, within 0.1 s or ten times its last write's time. Agents of a launcher whose " +
+          "starts are light (scripted drivers; the bench's clients in another process) no longer wait for a place under " +
+          "`maxStartingAgents`, which paces starting pi (one per core); the status fold finds agents by id. 1,000 agents: " +
+          "16–21 s before, 7–9 s on this machine while measuring the changes.",
+        "What is left is the Effect runtime and GC per agent (a profile has no hot spot of ramure's own): about 7 ms of CPU per " +
+          "agent at 1,000 agents against 4–5 ms at 200 — the larger heap makes every garbage collection dearer. < 5 s for " +
+          "1,000 would need fewer fibers and allocations per agent (its session, replication reader, connection, exit " +
+          "watch), not a change of policy."
       ]
     }
     return result

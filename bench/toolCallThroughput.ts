@@ -71,7 +71,7 @@ export const toolCallThroughput = (size: Size) =>
         name: `${level} agent${level === 1 ? "" : "s"}, clients in another process`,
         unit: "calls/s",
         samples: remote.rates.get(level)!,
-        ...(level === 10 ? { target: { op: ">=", value: 5_000 } as const } : {})
+        ...(level === 10 ? { target: { op: ">=", value: 10_000 } as const } : {})
       })),
       ...levels.map((level): Metric => ({
         name: `${level} agent${level === 1 ? "" : "s"}, in-process scripted drivers`,
@@ -82,6 +82,7 @@ export const toolCallThroughput = (size: Size) =>
         name: `${level} agent${level === 1 ? "" : "s"}: runtime process CPU per call (clients in another process)`,
         unit: "µs",
         samples: remote.cpuPerCall.get(level)!,
+        ...(level === 10 ? { target: { op: "<=", value: 100 } as const } : {}),
         digits: 0
       })),
       {
@@ -110,11 +111,16 @@ export const toolCallThroughput = (size: Size) =>
       counts: { calls: remote.calls + local.calls },
       notes: [
         "The runtime is CPU-bound on one event loop: throughput ≈ the share of a core it gets ÷ its CPU per call, and more " +
-          "concurrent agents only add queueing. 5,000 calls/s needs ≤ 200 µs of runtime CPU per call; the row " +
-          "\"calls/s one core would sustain\" is what a whole, idle core would give at the measured CPU per call.",
-        "Per call the runtime decodes the frame (JSON + Schema union), logs two entries (JSONL line, run status fold, follow " +
-          "backlog), appends three agent events, forks a handler fiber, decodes the arguments with the tool's Schema, appends " +
-          "the result to the agent's log and encodes and sends it; see figure 1 for where the time goes.",
+          "concurrent agents only add queueing. 10,000 calls/s needs ≤ 100 µs of runtime CPU per call on a whole core; the " +
+          "row \"calls/s one core would sustain\" is what a whole, idle core would give at the measured CPU per call.",
+        "Per call the runtime decodes the frame (`JSON.parse` and a field check for `ToolCall`), logs two entries (one JSONL " +
+          "write for both, the status fold by agent id), runs the handler in a fiber of its own (decoding the arguments with " +
+          "the tool's Schema), appends the result to the agent's replication log, waits until it is on disk and sends it; see " +
+          "figure 1 for what changed and where the time goes.",
+        "In the run's own process (`--cpu-prof` of the child) about a quarter of the samples are in `writev`: each result is " +
+          "a WebSocket frame to another process over loopback TCP, and the send wakes the receiver; on this VM that is tens " +
+          "of µs a frame, a cost the in-process raw echo of figure 1 does not have. With the Effect run loop (~15 %), GC " +
+          "(~7 %) and the log write (~4 %) it puts the floor of this design well above 100 µs per call here.",
         "On this shared 2-core VM (load average in the header) the bench and the runtime get a fraction of the CPU, so the " +
           "absolute rates are far below what an idle machine gives; the CPU-per-call rows are the more stable measure."
       ]

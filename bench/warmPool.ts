@@ -186,6 +186,13 @@ export const warmPool = (size: Size) =>
         `children are \`pi --mode json -p\` processes (at most four at once); timed from the parent's tool call to the ` +
         `request that carries the four results.`,
       metrics,
-      counts: { agents: rounds * (2 + 1) + rounds * (2 * fanoutSize + 8) }
+      counts: { agents: rounds * (2 + 1) + rounds * (2 * fanoutSize + 8) },
+      notes: [
+        "A cold fan-out starts at most `maxStartingAgents` pis at once (by default one per core: 2 here), so a fan-out of " +
+          "four starts in two waves, where pi's `subagent` extension starts all four at once. Starting pi is CPU-bound: on " +
+          "2 cores the two take about as long, and which is ahead varies from pair to pair with the machine's load. With " +
+          "the former default of 16 (all four at once) this figure measured pi subagent / ramure cold at 1.55×; the pacing " +
+          "is what brings the first agent of a larger burst up in about one pi start time (figure 4)."
+      ]
     } satisfies FigureResult
   }).pipe(Effect.scoped)

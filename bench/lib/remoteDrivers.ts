@@ -19,6 +19,8 @@ export interface LaunchRequest {
 
 /** Child side: every launch becomes a message to the parent; the agent "exits" never. */
 export const layer: Layer.Layer<AgentLauncher> = Layer.succeed(AgentLauncher, {
+  // The parent connects a client: no program starts, nothing to pace.
+  lightStart: true,
   launch: (spec) =>
     Effect.as(toParent({ type: "launch", agentId: spec.agentId, url: spec.url, token: spec.secret } satisfies LaunchRequest), {
       pid: undefined,

@@ -46,7 +46,7 @@ describe.concurrent("benchmarks at smoke size", () => {
         if (figure.id === 7) expect(result.counts!.agentsReported).toBe(10)
         if (figure.id === 9) expect(result.counts!.calls).toBe(4_000)
         // Every agent of the killed run was taken over, none started again.
-        if (figure.id === 10) expect(result.counts).toEqual({ adopted: 2, restarted: 0 })
+        if (figure.id === 11) expect(result.counts).toEqual({ adopted: 2, restarted: 0 })
       }), 120_000)
   }
 })

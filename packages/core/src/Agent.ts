@@ -139,7 +139,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
   const start = Effect.gen(function* () {
     if (!pooled) yield* limits.holdLiveSlot(launcher.evictIdle)
     // Starting pi is heavy: only so many agents start at once.
-    const { launched, machine, session } = yield* (pooled ? identity : limits.withStartPermit)(
+    const { launched, machine, session } = yield* (pooled || launcher.lightStart === true ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
         const session = yield* sessions.create(name, owner.path, { resume, parentSpan: around })
         // Runs last: after the shutdown request, the kill and the machine's release.
@@ -275,7 +275,9 @@ const make_ = (
       Effect.flatMap(Effect.zip(handlerContext, toJsonSchema(tool, toolOptions.parameters)), ([context, parameters]) =>
         addUserTool(session, {
           definition: { name: tool, description: toolOptions.description, parameters },
-          run: (args) => Effect.provide(toolRunner(tool, toolOptions.parameters, handler)(args), context),
+          // Its services are `context`, which the call's fiber runs with.
+          run: toolRunner(tool, toolOptions.parameters, handler) as (args: unknown) => Effect.Effect<string, string>,
+          context,
           replayed: true
         })),
     removeTool: (tool) => session.removeTool(tool),

@@ -64,5 +64,12 @@ export class AgentLauncher extends Context.Tag("@ramure/core/AgentLauncher")<
     readonly pooled?: (options: PoolQuery) => boolean
     /** Stop one idle pre-started program to make room under the run's limit on live agents; false if there is none. */
     readonly evictIdle?: Effect.Effect<boolean>
+    /**
+     * Starting an agent is light work here (an in-process driver, a client
+     * already running elsewhere): agents start without waiting for a place
+     * under the run's limit on starting agents, which is for programs whose
+     * start takes a core (pi).
+     */
+    readonly lightStart?: boolean
   }
 >() {}

@@ -7,7 +7,7 @@
  * durable, and only the run's own entries (its processes' ends, its own end
  * and why) are still written.
  */
-import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Option, PubSub, Queue, Stream } from "effect"
+import { Chunk, Context, Deferred, Effect, Exit, Fiber, FiberRef, Layer, Mailbox, Option, PubSub, type Scope, Stream } from "effect"
 import { currentCall } from "./internal/callContext.js"
 import { LogSink, type LogWriteFailed } from "./LogSink.js"
 import type { LogEntry, RunEvent, Subject } from "./RunEvent.js"
@@ -32,6 +32,19 @@ export interface RunLogService {
   readonly durable: (n: number) => Effect.Effect<void, LogWriteFailed>
   /** The log from its start (or `after`), then live entries until the log closes. */
   readonly entries: (options?: EntriesOptions) => Stream.Stream<LogEntry>
+  /**
+   * Follow the log from now on, cheaper than `entries` for followers that need
+   * no history: subscribes at once; the effect returned runs `f` on each batch
+   * of entries logged since, once the sink has taken them (whatever came while
+   * `f` ran is the next batch), until the log closes. With `wanted`, only
+   * batches with an entry it wants are handed over (it is asked as the batch
+   * is written, so it must be quick): a follower that has nothing to do is not
+   * woken.
+   */
+  readonly follow: <E, R>(
+    f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>,
+    wanted?: (entry: LogEntry) => boolean
+  ) => Effect.Effect<Effect.Effect<void, E, R>, never, Scope.Scope>
   /** What has been logged so far (read back from the sink once written). */
   readonly history: (options?: EntriesOptions) => Effect.Effect<ReadonlyArray<LogEntry>>
   readonly status: Effect.Effect<RunStatus.RunStatus>
@@ -60,7 +73,8 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     const status = RunStatus.empty()
     for (const entry of past) RunStatus.step(status, entry)
     const hub = yield* PubSub.unbounded<Published>()
-    const pending = yield* Queue.unbounded<LogEntry>()
+    // Mailboxes, not Queues: a taker waits without a Deferred, which on Node 20 costs more to make than an entry to log.
+    const pending = yield* Mailbox.make<LogEntry>()
     const failure = yield* Deferred.make<never, LogWriteFailed>()
     let n = past.length === 0 ? 0 : past[past.length - 1]!.n
     let written = n
@@ -68,16 +82,21 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
     let lost: number | undefined
     let closed = false
     let failed: LogWriteFailed | undefined
+    /** The mailboxes of `follow`ers: each batch once the sink has taken it (a failed write is still news), done when the log closes. */
+    const followers = new Set<{
+      readonly mailbox: Mailbox.Mailbox<ReadonlyArray<LogEntry>>
+      readonly wanted: ((entry: LogEntry) => boolean) | undefined
+    }>()
     /** Who waits for which entry to be written. */
-    let waiting: Array<{ readonly n: number; readonly done: Deferred.Deferred<void, LogWriteFailed> }> = []
+    let waiting: Array<{ readonly n: number; readonly resume: (exit: Exit.Exit<void, LogWriteFailed>) => void }> = []
 
     /** Complete the waits the last batch satisfied, and fail those for entries a failed write lost. */
     const settle = () => {
       if (waiting.length === 0) return
       const still: typeof waiting = []
       for (const wait of waiting) {
-        if (failed !== undefined && lost !== undefined && wait.n >= lost) Deferred.unsafeDone(wait.done, Exit.fail(failed))
-        else if (wait.n <= written) Deferred.unsafeDone(wait.done, Exit.void)
+        if (failed !== undefined && lost !== undefined && wait.n >= lost) wait.resume(Exit.fail(failed))
+        else if (wait.n <= written) wait.resume(Exit.void)
         else still.push(wait)
       }
       waiting = still
@@ -100,21 +119,31 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
           })
         )
       }).pipe(
-        Effect.zipRight(Effect.sync(settle))
+        Effect.zipRight(Effect.sync(() => {
+          settle()
+          for (const { mailbox, wanted } of followers) {
+            if (wanted === undefined || entries.some(wanted)) mailbox.unsafeOffer(entries)
+          }
+        }))
       )
     // A batch taken is a batch written: interruption (the layer closing) waits for the write.
+    // Woken by an entry, the writer first lets the fibers that are ready run: what they log (a tool
+    // call's result after its call) goes in the same write.
     const writer = yield* Effect.uninterruptibleMask((restore) =>
-      restore(Queue.takeBetween(pending, 1, Number.MAX_SAFE_INTEGER)).pipe(
-        Effect.flatMap((batch) => writeBatch(Chunk.toReadonlyArray(batch)))
+      restore(pending.takeAll).pipe(
+        Effect.zipLeft(Effect.yieldNow()),
+        Effect.flatMap(([first]) => Effect.map(pending.clear, (rest) => [...first, ...rest])),
+        Effect.flatMap(writeBatch)
       )
     ).pipe(Effect.forever, Effect.forkDaemon)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         closed = true
         yield* Fiber.interrupt(writer)
-        const rest = yield* Queue.takeAll(pending)
+        const rest = yield* pending.clear
         if (rest.length > 0) yield* writeBatch([...rest])
         yield* PubSub.publish(hub, End)
+        for (const { mailbox } of followers) mailbox.unsafeDone(Exit.void)
       })
     )
 
@@ -122,9 +151,12 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
       Effect.suspend(() => {
         if (lost !== undefined && target >= lost) return Deferred.await(failure)
         if (written >= target) return Effect.void
-        const done = Deferred.unsafeMake<void, LogWriteFailed>(FiberId.none)
-        waiting.push({ n: target, done })
-        return Deferred.await(done)
+        // A callback, not a Deferred: on Node 20 a Deferred costs more to make than the wait it serves.
+        return Effect.async<void, LogWriteFailed>((resume) => {
+          const wait = { n: target, resume }
+          waiting.push(wait)
+          return Effect.sync(() => void (waiting = waiting.filter((other) => other !== wait)))
+        })
       })
 
     const unsafeLog = (subject: Subject, event: RunEvent): LogEntry => {
@@ -168,6 +200,30 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
         })
       )
 
+    const follow = <E, R>(
+      f: (batch: ReadonlyArray<LogEntry>) => Effect.Effect<void, E, R>,
+      wanted?: (entry: LogEntry) => boolean
+    ) =>
+      Effect.map(
+        Effect.acquireRelease(
+          Effect.map(Mailbox.make<ReadonlyArray<LogEntry>>(), (mailbox) => {
+            const follower = { mailbox, wanted }
+            followers.add(follower)
+            return follower
+          }),
+          (follower) => Effect.sync(() => followers.delete(follower))
+        ),
+        ({ mailbox }) =>
+          Effect.gen(function* () {
+            while (true) {
+              const [batches, done] = yield* mailbox.takeAll
+              const batch = Chunk.toReadonlyArray(batches).flat()
+              if (batch.length > 0) yield* f(batch)
+              if (done) return
+            }
+          })
+      )
+
     return {
       log: (subject, event) =>
         Effect.map(FiberRef.get(currentCall), (call) =>
@@ -175,6 +231,7 @@ export const layer: Layer.Layer<RunLog, never, LogSink> = Layer.scoped(
       unsafeLog,
       durable,
       entries,
+      follow,
       history: (options) => history(options),
       status: Effect.sync(() => RunStatus.snapshot(status)),
       failed: Deferred.await(failure)

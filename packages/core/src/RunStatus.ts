@@ -115,6 +115,8 @@ export type Draft =
     readonly endpoints: Array<EndpointStatus>
     readonly calls: Array<Types.Mutable<EndpointCall>>
     readonly totals: Types.Mutable<Totals>
+    /** `agents` by id: a run with many agents finds one without scanning them all. */
+    readonly agentsById: Map<string, DraftAgent>
   }
 
 export const empty = (): Draft => ({
@@ -123,15 +125,16 @@ export const empty = (): Draft => ({
   connections: [],
   endpoints: [],
   calls: [],
-  totals: { inputTokens: 0, outputTokens: 0, cost: 0, toolCalls: 0, piToolCalls: 0 }
+  totals: { inputTokens: 0, outputTokens: 0, cost: 0, toolCalls: 0, piToolCalls: 0 },
+  agentsById: new Map()
 })
 
 /** An immutable copy of the fold's current state. */
-export const snapshot = (draft: Draft): RunStatus => structuredClone(draft)
+export const snapshot = ({ agentsById: _, ...status }: Draft): RunStatus => structuredClone(status)
 
 const agentOf = (status: Draft, entry: LogEntry): DraftAgent | undefined => {
   if (entry.agent === undefined) return undefined
-  let agent = status.agents.find((a) => a.id === entry.agent)
+  let agent = status.agentsById.get(entry.agent)
   if (agent === undefined) {
     // An agent can connect before its creation is logged.
     agent = {
@@ -147,6 +150,7 @@ const agentOf = (status: Draft, entry: LogEntry): DraftAgent | undefined => {
       cost: 0
     }
     status.agents.push(agent)
+    status.agentsById.set(agent.id, agent)
   }
   return agent
 }
@@ -322,7 +326,7 @@ const steps: { readonly [T in Tag]: Step<T> } = {
 /** Apply one log entry to `status` (mutates it). */
 export const step = (status: Draft, entry: LogEntry): void => {
   if (entry.agent !== undefined) {
-    const agent = status.agents.find((a) => a.id === entry.agent)
+    const agent = status.agentsById.get(entry.agent)
     if (agent !== undefined) agent.lastActivity = entry.ts
   }
   ;(steps[entry.event._tag] as Step<Tag>)(status, entry.event, entry)

@@ -1,13 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Schema, Stream, TestClock } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Layer, Schema, Stream, TestClock } from "effect"
 import * as Agent from "../src/Agent.js"
 import * as Machine from "../src/Machine.js"
 import { AgentCrashed, ProcessCancelled, ProcessFailed, ProcessTimeout } from "../src/Errors.js"
 import * as Process from "../src/Process.js"
 import { AgentSessions } from "../src/AgentSessions.js"
 import { RunLog } from "../src/RunLog.js"
+import * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
 import type { Script } from "@ramure/testing/ScriptedAgents"
-import { scripted } from "./helpers.js"
+import * as Ramure from "ramure/Ramure"
+import { AgentLauncher } from "../src/AgentLauncher.js"
+import { scripted, tempHome } from "./helpers.js"
 
 const Done = Schema.Struct({ value: Schema.String })
 
@@ -457,6 +460,56 @@ describe("Concurrency limits", () => {
       )
     )
   })
+})
+
+/**
+ * Scripted agents whose launcher counts the launches in flight: each waits
+ * until `together` of them are in flight at once, so a run that lets fewer
+ * start at once never gets there (and the test times out).
+ */
+const countedLaunches = (options: { readonly lightStart: boolean; readonly together: number; readonly maxStartingAgents: number }) =>
+  Effect.gen(function* () {
+    const all = yield* Deferred.make<void>()
+    let inFlight = 0
+    let peak = 0
+    const launcher = Layer.effect(
+      AgentLauncher,
+      Effect.map(AgentLauncher, (scripted) => ({
+        lightStart: options.lightStart,
+        launch: (spec: Parameters<typeof scripted.launch>[0]) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              peak = Math.max(peak, ++inFlight)
+              if (inFlight >= options.together) Deferred.unsafeDone(all, Exit.void)
+            }),
+            () => Effect.zipRight(Deferred.await(all), scripted.launch(spec)),
+            () => Effect.sync(() => void inFlight--)
+          )
+      }))
+    ).pipe(Layer.provide(ScriptedAgents.layer(() => (driver) => driver.waitForTool("never"))))
+    const layer = Ramure.make({ home: tempHome(), program: "test", maxStartingAgents: options.maxStartingAgents, launcher })
+    return { layer, peak: () => peak }
+  })
+
+describe("Start limits", () => {
+  const startSix = Process.make("main", () =>
+    Effect.forEach(Array.from({ length: 6 }, (_, i) => `w${i}`), (name) => Agent.make(name), { concurrency: "unbounded" }))
+
+  it.live("maxStartingAgents paces the starts of a launcher whose agents start heavy (pi): never more at once", () =>
+    Effect.gen(function* () {
+      const { layer, peak } = yield* countedLaunches({ lightStart: false, together: 2, maxStartingAgents: 2 })
+      const agents = yield* startSix().pipe(Effect.provide(layer))
+      expect(agents).toHaveLength(6)
+      expect(peak()).toBe(2)
+    }))
+
+  it.live("agents of a launcher whose starts are light (scripted drivers) start all at once, whatever maxStartingAgents", () =>
+    Effect.gen(function* () {
+      const { layer, peak } = yield* countedLaunches({ lightStart: true, together: 6, maxStartingAgents: 2 })
+      const agents = yield* startSix().pipe(Effect.provide(layer))
+      expect(agents).toHaveLength(6)
+      expect(peak()).toBe(6)
+    }))
 })
 
 describe("Machines", () => {

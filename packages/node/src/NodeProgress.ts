@@ -9,7 +9,7 @@
  * Whatever else the program writes to the terminal meanwhile is written
  * above the line: the line is erased first and drawn again after.
  */
-import { Effect, Layer, Option, Stream } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import type { LogEntry } from "@ramure/core/RunEvent"
 import { RunLog } from "@ramure/core/RunLog"
 import type { RunStatus } from "@ramure/core/RunStatus"
@@ -163,21 +163,23 @@ export const layer = (options: Options): Layer.Layer<never, never, RunLog> =>
             terminal.close(status.agents.length === 0 ? "" : finalLine(status, Date.now() - started)))
       )
       let last: string | undefined
+      let ended = false
       let frame = 0
       const draw = Effect.map(runLog.status, (status) => {
         if (status.agents.length > 0) terminal.show(line(status, last, frame++, terminal.columns()))
       })
-      const entries = runLog.entries().pipe(
-        Stream.takeUntil((entry) => entry.event._tag === "RunEnded"),
-        Stream.map(Option.some)
-      )
-      // Redrawn on a beat (the spinner turns), with what the entries say happened last.
-      yield* Stream.merge(entries, Stream.map(Stream.tick("100 millis"), () => Option.none<LogEntry>()), { haltStrategy: "left" }).pipe(
-        Stream.runForEach((entry) =>
-          Option.match(entry, {
-            onNone: () => draw,
-            onSome: (entry) => Effect.sync(() => void (last = activity(entry) ?? last))
-          })),
+      // What happened last, from the log's written batches (not a Stream of every entry: that would cost a tool call more
+      // than the call itself); redrawn on a beat (the spinner turns) until the run has ended.
+      const follow = yield* runLog.follow((batch) =>
+        Effect.sync(() => {
+          for (const entry of batch) {
+            last = activity(entry) ?? last
+            if (entry.event._tag === "RunEnded") ended = true
+          }
+        }))
+      yield* Effect.forkScoped(follow)
+      yield* draw.pipe(
+        Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: () => ended }),
         Effect.forkScoped
       )
     })

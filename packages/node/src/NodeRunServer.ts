@@ -112,7 +112,8 @@ export const layer = (options: Options = {}): Layer.Layer<Run, never, RunRoutes 
       yield* Effect.acquireRelease(
         Effect.async<void, Error>((resume) => {
           server.once("error", (error) => resume(Effect.fail(error)))
-          server.listen(0, "127.0.0.1", () => resume(Effect.void))
+          // Room for many agents connecting at once: a full accept queue drops connections, which retry a second later.
+          server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => resume(Effect.void))
         }).pipe(Effect.orDie),
         () =>
           Effect.async<void>((resume) => {

@@ -73,11 +73,14 @@ export const processAlive = (pid: number, started: string | undefined): boolean 
 }
 
 /** The owner of what this process starts for the run `executionId` of `home`. */
+/** When this process started: it does not change, and every machine of a run asks (read once, not once per agent). */
+let ownStart: string | undefined
+
 export const current = (executionId: string, home: string): Owner => ({
   executionId,
   home,
   pid: process.pid,
-  started: startTimeOf(process.pid) ?? ""
+  started: (ownStart ??= startTimeOf(process.pid) ?? "")
 })
 
 /** Is the owner's orchestrator still running (whatever its home)? */

@@ -3,15 +3,15 @@
  * person (or an agent) who opens the run's folder: what ramure is, the run,
  * its agents and their tmux sessions, its endpoints, the recent calls of
  * them, and how it ended. Rendered from the run's status as the log grows —
- * at once for what changes the picture (an agent, an endpoint, a process
- * starting or ending), at most once per `debounce` for the rest (tool calls,
- * tokens) — and replaced atomically: a reader never sees half a file, and no
+ * within 0.1 s for what changes the picture (an agent, an endpoint, a process
+ * starting or ending; longer for a status that takes long to write), at most
+ * once per `debounce` for the rest (tool calls, tokens) — and replaced atomically: a reader never sees half a file, and no
  * temporary file is left behind.
  */
-import { Effect, FiberHandle, Layer, Stream } from "effect"
+import { Duration, Effect, FiberHandle, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { RunEvent } from "@ramure/core/RunEvent"
+import type { LogEntry, RunEvent } from "@ramure/core/RunEvent"
 import { logsDirectory, RunInfo } from "@ramure/core/RunInfo"
 import { RunLog } from "@ramure/core/RunLog"
 import type { RunStatus } from "@ramure/core/RunStatus"
@@ -150,20 +150,37 @@ export const layer = (options: Options = {}): Layer.Layer<never, never, RunLog |
       const info = yield* RunInfo
       const file = path.join(logsDirectory(info.home, info.executionId), FILE)
       const lock = yield* Effect.makeSemaphore(1)
+      /** A write is due soon (something structural changed), or later (anything else); how long the last one took. */
+      let soon = false
+      let later = false
+      let lastWrite = Duration.zero
       const write = lock.withPermits(1)(
-        Effect.flatMap(runLog.status, (status) => replace(file, render(status, info)))
+        Effect.suspend(() => {
+          soon = false
+          later = false
+          return Effect.flatMap(runLog.status, (status) => replace(file, render(status, info)))
+        }).pipe(Effect.timed, Effect.map(([took]) => void (lastWrite = took)))
       )
       const pending = yield* FiberHandle.make()
       const debounce = options.debounce ?? 1000
       // Written last, after everything the run logged (its end included) is in the status.
       yield* Effect.addFinalizer(() => Effect.zipRight(FiberHandle.clear(pending), write))
-      yield* runLog.entries().pipe(
-        Stream.runForEach((entry) =>
-          structural.has(entry.event._tag)
-            ? Effect.zipRight(FiberHandle.clear(pending), write)
-            : FiberHandle.run(pending, Effect.delay(write, `${debounce} millis`), { onlyIfMissing: true })
-        ),
-        Effect.forkScoped
-      )
+      // A structural change is written soon, not at once: a burst of agents starting or ending is one write, and a
+      // large run's status (a write takes longer the more agents it has) costs at most a tenth of the run's time.
+      const soonAfter = () => Duration.max(Duration.millis(100), Duration.times(lastWrite, 10))
+      const isStructural = (entry: LogEntry) => structural.has(entry.event._tag)
+      // While a write is due, only what makes it due sooner wakes this follower (not every tool call).
+      const wanted = (entry: LogEntry) => (soon ? false : later ? isStructural(entry) : true)
+      const follow = yield* runLog.follow((batch) => {
+        if (!batch.some(isStructural)) {
+          later = true
+          return FiberHandle.run(pending, Effect.delay(write, Duration.millis(debounce)), { onlyIfMissing: true })
+        }
+        if (soon) return Effect.void
+        soon = true
+        return FiberHandle.run(pending, Effect.delay(write, soonAfter()))
+      }, wanted)
+      // What was logged before (the run's start) is in the status the first write shows.
+      yield* Effect.forkScoped(Effect.zipRight(write, follow))
     })
   )

@@ -227,6 +227,8 @@ export const decode = (raw: string): Either.Either<Message, DecodeError> => {
   if (typeof tag !== "string") {
     return Either.left(new DecodeError({ code: "unknown_message", message: "message has no string _tag" }))
   }
+  const call = toolCall(json as object)
+  if (call !== undefined) return Either.right(call)
   let problem: string
   try {
     const result = decodeMessage(json, { onExcessProperty: "ignore" })
@@ -240,3 +242,22 @@ export const decode = (raw: string): Either.Either<Message, DecodeError> => {
 }
 
 export const encode = (message: Message): string => JSON.stringify(encodeMessage(message))
+
+/**
+ * A message this side built itself from typed values, as a frame. Every
+ * schema of the protocol encodes its fields as they are, so this is the
+ * frame `encode` makes, without checking again what the types already say.
+ */
+export const encodeTrusted = (message: Message): string => JSON.stringify(message)
+
+/**
+ * The message almost every frame is, decoded without the union's schema: the
+ * value its schema gives (unknown fields left out), or `undefined` to let the
+ * schema decide (and say what is wrong).
+ */
+const toolCall = (json: object): typeof ToolCall.Type | undefined => {
+  const fields = json as Record<string, unknown>
+  if (fields._tag !== "ToolCall" || Array.isArray(json) || !Object.hasOwn(json, "args")) return undefined
+  const { callId, tool, args } = fields
+  return typeof callId === "string" && typeof tool === "string" ? { _tag: "ToolCall", callId, tool, args } : undefined
+}

@@ -41,6 +41,8 @@ const makeDriver = (client: AgentClient.AgentClient, spec: LaunchSpec): Driver =
 
 export const layer = (scripts: Scripts): Layer.Layer<AgentLauncher> =>
   Layer.succeed(AgentLauncher, {
+    // A driver is a few fibers in this process: nothing to pace.
+    lightStart: true,
     launch: (spec) =>
       Effect.gen(function* () {
         const exited = yield* Deferred.make<{ readonly exitCode: number | undefined }>()

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Cause, Data, Deferred, Effect, Exit, FiberSet, Option, Ref, type Scope, Stream, type Tracer } from "effect"
+import { Cause, Context, Data, DefaultServices, Deferred, Effect, Exit, FiberRef, FiberSet, Option, Ref, type Scope, Stream, Tracer } from "effect"
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
@@ -29,6 +29,8 @@ export interface ToolHandler {
   readonly run: (args: unknown) => Effect.Effect<string, string>
   /** A handler of the process's (`agent.on`): a resumed run replays its answered calls (see `Journal.AnsweredCall`). */
   readonly replayed?: boolean
+  /** The services `run` needs (those of the code that gave the tool), when not the run's own. */
+  readonly context?: Context.Context<never> | undefined
 }
 
 /** Another agent this one is connected to. */
@@ -94,6 +96,9 @@ export interface AgentSession {
 
 const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/
 
+/** Effect's own tracer, whose spans go nowhere. */
+const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
 export interface Options {
   readonly id: string
   readonly name: string
@@ -140,16 +145,20 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
       (name) =>
         Option.flatMap(Option.fromNullable(tools.get(name)), (tool) =>
           tool.replayed === true
-            ? Option.some((call: AnsweredCall): Effect.Effect<unknown, unknown> =>
-              Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId)))
+            ? Option.some((call: AnsweredCall): Effect.Effect<unknown, unknown> => {
+              const run = Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId))
+              return tool.context === undefined ? run : Effect.provide(run, tool.context)
+            })
             : Option.none()),
       options.caughtUp ?? Effect.void
     ).pipe(Effect.forkScoped)
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
     const gone = yield* Deferred.make<void>()
+    const tracer = yield* Effect.tracer
+    const exported = tracer !== nativeTracer
     const trace = AgentTrace.make({
-      tracer: yield* Effect.tracer,
+      tracer,
       clock: yield* Effect.clock,
       parent: options.parentSpan ?? Option.none(),
       id,
@@ -188,8 +197,14 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         const tool = tools.get(call.tool)
         const started = Date.now()
         const run: Effect.Effect<string, string> = tool
-          ? Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId))
+          ? tool.run(call.args)
           : Effect.fail(`unknown tool "${call.tool}" (available: ${[...tools.keys()].join(", ") || "none"})`)
+        // The call has a fiber of its own: its services and the call it works for are set for the fiber's life,
+        // rather than around the handler (`Effect.provide`, `Effect.locally`), which costs more than the call.
+        const enter = Effect.zipRight(
+          tool?.context === undefined ? Effect.void : FiberRef.set(FiberRef.currentContext, tool.context),
+          FiberRef.set(currentCall, toolCall(id, call.callId))
+        )
         const finish = (isError: boolean, text: string, cause?: string) => {
           const size = tooLarge(text)
           const [error, shown] = size !== undefined
@@ -208,7 +223,8 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             Effect.sync(() => calls.finish(call.callId))
           )
         }
-        yield* run.pipe(
+        // Spans nobody exports (Effect's own tracer) are not made: per call, a span, its attributes and the arguments' JSON.
+        const traced = !exported ? run : run.pipe(
           Effect.onExit((exit) => Effect.annotateCurrentSpan("ramure.outcome", Exit.isSuccess(exit) ? "ok" : "error")),
           Effect.withSpan("Agent.toolCall", {
             parent: trace.parent(),
@@ -223,7 +239,9 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
               "ramure.arguments_bytes": jsonBytes(call.args)
             },
             captureStackTrace: false
-          }),
+          })
+        )
+        yield* Effect.zipRight(enter, traced).pipe(
           Effect.matchCauseEffect({
             onSuccess: (text) => finish(false, text),
             onFailure: (cause) =>
@@ -271,7 +289,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
     const serve = (connection: Connection, hello?: string) =>
       Effect.gen(function* () {
         const writer = yield* FiberSet.make()
-        const send = (message: Protocol.Message) => connection.send(Protocol.encode(message))
+        const send = (message: Protocol.Message) => connection.send(Protocol.encodeTrusted(message))
         const badFrames = BadFrames.make()
         const violations = LogThrottle.make<{ readonly code: string; readonly message: string }>((violation, others) =>
           void runLog.unsafeLog(subject, { _tag: "ProtocolViolation", ...violation, ...(others > 0 ? { suppressed: others } : {}) }))
