@@ -4,6 +4,7 @@
  */
 import { Context, Effect, Layer, Option, type Scope, type Tracer } from "effect"
 import * as AgentSession from "./internal/agentSession.js"
+import * as Replays from "./internal/replays.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import { Journal, type AgentJournal } from "./Journal.js"
 import { RunLog } from "./RunLog.js"
@@ -44,7 +45,7 @@ export const idFor = (name: string): string =>
   name.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 48).replace(/[^A-Za-z0-9]+$/, "") || "agent"
 
 export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, RunLog | RunRoutes | Journal> =>
-  Layer.effect(
+  Layer.scoped(
     AgentSessions,
     Effect.gen(function* () {
       const runLog = yield* RunLog
@@ -53,6 +54,9 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
       // A resumed run gives no new agent an id its journal has.
       const journal = yield* Journal
       const used = new Set<string>(journal.agentIds)
+      // Answered calls of the agents a resumed run takes over are replayed, in order, across agents.
+      const replays = Replays.make(journal.answered)
+      yield* Effect.forkScoped(replays.run(journal.caughtUp))
       const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024
 
       const reserve = (name: string) =>
@@ -79,7 +83,7 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
               maxMessageBytes,
               parentSpan: createOptions.parentSpan,
               resume,
-              caughtUp: journal.caughtUp
+              replays
             })
             yield* Effect.acquireRelease(
               Effect.sync(() => void sessions.set(id, session)),

@@ -39,8 +39,6 @@ export interface AgentJournal {
   readonly replicated: number
   /** Its calls that were answered (the agent may send them again: they are not run again). */
   readonly answered: ReadonlyArray<string>
-  /** Its answered calls, oldest first: their handlers are replayed (see `AnsweredCall`). */
-  readonly replays: ReadonlyArray<AnsweredCall>
   /** Its calls that were made and not answered: they run when the agent sends them again, and are not logged again. */
   readonly inFlight: ReadonlySet<string>
   /** Its tools as the agent has them. */
@@ -59,6 +57,7 @@ export interface AgentJournal {
  * journal (not done again) and its answer is not sent again.
  */
 export interface AnsweredCall {
+  readonly agent: string
   readonly callId: string
   readonly tool: string
   readonly args: unknown
@@ -89,6 +88,8 @@ export interface JournalService {
   readonly agent: (id: string) => Option.Option<AgentJournal>
   /** Every agent id the journal has (a resumed run never gives one to another agent). */
   readonly agentIds: ReadonlyArray<string>
+  /** The calls that agents still live had made and the run had answered, in the order they were made (see `AnsweredCall`). */
+  readonly answered: ReadonlyArray<AnsweredCall>
   /**
    * Completes once the program has done again everything its journal
    * expects (at once for a fresh run): from then on it does new work.
@@ -185,7 +186,7 @@ export const make = (entries: ReadonlyArray<LogEntry>): JournalService => {
     if (list === undefined) operations.set(slot, { entries: [entry], taken: 0 })
     else list.entries.push(entry)
   }
-  const agents = agentsOf(entries)
+  const { agents, answered } = agentsOf(entries)
 
   // What the program must do again before it is caught up: the operations (not a call's) and steps of processes that had not ended.
   const live = (slot: string) => !ended.has(slot.slice(0, slot.indexOf("\u0000")))
@@ -252,19 +253,22 @@ export const make = (entries: ReadonlyArray<LogEntry>): JournalService => {
     },
     agent: (id) => Option.fromNullable(agents.get(id)),
     agentIds: [...agents.keys()],
+    answered,
     caughtUp: Deferred.await(caughtUp),
     replayed: Effect.sync(() => ({ processes: replayedProcesses.size, steps: replayedSteps, messages: replayedMessages }))
   }
 }
 
-/** What the journal has of each agent it created. */
-const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJournal> => {
+/** What the journal has of each agent it created, and the answered calls of those still live, in the order they were made. */
+const agentsOf = (
+  entries: ReadonlyArray<LogEntry>
+): { readonly agents: ReadonlyMap<string, AgentJournal>; readonly answered: ReadonlyArray<AnsweredCall> } => {
+  const answered: Array<AnsweredCall> = []
   interface Draft {
     created?: AgentJournal["created"]
     replicated: number
     answered: Array<string>
     called: Map<string, AnsweredCall>
-    replays: Array<AnsweredCall>
     inFlight: Set<string>
     tools: Map<string, typeof Protocol.ToolDefinition.Type>
     ended: boolean
@@ -274,7 +278,7 @@ const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJo
   for (const entry of entries) {
     if (entry.agent === undefined) continue
     let agent = drafts.get(entry.agent)
-    if (agent === undefined) drafts.set(entry.agent, (agent = { replicated: 0, answered: [], called: new Map(), replays: [], inFlight: new Set(), tools: new Map(), ended: false }))
+    if (agent === undefined) drafts.set(entry.agent, (agent = { replicated: 0, answered: [], called: new Map(), inFlight: new Set(), tools: new Map(), ended: false }))
     const event = entry.event
     if (toEntryBody(event) !== undefined) agent.replicated++
     switch (event._tag) {
@@ -283,14 +287,14 @@ const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJo
         break
       case "ToolCalled":
         agent.inFlight.add(event.callId)
-        agent.called.set(event.callId, { callId: event.callId, tool: event.tool, args: event.args })
+        agent.called.set(event.callId, { agent: entry.agent, callId: event.callId, tool: event.tool, args: event.args })
         break
       case "ToolReturned": {
         agent.inFlight.delete(event.callId)
         agent.answered.push(event.callId)
         const call = agent.called.get(event.callId)
         agent.called.delete(event.callId)
-        if (call !== undefined) agent.replays.push(call)
+        if (call !== undefined) answered.push(call)
         break
       }
       case "ToolAdded":
@@ -317,14 +321,13 @@ const agentsOf = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, AgentJo
       created: agent.created,
       replicated: agent.replicated,
       answered: agent.answered.slice(-1024),
-      replays: agent.replays,
       inFlight: agent.inFlight,
       tools: agent.tools,
       ended: agent.ended,
       startFailed: agent.startFailed
     })
   }
-  return agents
+  return { agents, answered: answered.filter((call) => agents.get(call.agent)?.ended === false) }
 }
 
 /** The run's journal: its log so far when the run is resumed, empty otherwise. */

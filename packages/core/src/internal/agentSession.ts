@@ -109,8 +109,8 @@ export interface Options {
   readonly maxMessageBytes: number
   /** An agent a resumed run takes over: where its journal says it was. */
   readonly resume?: AgentJournal | undefined
-  /** Completes when the resumed program has done again what its journal has (`Journal.caughtUp`). */
-  readonly caughtUp?: Effect.Effect<void> | undefined
+  /** The run's replays of answered calls (a resumed run's; none for a fresh one). */
+  readonly replays?: Replays.Replays | undefined
   /** The span the agent's life is traced under. */
   readonly parentSpan?: Option.Option<Tracer.AnySpan> | undefined
 }
@@ -136,22 +136,19 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
     const peers = new Map<string, Peer>()
     const calls = CallIds.make()
     const adoption = Adoption.make(options.resume)
-    const replays = Replays.make(options.resume?.replays ?? [])
+    const replays = options.replays ?? Replays.none
     // Calls it had answered are not run again when it sends them once more (their results are replayed).
     for (const callId of options.resume?.answered ?? []) if (calls.claim(callId)) calls.finish(callId)
     const handlers = yield* FiberSet.make()
     // The handlers of calls answered before the resume run again (their answers are not sent).
-    yield* replays.run(
-      (name) =>
-        Option.flatMap(Option.fromNullable(tools.get(name)), (tool) =>
-          tool.replayed === true
-            ? Option.some((call: AnsweredCall): Effect.Effect<unknown, unknown> => {
-              const run = Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId))
-              return tool.context === undefined ? run : Effect.provide(run, tool.context)
-            })
-            : Option.none()),
-      options.caughtUp ?? Effect.void
-    ).pipe(Effect.forkScoped)
+    replays.attach(id, (name) =>
+      Option.flatMap(Option.fromNullable(tools.get(name)), (tool) =>
+        tool.replayed === true
+          ? Option.some((call: AnsweredCall): Effect.Effect<unknown, unknown> => {
+            const run = Effect.locally(tool.run(call.args), currentCall, toolCall(id, call.callId))
+            return tool.context === undefined ? run : Effect.provide(run, tool.context)
+          })
+          : Option.none()))
     const lifecycle = yield* Ref.make<Lifecycle>(Lifecycle.Starting())
     const connected = yield* Deferred.make<void>()
     const gone = yield* Deferred.make<void>()
@@ -385,7 +382,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
           const name = handler.definition.name
           if (!TOOL_NAME.test(name)) return Effect.fail(new InvalidToolName({ tool: name }))
           tools.set(name, handler)
-          replays.given(name)
+          replays.given(id, name)
           return adoption.readopt(handler.definition) ? Effect.void : record({ _tag: "ToolAdded", tool: handler.definition })
         }),
       removeTool: (name, handler) =>
