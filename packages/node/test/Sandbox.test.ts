@@ -197,8 +197,9 @@ describe("Sandboxed machines (bubblewrap)", () => {
     const main = Process.make("main", () =>
       Effect.gen(function* () {
         const [sender, receiver] = yield* Effect.all([Agent.make("sender", { sandbox: true }), Agent.make("receiver", { sandbox: true })])
-        yield* Agent.connect(sender, receiver, { direction: "a->b" })
+        // The file exists before the sender is given send_file (it calls it at once).
         yield* sender.machine.writeFile("report.txt", "made by the sender")
+        yield* Agent.connect(sender, receiver, { direction: "a->b" })
         yield* receiver.on("got", { description: "", parameters: Schema.Struct({}) }, () =>
           Effect.flatMap(receiver.exec("cat inbox/report.txt"), (result) => Process.done(result.stdout)))
         return yield* Process.wait()
