@@ -5,7 +5,7 @@
 import type * as RunEvent from "@ramure/core/RunEvent"
 import type { LogEntry } from "@ramure/core/RunEvent"
 import type { MachineInfo } from "@ramure/core/Machine"
-import type { RunStatus } from "@ramure/core/RunStatus"
+import type { BudgetStatus, RunStatus } from "@ramure/core/RunStatus"
 import { describeEndpoint } from "@ramure/core/Signature"
 import { visible } from "./Terminal.js"
 
@@ -59,6 +59,25 @@ const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" :
 
 const tokens = (usage: { readonly input: number; readonly output: number; readonly cost: number }) =>
   ` (${usage.input}→${usage.output} tokens, $${usage.cost.toFixed(4)})`
+
+const kindNames: Record<RunEvent.BudgetKind, string> = {
+  inputTokens: "input tokens",
+  outputTokens: "output tokens",
+  totalTokens: "tokens",
+  cost: "cost",
+  turns: "turns",
+  time: "time"
+}
+
+/** An amount of a budget's kind: `$0.5000`, `30.0 s`, `1200`. */
+export const budgetAmount = (kind: RunEvent.BudgetKind, n: number): string =>
+  kind === "cost" ? `$${n.toFixed(4)}` : kind === "time" ? `${(n / 1000).toFixed(1)} s` : String(Math.round(n))
+
+/** `cost $0.5000, turns 10`: the kinds of `amounts` that are set. */
+export const budgetAmounts = (values: RunEvent.BudgetAmounts): string =>
+  (Object.keys(kindNames) as Array<RunEvent.BudgetKind>)
+    .flatMap((kind) => (values[kind] === undefined ? [] : [`${kindNames[kind]} ${budgetAmount(kind, values[kind]!)}`]))
+    .join(", ")
 
 type Describe<T extends RunEvent.Tag> = (event: RunEvent.Of<T>, entry: LogEntry) => string
 
@@ -114,6 +133,15 @@ const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
   PoolMemberAssigned: (e) => `took pool member ${e.member}`,
   PoolMemberDied: (e) => `pool member ${e.member} died`,
   PoolStartFailed: (e) => `a pool member failed to start: ${oneLine(e.error, 160)}`,
+  BudgetSet: (e) =>
+    `budget set: ${budgetAmounts(e.limits) || "no limits"} (on exceeded: ${e.onExceeded})` +
+    (e.requested === undefined ? "" : `; asked for ${budgetAmounts(e.requested)}, more than its parents had left`),
+  BudgetWarning: (e) =>
+    `budget warning: ${kindNames[e.kind]} ${budgetAmount(e.kind, e.spent)} of ${budgetAmount(e.kind, e.limit)}`,
+  BudgetExceeded: (e) =>
+    `budget exceeded: ${kindNames[e.kind]} ${budgetAmount(e.kind, e.spent)} of ${budgetAmount(e.kind, e.limit)}` +
+    (e.onExceeded === "pause" ? " — paused until it is raised" : " — failing"),
+  BudgetRaised: (e) => `budget raised by ${budgetAmounts(e.by)}${e.caller ? ` (${e.caller})` : ""}: now ${budgetAmounts(e.limits)}`,
   WorkStarted: () => "working",
   WorkEnded: () => "idle",
   TurnStarted: () => "turn started",
@@ -144,6 +172,31 @@ const machineText = (machine: MachineInfo): string =>
   `${machine.kind}${machine.sandbox === undefined ? "" : "+sandbox"} ${machine.host === undefined ? "" : `${machine.host}:`}${machine.cwd}` +
   (machine.worktree === undefined ? "" : ` (${machine.worktree.branch})`)
 
+/** One budget against its spend: `agent reviewer  cost $0.3100/$0.5000, turns 4/10  pause  exceeded: cost`. */
+const budgetRow = (budget: BudgetStatus, status: RunStatus, now = Date.now()): Array<string> => {
+  const spentOf = (kind: RunEvent.BudgetKind): number =>
+    kind === "time" ? (budget.until === undefined ? now : Date.parse(budget.until)) - Date.parse(budget.since) : budget.spent[kind]
+  const limited = (Object.keys(kindNames) as Array<RunEvent.BudgetKind>).filter((kind) => budget.limits[kind] !== undefined)
+  const ended = budget.until !== undefined ||
+    (budget.agent === undefined
+      ? status.processes.find((p) => p.path === budget.process)?.state !== "running"
+      : status.agents.find((a) => a.id === budget.agent)?.state === "done")
+  const state = budget.exceeded !== undefined
+    ? `exceeded: ${kindNames[budget.exceeded.kind]}${budget.onExceeded === "pause" && !ended ? " (paused)" : ""}`
+    : ended
+    ? "ended"
+    : budget.warned.length > 0
+    ? `warned: ${budget.warned.map((kind) => kindNames[kind]).join(", ")}`
+    : "ok"
+  return [
+    budget.agent === undefined ? `process ${budget.process}` : `agent ${budget.agent}`,
+    limited.map((kind) => `${kindNames[kind]} ${budgetAmount(kind, spentOf(kind))}/${budgetAmount(kind, budget.limits[kind]!)}`)
+      .join(", ") || "-",
+    budget.onExceeded,
+    state
+  ]
+}
+
 /** The human status report of a run. */
 export const statusReport = (
   status: RunStatus,
@@ -163,6 +216,7 @@ export const statusReport = (
         `${"  ".repeat(p.path.split("/").length - 1)}${p.path}`,
         p.state,
         p.endedAt ? `ran ${age(p.startedAt, Date.parse(p.endedAt))}` : `for ${age(p.startedAt)}`,
+        `${money(p.spent.cost)}, ${count(p.spent.turns, "turn")}`,
         p.error ? oneLine(p.error, 100) : ""
       ]),
       "  "
@@ -194,9 +248,16 @@ export const statusReport = (
   const totals = status.totals
   lines.push(
     "",
-    `total: ${totals.toolCalls} tool calls, ${totals.piToolCalls} pi tool calls, ` +
+    `total: ${totals.toolCalls} tool calls, ${totals.piToolCalls} pi tool calls, ${totals.turns} model turns, ` +
       `${totals.inputTokens}/${totals.outputTokens} tokens in/out, ${money(totals.cost)}`
   )
+  if (status.budgets.length > 0) {
+    lines.push("", "budgets")
+    lines.push(table(
+      [["BUDGET", "SPENT / LIMIT", "ON EXCEEDED", "STATE"], ...status.budgets.map((b) => budgetRow(b, status))],
+      "  "
+    ))
+  }
   if (status.connections.length > 0) {
     lines.push("", "connections")
     for (const c of status.connections) lines.push(`  ${inline(c.from)} → ${inline(c.to)}`)

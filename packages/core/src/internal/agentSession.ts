@@ -6,6 +6,7 @@
  * @internal
  */
 import { Cause, Data, Deferred, Effect, Exit, FiberSet, Option, Ref, type Scope, Stream, type Tracer } from "effect"
+import type { AgentGate } from "../Budget.js"
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
@@ -103,6 +104,8 @@ export interface Options {
   readonly resume?: AgentJournal | undefined
   /** The span the agent's life is traced under. */
   readonly parentSpan?: Option.Option<Tracer.AnySpan> | undefined
+  /** The budgets above the agent: what it reports is accounted, and it is told where it stands. */
+  readonly budget: AgentGate
 }
 
 const causeText = (cause: Cause.Cause<string>): string => {
@@ -219,6 +222,18 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         )
       })
 
+    /**
+     * Tell the agent where it stands against its budgets, before anything it
+     * is sent on this connection, then each change for as long as it lasts.
+     */
+    const tellBudget = (send: (message: Protocol.Message) => Effect.Effect<void>) =>
+      Effect.gen(function* () {
+        const pull = yield* Stream.toPull(options.budget.changes)
+        const next = Effect.flatMap(pull, (states) => Effect.forEach(states, send, { discard: true }))
+        yield* Effect.ignore(next)
+        yield* Effect.forkScoped(Effect.ignore(Effect.forever(next)))
+      })
+
     /** Claim the agent's place for `connection`, closing the one it replaces. */
     const claim = (connection: Connection) =>
       Ref.modify(lifecycle, (state): [Connection | undefined, Lifecycle] => {
@@ -309,6 +324,7 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
               if (message.agentId !== id) return yield* sendError("unknown_agent", `this connection is for agent ${id}`)
               state = "hello"
               yield* claim(connection)
+              if (options.budget.limited) yield* tellBudget(send)
               const first = yield* Deferred.succeed(connected, undefined)
               yield* record({ _tag: "AgentConnected", after: message.after, first })
               const after = Math.max(0, Math.floor(message.after))
@@ -320,8 +336,11 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             switch (message._tag) {
               case "ToolCall":
                 return yield* handleToolCall(message)
-              case "Event":
-                return yield* record(message.event)
+              case "Event": {
+                yield* record(message.event)
+                const answer = yield* options.budget.observe(message.event)
+                return options.budget.limited && Option.isSome(answer) ? yield* send(answer.value) : undefined
+              }
               default:
                 return yield* sendError("unknown_message", `${message._tag} is not an agent message`)
             }
