@@ -49,7 +49,11 @@ export type Usage = typeof Usage.Type
 export const WorkStarted = Schema.TaggedStruct("WorkStarted", {})
 /** pi finished a prompt and is idle. */
 export const WorkEnded = Schema.TaggedStruct("WorkEnded", {})
-/** One model turn (a request to the model and the tool calls it asked for). */
+/**
+ * One model turn (a request to the model and the tool calls it asked for):
+ * sent as its request is about to go to the model — an agent under a budget
+ * waits for the run's answer (`Budget`) before it sends it.
+ */
 export const TurnStarted = Schema.TaggedStruct("TurnStarted", {})
 export const TurnEnded = Schema.TaggedStruct("TurnEnded", {})
 export const MessageEnded = Schema.TaggedStruct("MessageEnded", {
