@@ -248,7 +248,7 @@ export const statusReport = (
   const totals = status.totals
   lines.push(
     "",
-    `total: ${totals.toolCalls} tool calls, ${totals.piToolCalls} pi tool calls, ${totals.turns} model turns, ` +
+    `total: ${totals.toolCalls} tool calls, ${totals.piToolCalls} pi tool calls, ${count(totals.turns, "model turn")}, ` +
       `${totals.inputTokens}/${totals.outputTokens} tokens in/out, ${money(totals.cost)}`
   )
   if (status.budgets.length > 0) {
