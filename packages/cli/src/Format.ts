@@ -173,7 +173,7 @@ const machineText = (machine: MachineInfo): string =>
   (machine.worktree === undefined ? "" : ` (${machine.worktree.branch})`)
 
 /** One budget against its spend: `agent reviewer  cost $0.3100/$0.5000, turns 4/10  pause  exceeded: cost`. */
-const budgetRow = (budget: BudgetStatus, status: RunStatus, now = Date.now()): Array<string> => {
+export const budgetRow = (budget: BudgetStatus, status: RunStatus, now = Date.now()): Array<string> => {
   const spentOf = (kind: RunEvent.BudgetKind): number =>
     kind === "time" ? (budget.until === undefined ? now : Date.parse(budget.until)) - Date.parse(budget.since) : budget.spent[kind]
   const limited = (Object.keys(kindNames) as Array<RunEvent.BudgetKind>).filter((kind) => budget.limits[kind] !== undefined)
