@@ -227,10 +227,12 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
     const settle = (
       key: string,
       update: (node: Node) => Node,
-      check: (node: Node, now: number) => Breach | undefined
+      check: (node: Node, now: number) => Breach | undefined,
+      /** A timer's time: a timer may fire a millisecond early, and must still find its time up. */
+      notBefore = 0
     ) =>
       Effect.gen(function* () {
-        const now = Date.now()
+        const now = Math.max(Date.now(), notBefore)
         const effects = yield* Ref.modify(nodes, (all): [Array<Effect.Effect<void>>, ReadonlyMap<string, Node>] => {
           const next = new Map(all)
           const effects: Array<Effect.Effect<void>> = []
@@ -243,7 +245,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
             }
             for (const kind of kinds) {
               const limit = node.limits[kind]
-              if (limit === undefined || node.warned.includes(kind) || kind === "time") continue
+              if (limit === undefined || node.warned.includes(kind)) continue
               if (spentOf(node, kind, now) >= limit * node.warnAt && (found === undefined || found.kind !== kind)) {
                 node = { ...node, warned: [...node.warned, kind] }
                 const warned = node
@@ -279,17 +281,17 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
       return undefined
     }
 
-    /** A node's time limit: it runs out when its time is up, unless raised first. */
-    const startTimer = (node: Node) =>
-      node.timer === undefined || node.limits.time === undefined
-        ? Effect.void
-        : FiberHandle.run(
-          node.timer,
-          Effect.zipRight(
-            Effect.sleep(Duration.millis(Math.max(0, node.startedAt + node.limits.time - Date.now()))),
-            settle(node.key, (n) => n, passed)
-          )
+    /** A node's time limit: warned about at `warnAt` of it, run out when the time is up, unless raised first. */
+    const startTimer = (node: Node) => {
+      const limit = node.limits.time
+      if (node.timer === undefined || limit === undefined) return Effect.void
+      const at = (ms: number) =>
+        Effect.zipRight(
+          Effect.sleep(Duration.millis(Math.max(0, node.startedAt + ms - Date.now()))),
+          settle(node.key, (n) => n, passed, node.startedAt + ms)
         )
+      return FiberHandle.run(node.timer, Effect.zipRight(at(limit * node.warnAt), at(limit)))
+    }
 
     /** What the parents have left of each kind the budget limits: it gets no more. */
     const carve = (all: ReadonlyMap<string, Node>, parent: string | undefined, requested: BudgetAmounts, now: number) => {

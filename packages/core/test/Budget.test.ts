@@ -76,6 +76,11 @@ describe("Budgets", () => {
       const error = yield* Effect.flip(runaway({ time: "300 millis" })())
       expect(error).toMatchObject({ _tag: "BudgetExceeded", kind: "time", limit: 300 })
       const entries = yield* history
+      expect(entries.filter((e) => e.event._tag.startsWith("Budget")).map((e) => e.event)).toEqual([
+        expect.objectContaining({ _tag: "BudgetSet", limits: { time: 300 } }),
+        expect.objectContaining({ _tag: "BudgetWarning", kind: "time", limit: 300 }),
+        expect.objectContaining({ _tag: "BudgetExceeded", kind: "time", limit: 300 })
+      ])
       const breach = entries.findIndex((e) => e.event._tag === "BudgetExceeded")
       // At most the turn in progress ends after the breach; none starts.
       expect(answersOf(entries.slice(breach), "worker").length).toBeLessThanOrEqual(1)
