@@ -32,7 +32,8 @@ import type * as Protocol from "@ramure/protocol/Protocol"
 import { BudgetExceeded } from "./Errors.js"
 import * as Spend from "./internal/spend.js"
 import { CurrentProcess } from "./internal/processState.js"
-import type { BudgetAmounts, BudgetKind, BudgetPolicy, RunEvent } from "./RunEvent.js"
+import { Journal } from "./Journal.js"
+import type { BudgetAmounts, BudgetKind, BudgetPolicy, LogEntry, RunEvent } from "./RunEvent.js"
 import { RunLog } from "./RunLog.js"
 
 export { BudgetExceeded } from "./Errors.js"
@@ -150,6 +151,10 @@ interface Node {
   readonly timer: FiberHandle.FiberHandle | undefined
 }
 
+/** Dollars add up in floating point: $0.60 + 3 × $0.30 is exactly $1.50 here, not a hair past it. */
+const epsilon = 1e-9
+const hasRoom = (spent: number, limit: number) => limit - spent > epsilon
+
 const processKey = (path: string) => `process:${path}`
 const agentKey = (id: string) => `agent:${id}`
 
@@ -183,10 +188,42 @@ const reasonOf = (node: Node, breach: Breach): string =>
   `the budget of ${node.agent === undefined ? `process ${node.process}` : `agent ${node.agent}`} is exceeded: ` +
   `${breach.kind} ${amount(breach.kind, breach.spent)} of ${amount(breach.kind, breach.limit)}`
 
-export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
+/** What a budget had before the run was resumed: its limits (raises included), since when, and what was spent under it. */
+interface Restored {
+  readonly limits: BudgetAmounts | undefined
+  readonly since: number | undefined
+  readonly spent: Spend.Spend
+}
+
+/**
+ * The budgets of the log a resumed run goes on from, by node: the limits
+ * each was set (and raised) to, and what was spent beneath it, so that a
+ * resume neither forgets the spend nor grants a budget afresh.
+ */
+const restore = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, Restored> => {
+  const nodes = new Map<string, Restored>()
+  const get = (key: string) => nodes.get(key) ?? { limits: undefined, since: undefined, spent: Spend.zero }
+  for (const entry of entries) {
+    const event = entry.event
+    const key = entry.agent === undefined ? processKey(entry.process) : agentKey(entry.agent)
+    if (event._tag === "BudgetSet") nodes.set(key, { ...get(key), limits: event.limits, since: Date.parse(entry.ts) })
+    else if (event._tag === "BudgetRaised") nodes.set(key, { ...get(key), limits: event.limits })
+    else if (event._tag === "MessageEnded" && event.role === "assistant" && entry.agent !== undefined) {
+      const spend = Spend.ofAnswer(event.usage)
+      const parts = entry.process.split("/")
+      const keys = [key, ...parts.map((_, i) => processKey(parts.slice(0, i + 1).join("/")))]
+      for (const k of keys) nodes.set(k, { ...get(k), spent: Spend.add(get(k).spent, spend) })
+    }
+  }
+  return nodes
+}
+
+export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect(
   Budgets,
   Effect.gen(function* () {
     const runLog = yield* RunLog
+    const journal = yield* Journal
+    const restored = journal.resuming ? restore(yield* runLog.history()) : new Map<string, Restored>()
     const nodes = yield* Ref.make<ReadonlyMap<string, Node>>(new Map())
     const breaches = yield* PubSub.unbounded<BudgetExceeded>()
 
@@ -246,7 +283,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
             for (const kind of kinds) {
               const limit = node.limits[kind]
               if (limit === undefined || node.warned.includes(kind)) continue
-              if (spentOf(node, kind, now) >= limit * node.warnAt && (found === undefined || found.kind !== kind)) {
+              if (!hasRoom(spentOf(node, kind, now), limit * node.warnAt) && (found === undefined || found.kind !== kind)) {
                 node = { ...node, warned: [...node.warned, kind] }
                 const warned = node
                 effects.push(warn(warned, kind, now))
@@ -266,7 +303,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
         const limit = node.limits[kind]
         if (limit === undefined) continue
         const spent = spentOf(node, kind, now)
-        if (kind === "time" ? spent >= limit : spent > limit) return { kind, limit, spent }
+        if (kind === "time" ? !hasRoom(spent, limit) : spent - limit > epsilon) return { kind, limit, spent }
       }
       return undefined
     }
@@ -276,7 +313,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
         const limit = node.limits[kind]
         if (limit === undefined) continue
         const spent = spentOf(node, kind, now)
-        if (spent >= limit) return { kind, limit, spent }
+        if (!hasRoom(spent, limit)) return { kind, limit, spent }
       }
       return undefined
     }
@@ -320,7 +357,10 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
         const now = Date.now()
         const requested = options.budget === undefined ? {} : amountsOf(options.budget)
         const all = yield* Ref.get(nodes)
-        const limits = carve(all, options.parent, requested, now)
+        // Resumed: the budget it had, and what it had spent, go on.
+        const past = restored.get(options.key)
+        const resumed = options.budget !== undefined && past?.limits !== undefined
+        const limits = resumed ? past!.limits! : carve(all, options.parent, requested, now)
         const node: Node = {
           key: options.key,
           process: options.process,
@@ -329,8 +369,8 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
           limits,
           policy: options.budget?.onExceeded ?? "fail",
           warnAt: options.budget?.warnAt ?? 0.8,
-          spent: Spend.zero,
-          startedAt: now,
+          spent: past?.spent ?? Spend.zero,
+          startedAt: resumed ? past!.since ?? now : now,
           warned: [],
           exceeded: undefined,
           fail: options.fail,
@@ -345,7 +385,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
             return next
           })
         )
-        if (options.budget !== undefined) {
+        if (options.budget !== undefined && !resumed) {
           const carved = kinds.some((kind) => requested[kind] !== limits[kind])
           yield* runLog.log(subject(node), {
             _tag: "BudgetSet",
@@ -380,7 +420,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog> = Layer.effect(
         for (const kind of raised) limits[kind] = limits[kind]! + by[kind]!
         const updated: Node = { ...node, limits, warned: node.warned.filter((kind) => !raised.includes(kind)) }
         // It goes on if it has room again; another limit it has run out of stops it at its next turn.
-        const cleared: Node = updated.exceeded !== undefined && spentOf(updated, updated.exceeded.kind, now) < limits[updated.exceeded.kind]!
+        const cleared: Node = updated.exceeded !== undefined && hasRoom(spentOf(updated, updated.exceeded.kind, now), limits[updated.exceeded.kind]!)
           ? { ...updated, exceeded: undefined }
           : updated
         yield* Ref.update(nodes, (all) => new Map(all).set(key, cleared))

@@ -7,7 +7,10 @@ import * as Process from "../src/Process.js"
 import type { LogEntry } from "../src/RunEvent.js"
 import { RunLog } from "../src/RunLog.js"
 import type * as ScriptedAgents from "@ramure/testing/ScriptedAgents"
-import { scripted } from "./helpers.js"
+import { scripted, tempHome } from "./helpers.js"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
 
 /** A model that never stops: one turn after another, each spending `usage`, until the run stops it. */
 const forever = (usage: { readonly input?: number; readonly output?: number; readonly cost?: number }): ScriptedAgents.Script =>
@@ -240,6 +243,40 @@ describe("Budgets", () => {
             })
         }))
       ))
+
+  it.live("a resumed run goes on with the budgets its log has: their limits, raises and spend", () => {
+    const home = tempHome()
+    const id = randomUUID()
+    const directory = path.join(home, "logs", id)
+    fs.mkdirSync(directory, { recursive: true })
+    const ts = new Date().toISOString()
+    const lines = (entries: ReadonlyArray<object>) => entries.map((e) => JSON.stringify({ ts, ...e })).join("\n") + "\n"
+    fs.writeFileSync(path.join(directory, "_runtime.jsonl"), lines([
+      { n: 1, process: "", event: { _tag: "RunStarted", executionId: id, program: "test", pid: 1, url: "ws://127.0.0.1:1" } },
+      { n: 2, process: "main", event: { _tag: "ProcessStarted", name: "main" } },
+      { n: 3, process: "main", event: { _tag: "BudgetSet", limits: { cost: 1 }, onExceeded: "fail", warnAt: 0.8 } },
+      { n: 6, process: "main", event: { _tag: "BudgetRaised", by: { cost: 0.5 }, limits: { cost: 1.5 }, caller: "cli" } }
+    ]))
+    fs.writeFileSync(path.join(directory, "worker.jsonl"), lines([
+      { n: 4, process: "main", agent: "worker", event: { _tag: "AgentCreated", name: "worker", machine: { id: "worker", kind: "local", cwd: home } } },
+      { n: 5, process: "main", agent: "worker", event: { _tag: "MessageEnded", role: "assistant", text: "", usage: { input: 1, output: 1, cost: 0.6 } } }
+    ]))
+    return Effect.gen(function* () {
+      // $0.60 spent of $1.50 (raised) before the resume: three more $0.30 turns use it up (a fresh $1 would allow four).
+      const main = Process.make("main", () =>
+        Effect.gen(function* () {
+          yield* Agent.make("worker")
+          return yield* Process.wait()
+        }), { budget: { cost: 1 } })
+      const error = yield* Effect.flip(main())
+      expect(error).toMatchObject({ _tag: "BudgetExceeded", process: "main", kind: "cost", limit: 1.5 })
+      expect((error as BudgetExceeded).spent).toBeCloseTo(1.5)
+      const entries = yield* history
+      // Three turns after the resume (the one before it included: four); the fourth is refused.
+      expect(answersOf(entries, "worker")).toHaveLength(4)
+      expect(entries.filter((e) => e.event._tag === "BudgetSet")).toHaveLength(1)
+    }).pipe(Effect.provide(scripted({ worker: forever({ cost: 0.3 }) }, { home, resume: id })))
+  })
 
   it.live("the status shows each budget against what was spent beneath it", () =>
     Effect.gen(function* () {

@@ -98,8 +98,8 @@ export const make = (
     Layer.provideMerge(NodeProgress.layer(options)),
     Layer.provideMerge(Server.layer(options)),
     Layer.provideMerge(AgentSessions.layer(options)),
-    Layer.provideMerge(Journal.layer),
     Layer.provideMerge(Budget.layer),
+    Layer.provideMerge(Journal.layer),
     // STATUS.md lives beside the log files; it is written last, once the run has ended.
     Layer.provideMerge(options.logs === undefined ? StatusFile.layer() : Layer.empty),
     Layer.provideMerge(RunLog.layer),
