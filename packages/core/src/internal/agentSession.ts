@@ -322,9 +322,11 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
                 return yield* connection.close(Protocol.CloseCode.protocolVersion, "protocol version")
               }
               if (message.agentId !== id) return yield* sendError("unknown_agent", `this connection is for agent ${id}`)
+              // A connection is told its budget once: a later Hello on it only asks for a resync.
+              const greeted = state === "hello"
               state = "hello"
               yield* claim(connection)
-              if (options.budget.limited) yield* tellBudget(send)
+              if (options.budget.limited && !greeted) yield* tellBudget(send)
               const first = yield* Deferred.succeed(connected, undefined)
               yield* record({ _tag: "AgentConnected", after: message.after, first })
               const after = Math.max(0, Math.floor(message.after))
