@@ -170,9 +170,6 @@ const chain = (nodes: ReadonlyMap<string, Node>, key: string): Array<Node> => {
   return out
 }
 
-const amount = (kind: BudgetKind, n: number): string =>
-  kind === "cost" ? `$${n.toFixed(4)}` : kind === "time" ? `${(n / 1000).toFixed(1)} s` : String(Math.round(n))
-
 /** Where an agent stands: stopped if a `fail` budget above it ran out, paused if a `pause` one did. */
 const gateOf = (nodes: ReadonlyMap<string, Node>, key: string): { readonly state: GateState; readonly reason?: string } => {
   let paused: Node | undefined
@@ -184,9 +181,11 @@ const gateOf = (nodes: ReadonlyMap<string, Node>, key: string): { readonly state
   return paused === undefined ? { state: "open" } : { state: "paused", reason: reasonOf(paused, paused.exceeded!) }
 }
 
-const reasonOf = (node: Node, breach: Breach): string =>
-  `the budget of ${node.agent === undefined ? `process ${node.process}` : `agent ${node.agent}`} is exceeded: ` +
-  `${breach.kind} ${amount(breach.kind, breach.spent)} of ${amount(breach.kind, breach.limit)}`
+/** The error a breach of the node's budget is. */
+const errorOf = (node: Node, breach: Breach): BudgetExceeded =>
+  new BudgetExceeded({ process: node.process, ...(node.agent === undefined ? {} : { agent: node.agent }), ...breach })
+
+const reasonOf = (node: Node, breach: Breach): string => errorOf(node, breach).message
 
 /** What a budget had before the run was resumed: its limits (raises included), since when, and what was spent under it. */
 interface Restored {
@@ -245,11 +244,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
     const breach = (node: Node, found: Breach) =>
       Effect.gen(function* () {
         yield* runLog.log(subject(node), { _tag: "BudgetExceeded", ...found, onExceeded: node.policy })
-        const error = new BudgetExceeded({
-          process: node.process,
-          ...(node.agent === undefined ? {} : { agent: node.agent }),
-          ...found
-        })
+        const error = errorOf(node, found)
         yield* PubSub.publish(breaches, error)
         if (node.policy === "fail") yield* node.fail(error)
       })
