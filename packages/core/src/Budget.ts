@@ -21,6 +21,7 @@ import {
   Layer,
   Option,
   PubSub,
+  Queue,
   Ref,
   Schema,
   type Scope,
@@ -116,8 +117,11 @@ export class Budgets extends Context.Tag("@ramure/core/Budgets")<
     }) => Effect.Effect<AgentGate, never, Scope.Scope>
     /** Add to the limits of a live budget; its agents go on if it has room again. The limits it has now. */
     readonly raise: (target: Target, by: BudgetAmounts, caller?: string) => Effect.Effect<BudgetAmounts, NoBudget>
-    /** Every breach from now on. */
-    readonly breaches: Stream.Stream<BudgetExceeded>
+    /**
+     * A breach beneath the process `path` (its own budget, its agents', its
+     * children's): one in effect now (not raised past yet), else the next.
+     */
+    readonly exceeded: (path: string) => Effect.Effect<BudgetExceeded>
   }
 >() {}
 
@@ -466,7 +470,18 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
           } satisfies AgentGate
         }),
       raise,
-      breaches: Stream.fromPubSub(breaches)
+      exceeded: (path) =>
+        Effect.scoped(Effect.gen(function* () {
+          const beneath = (process: string) => process === path || process.startsWith(`${path}/`)
+          // Subscribed before looking: a breach between the look and the wait is not missed.
+          const next = yield* PubSub.subscribe(breaches)
+          const now = [...(yield* Ref.get(nodes)).values()].find((node) => node.exceeded !== undefined && beneath(node.process))
+          if (now !== undefined) return errorOf(now, now.exceeded!)
+          while (true) {
+            const breach = yield* Queue.take(next)
+            if (beneath(breach.process)) return breach
+          }
+        }))
     }
   })
 )
@@ -484,15 +499,11 @@ export const raise = Effect.fn("Budget.raise")(function* (target: Target, by: Ra
 })
 
 /**
- * The next breach of a budget of the current process, of one of its agents,
- * or of anything beneath it: for a process that gives up (`Process.fail`)
- * rather than wait for a raise.
+ * A breach of a budget of the current process, of one of its agents, or of
+ * anything beneath it — one in effect now, else the next: for a process that
+ * raises the budget itself, or gives up (`Process.fail`) rather than wait.
  */
-export const exceeded: Effect.Effect<BudgetExceeded, never, Budgets | CurrentProcess> = Effect.gen(function* () {
-  const { path } = yield* CurrentProcess
-  const found = yield* (yield* Budgets).breaches.pipe(
-    Stream.filter((breach) => breach.process === path || breach.process.startsWith(`${path}/`)),
-    Stream.runHead
-  )
-  return yield* Option.match(found, { onNone: () => Effect.never, onSome: Effect.succeed })
-})
+export const exceeded: Effect.Effect<BudgetExceeded, never, Budgets | CurrentProcess> = Effect.flatMap(
+  CurrentProcess,
+  ({ path }) => Effect.flatMap(Budgets, (budgets) => budgets.exceeded(path))
+)

@@ -190,6 +190,40 @@ describe("Budgets", () => {
     })))
   })
 
+  it.live("a paused time limit goes on when its time is raised, and a process's budget is raised by its path", () => {
+    const main = Process.make("main", () =>
+      Effect.gen(function* () {
+        const worker = yield* Agent.make("worker")
+        yield* worker.on("finish", { description: "done", parameters: Schema.Struct({}) }, () => Process.done("finished"))
+        const breach = yield* Budget.exceeded
+        expect(breach).toMatchObject({ process: "main", kind: "time", limit: 200 })
+        expect(breach.agent).toBeUndefined()
+        expect(yield* Budget.raise({ process: "main" }, { time: "10 minutes" })).toEqual({ time: 600_200 })
+        return yield* Process.wait()
+      }), { budget: { time: "200 millis", onExceeded: "pause" } })
+    return Effect.gen(function* () {
+      expect(yield* main()).toBe("finished")
+      const entries = yield* history
+      const raised = entries.find((e) => e.event._tag === "BudgetRaised")
+      expect(raised).toMatchObject({ process: "main", event: { by: { time: 600_000 }, limits: { time: 600_200 }, caller: "main" } })
+      expect(raised?.agent).toBeUndefined()
+    }).pipe(Effect.provide(scripted({
+      worker: (driver) =>
+        Effect.gen(function* () {
+          // Turns until the time is up and raised: the turn that asks once it is up waits for the raise.
+          let turns = 0
+          while (driver.budget().state === "open" && turns < 1000) {
+            expect(yield* driver.turn({ usage: { input: 1 } })).toBe("done")
+            turns++
+            yield* Effect.sleep("10 millis")
+          }
+          expect(yield* driver.turn({ usage: { input: 1 } })).toBe("done")
+          yield* driver.waitForTool("finish")
+          yield* driver.call("finish", {})
+        })
+    })))
+  })
+
   it.live("a process can give up on a paused budget instead of waiting for a raise", () => {
     const main = Process.make("main", () =>
       Effect.gen(function* () {
