@@ -242,14 +242,17 @@ const instance = (pi: ExtensionAPI, initial: Config | PoolConfig) => {
   /**
    * A model request is about to go: report the turn, and for an agent under
    * a budget hold the request until the run has answered it (and while the
-   * budget is paused). Stopped, the turn is aborted instead.
+   * budget is paused). Stopped (or shut down meanwhile), the turn is aborted
+   * instead.
    */
   const beforeRequest = (): Promise<void> | undefined => {
     const connected = client
     if (connected === undefined || !live) return undefined
     const turn = connected.emit({ _tag: "TurnStarted" })
     if (!connected.budget().limited) return void Effect.runFork(turn)
-    return Effect.runPromise(Effect.zipRight(turn, connected.awaitTurn)).then((state) => {
+    // A held turn ends when the run asks the agent to shut down: its pi can then stop.
+    const answered = Effect.raceFirst(connected.awaitTurn, Effect.as(connected.shutdown, "stopped" as const))
+    return Effect.runPromise(Effect.zipRight(turn, answered)).then((state) => {
       if (state === "stopped" && ctx !== undefined && !ctx.isIdle()) ctx.abort()
     })
   }
