@@ -30,9 +30,12 @@ const count = (entries: ReadonlyArray<LogEntry>, agent: string, tag: string) =>
   entries.filter((e) => e.agent === agent && e.event._tag === tag).length
 
 describe("budgets enforced by pi", () => {
-  it.live("a runaway model is held at its limit, goes on when raised, and a fail budget stops it for good", () =>
+  it.live("a runaway model is held at its limit and goes on when raised; a fail budget stops its agents, aborting the request in flight", () =>
     Effect.gen(function* () {
-      const server = yield* ScriptedModel.make({ scripts: { looper: endless, stopper: endless } })
+      const server = yield* ScriptedModel.make({
+        // `slow` takes a minute to answer: its request is in flight when its process's budget runs out.
+        scripts: { looper: endless, stopper: endless, fast: endless, slow: [{ text: "at last", delay: "60 seconds" }] }
+      })
       const home = yield* tempHome
       const layer = Ramure.layer({
         home,
@@ -63,7 +66,29 @@ describe("budgets enforced by pi", () => {
           return yield* Process.wait()
         }))
 
+      /** Two agents under two model turns: `fast` spends them while `slow`'s request is in flight. */
+      const sharing = Process.make("sharing", () =>
+        Effect.gen(function* () {
+          const [slow, fast] = yield* Effect.all([Agent.make("slow"), Agent.make("fast")], { concurrency: 2 })
+          yield* fast.on("step", { description: "Do one more step", parameters: Schema.Struct({ n: Schema.Number }) }, ({ n }) =>
+            Effect.succeed(`step ${n} done`))
+          yield* slow.send("Think hard.")
+          yield* eventually(server.requests("slow"), (requests) => requests.length === 1)
+          yield* fast.send("Keep stepping.")
+          return yield* Process.wait()
+        }), { budget: { turns: 2 } })
+
       const test = Effect.gen(function* () {
+        // The process's budget runs out: both its agents stop, and the turn in progress is aborted.
+        const shared = yield* Effect.flip(sharing())
+        expect(shared).toMatchObject({ _tag: "BudgetExceeded", process: "sharing", kind: "turns", limit: 2 })
+        expect(yield* server.requests("fast")).toHaveLength(2)
+        expect(yield* server.requests("slow")).toHaveLength(1)
+        const afterBreach = yield* Effect.map(history, (entries) =>
+          entries.slice(entries.findIndex((e) => e.process === "sharing" && e.event._tag === "BudgetExceeded")))
+        // pi ended its request (aborted) rather than wait a minute for the answer: it reported the aborted message.
+        expect(afterBreach.some((e) => e.agent === "slow" && e.event._tag === "MessageEnded" && e.event.role === "assistant")).toBe(true)
+
         const looper = yield* Effect.fork(looping())
         const stopped = yield* Effect.flip(stopping())
         expect(stopped).toMatchObject({ _tag: "BudgetExceeded", agent: "stopper", kind: "turns", limit: 2, spent: 2 })
