@@ -1,6 +1,6 @@
 /**
- * What `ramure budget <agent|process> +<amount>` adds to a budget: `+$0.50`
- * (dollars), `+20turns`, `+5000tokens` (total), `+5000input`, `+5000output`,
+ * What `ramure budget <agent|process> +<amount>` adds to a budget: `+0.50usd`
+ * or `+$0.50` (dollars; quoted in a shell), `+20turns`, `+5000tokens` (total), `+5000input`, `+5000output`,
  * `+30s` / `+5m` / `+1h` (time); a bare `+0.50` raises the limit the budget
  * ran out of, or its only limit.
  */
@@ -9,6 +9,7 @@ import type { BudgetStatus } from "@ramure/core/RunStatus"
 import { Either } from "effect"
 
 const units: ReadonlyArray<readonly [RegExp, BudgetKind, number]> = [
+  [/^(?:usd|dollars?)$/, "cost", 1],
   [/^(?:turns?)$/, "turns", 1],
   [/^(?:tokens?|total)$/, "totalTokens", 1],
   [/^(?:in|input)$/, "inputTokens", 1],
@@ -19,7 +20,9 @@ const units: ReadonlyArray<readonly [RegExp, BudgetKind, number]> = [
   [/^h$/, "time", 3_600_000]
 ]
 
-const usage = "give the raise as +<amount>: +$0.50, +20turns, +5000tokens, +5000input, +5000output, +30s, +5m, +1h"
+const kinds: ReadonlyArray<BudgetKind> = ["inputTokens", "outputTokens", "totalTokens", "cost", "turns", "time"]
+
+const usage = "give the raise as +<amount>: +0.50usd (or '+$0.50'), +20turns, +5000tokens, +5000input, +5000output, +30s, +5m, +1h"
 
 /** The amounts `text` adds to `budget`, or why it cannot be read. */
 export const parse = (text: string, budget: BudgetStatus): Either.Either<BudgetAmounts, string> => {
@@ -33,11 +36,11 @@ export const parse = (text: string, budget: BudgetStatus): Either.Either<BudgetA
   }
   if (unit !== "") {
     const found = units.find(([pattern]) => pattern.test(unit!.toLowerCase()))
-    return found === undefined
-      ? Either.left(`"${unit}" is not a unit; ${usage}`)
-      : Either.right({ [found[1]]: Math.round(value * found[2]) })
+    if (found === undefined) return Either.left(`"${unit}" is not a unit; ${usage}`)
+    const [, kind, scale] = found
+    return Either.right({ [kind]: kind === "cost" ? value : Math.round(value * scale) })
   }
-  const limited = (Object.keys(budget.limits) as Array<BudgetKind>).filter((kind) => budget.limits[kind] !== undefined)
+  const limited = kinds.filter((kind) => budget.limits[kind] !== undefined)
   const kind = budget.exceeded?.kind ?? (limited.length === 1 ? limited[0] : undefined)
   if (kind === undefined) return Either.left(`the budget limits ${limited.join(", ")}: say which with a unit; ${usage}`)
   if (kind === "time") return Either.left(`say how long: +30s, +5m, +1h`)

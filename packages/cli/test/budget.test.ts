@@ -26,9 +26,12 @@ layer(built, { timeout: "180 seconds", excludeTestServices: true })("ramure budg
       const noLimit = yield* ramure(home, ["budget", "reviewer", "+5turns"])
       expect(noLimit.stderr.trim()).toBe("ramure: cannot change the budget of agent reviewer: it has no turns limit (its budget limits cost)")
       const notRaise = yield* ramure(home, ["budget", "reviewer", "5"])
-      expect(notRaise.stderr.trim()).toMatch(/^ramure: "5" is not a raise; give the raise as \+<amount>: \+\$0\.50, /)
+      expect(notRaise.stderr.trim()).toMatch(/^ramure: "5" is not a raise; give the raise as \+<amount>: \+0\.50usd /)
+      const badUnit = yield* ramure(home, ["budget", "reviewer", "+5parsecs"])
+      expect(badUnit.stderr.trim()).toMatch(/^ramure: "parsecs" is not a unit; /)
 
-      const raised = yield* ramure(home, ["budget", run.id.slice(0, 8), "reviewer", "+$0.50"])
+      // In dollars ("+$0.50" is the same, quoted in a shell), with the run's id.
+      const raised = yield* ramure(home, ["budget", run.id.slice(0, 8), "reviewer", "+0.50usd"])
       expect(raised.stderr).toBe("")
       expect(raised.stdout.trim()).toBe("raised the budget of agent reviewer: now cost $1.0000")
       expect(yield* run.process.exited).toBe(0)

@@ -12,7 +12,7 @@ const words = Args.text({ name: "[id] <agent|process> +<amount>" }).pipe(Args.re
 export const budget = Command.make("budget", { words }, ({ words }) =>
   Effect.gen(function* () {
     if (words.length < 2 || words.length > 3) {
-      return yield* new UsageError({ reason: "usage: ramure budget [id] <agent|process> +<amount> (e.g. ramure budget reviewer +$0.50)" })
+      return yield* new UsageError({ reason: "usage: ramure budget [id] <agent|process> +<amount> (e.g. ramure budget reviewer +0.50usd)" })
     }
     const [id, target, amount] = words.length === 3 ? [words[0], words[1]!, words[2]!] : [undefined, words[0]!, words[1]!]
     const home = yield* Runs.home
@@ -36,7 +36,7 @@ export const budget = Command.make("budget", { words }, ({ words }) =>
   }).pipe(Effect.scoped)
 ).pipe(
   Command.withDescription(
-    "Raise the budget of a live agent or process: ramure budget [id] <agent|process> +<amount> — +$0.50, +20turns, +5000tokens, " +
+    "Raise the budget of a live agent or process: ramure budget [id] <agent|process> +<amount> — +0.50usd (or '+$0.50'), +20turns, +5000tokens, " +
       "+5000input, +5000output, +30s, +5m; a bare +0.50 raises the limit it ran out of (or its only one). Its paused agents go on."
   )
 )
