@@ -4,7 +4,7 @@
  * `+30s` / `+5m` / `+1h` (time); a bare `+0.50` raises the limit the budget
  * ran out of, or its only limit.
  */
-import type { BudgetAmounts, BudgetKind } from "@ramure/core/RunEvent"
+import { type BudgetAmounts, BudgetKind } from "@ramure/core/RunEvent"
 import type { BudgetStatus } from "@ramure/core/RunStatus"
 import { Either } from "effect"
 
@@ -19,8 +19,6 @@ const units: ReadonlyArray<readonly [RegExp, BudgetKind, number]> = [
   [/^m$/, "time", 60_000],
   [/^h$/, "time", 3_600_000]
 ]
-
-const kinds: ReadonlyArray<BudgetKind> = ["inputTokens", "outputTokens", "totalTokens", "cost", "turns", "time"]
 
 const usage = "give the raise as +<amount>: +0.50usd (or '+$0.50'), +20turns, +5000tokens, +5000input, +5000output, +30s, +5m, +1h"
 
@@ -40,7 +38,7 @@ export const parse = (text: string, budget: BudgetStatus): Either.Either<BudgetA
     const [, kind, scale] = found
     return Either.right({ [kind]: kind === "cost" ? value : Math.round(value * scale) })
   }
-  const limited = kinds.filter((kind) => budget.limits[kind] !== undefined)
+  const limited = BudgetKind.literals.filter((kind) => budget.limits[kind] !== undefined)
   const kind = budget.exceeded?.kind ?? (limited.length === 1 ? limited[0] : undefined)
   if (kind === undefined) return Either.left(`the budget limits ${limited.join(", ")}: say which with a unit; ${usage}`)
   if (kind === "time") return Either.left(`say how long: +30s, +5m, +1h`)

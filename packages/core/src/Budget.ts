@@ -34,7 +34,7 @@ import { BudgetExceeded } from "./Errors.js"
 import * as Spend from "./internal/spend.js"
 import { CurrentProcess } from "./internal/processState.js"
 import { Journal } from "./Journal.js"
-import type { BudgetAmounts, BudgetKind, BudgetPolicy, LogEntry, RunEvent } from "./RunEvent.js"
+import { type BudgetAmounts, BudgetKind, type BudgetPolicy, type LogEntry, type RunEvent } from "./RunEvent.js"
 import { RunLog } from "./RunLog.js"
 
 export { BudgetExceeded } from "./Errors.js"
@@ -60,7 +60,7 @@ export interface Options {
 /** What `raise` adds: an amount per kind (time as a duration). */
 export type Raise = Omit<Options, "onExceeded" | "warnAt">
 
-export const kinds: ReadonlyArray<BudgetKind> = ["inputTokens", "outputTokens", "totalTokens", "cost", "turns", "time"]
+export const kinds: ReadonlyArray<BudgetKind> = BudgetKind.literals
 
 /** The amounts of `options`, time in milliseconds; kinds without a limit are left out. */
 export const amountsOf = (options: Raise): BudgetAmounts => {

@@ -3,6 +3,7 @@
  * tools and endpoints.
  */
 import { Schema } from "effect"
+import { BudgetKind } from "./RunEvent.js"
 
 /**
  * `Process.fail(reason)` was called with a text, or with an error of a type
@@ -195,7 +196,7 @@ export class ResumeDiverged extends Schema.TaggedError<ResumeDiverged>()("Resume
 export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
   process: Schema.String,
   agent: Schema.optional(Schema.String),
-  kind: Schema.Literal("inputTokens", "outputTokens", "totalTokens", "cost", "turns", "time"),
+  kind: BudgetKind,
   limit: Schema.Number,
   spent: Schema.Number
 }) {
