@@ -259,6 +259,29 @@ describe("Budgets", () => {
     )
   })
 
+  it.live("a turn asked for across dropped connections is answered, and the agent goes on", () =>
+    Process.make("main", () =>
+      Effect.gen(function* () {
+        const worker = yield* Agent.make("worker", { budget: { turns: 100 } })
+        yield* worker.on("finish", { description: "done", parameters: Schema.Struct({}) }, () => Process.done("finished"))
+        return yield* Process.wait()
+      }))().pipe(
+        Effect.map((result) => expect(result).toBe("finished")),
+        Effect.provide(scripted({
+          worker: (driver) =>
+            Effect.gen(function* () {
+              for (let i = 0; i < 5; i++) {
+                // Sent, then the connection drops (its answer may be lost with it); then asked while disconnected.
+                yield* driver.emit({ _tag: "TurnStarted" })
+                yield* driver.dropConnection
+                expect(yield* driver.turn({ usage: { input: 1 } })).toBe("done")
+              }
+              yield* driver.waitForTool("finish")
+              yield* driver.call("finish", {})
+            })
+        }))
+      ))
+
   it.live("an agent under no budget is told nothing and never waits for the run before a turn", () =>
     Process.make("main", () =>
       Effect.gen(function* () {

@@ -187,6 +187,8 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
     let current: Connection | undefined
     let callCounter = 0
     let maxFrameBytes = options.maxFrameBytes ?? defaultMaxFrameBytes
+    /** `TurnStarted` events sent on the current connection. */
+    let turnsSent = 0
     const budget = yield* SubscriptionRef.make(unlimited)
     let budgetNow = unlimited
     const setBudget = (f: (view: BudgetView) => BudgetView) =>
@@ -230,6 +232,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         onLeft: (reason) => send({ _tag: "Event", event: { _tag: "EventDropped", event: event._tag, reason } }),
         onRight: (frame) => {
           const size = Buffer.byteLength(frame, "utf8")
+          if (event._tag === "TurnStarted" && size <= maxFrameBytes) turnsSent++
           return size <= maxFrameBytes ? sendFrame(frame) : send({
             _tag: "Event",
             event: {
@@ -281,8 +284,11 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       Effect.gen(function* () {
         let resyncRequested = false
         let synchronized = false
+        /** Whether the run has said where the agent stands on this connection (its first `Budget` frame). */
+        let budgetTold = false
         yield* Effect.addFinalizer(() => connection.close(Wire.CloseCode.normal, "client closed"))
         current = connection
+        turnsSent = 0
         yield* Effect.forkScoped(heartbeat(connection, options.heartbeat))
         yield* connection.forEach((frame) =>
           Effect.gen(function* () {
@@ -311,12 +317,16 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
                 return yield* Deferred.succeed(synced, undefined)
               }
               case "Budget": {
-                const answers = message.answers
+                // A connection's first frame comes before any answer on it: the turns still to be answered
+                // are those sent on it and those waiting to be (an answer lost with an earlier connection
+                // never comes).
+                const pending = budgetTold ? undefined : turnsSent + buffered.filter((event) => event._tag === "TurnStarted").length
+                budgetTold = true
                 yield* setBudget((view) => ({
                   limited: true,
                   state: message.state,
                   reason: message.reason,
-                  unanswered: Math.max(0, view.unanswered - answers)
+                  unanswered: Math.max(0, (pending ?? view.unanswered) - message.answers)
                 }))
                 if (options.onBudget) yield* options.onBudget(message)
                 return
