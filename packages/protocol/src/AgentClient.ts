@@ -310,6 +310,8 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
               case "Synced": {
                 if (message.seq !== lastSeq || synchronized) return
                 synchronized = true
+                // The run tells an agent under a budget so before `Synced`: silence means none (any more).
+                if (!budgetTold) yield* setBudget(() => unlimited)
                 if (message.maxFrameBytes !== undefined && message.maxFrameBytes > 0) maxFrameBytes = message.maxFrameBytes
                 yield* resendPending
                 yield* Effect.forEach(buffered.splice(0), sendEvent, { discard: true })
