@@ -31,10 +31,27 @@ import {
 } from "effect"
 import type * as Protocol from "@ramure/protocol/Protocol"
 import { BudgetExceeded } from "./Errors.js"
+import {
+  agentKey,
+  type Breach,
+  carve,
+  chain,
+  errorOf,
+  exhausted,
+  gateOf,
+  hasRoom,
+  kinds,
+  type Node,
+  passed,
+  processKey,
+  type Restored,
+  restore,
+  spentOf
+} from "./internal/budgetTree.js"
 import * as Spend from "./internal/spend.js"
 import { CurrentProcess } from "./internal/processState.js"
 import { Journal } from "./Journal.js"
-import { type BudgetAmounts, BudgetKind, type BudgetPolicy, type LogEntry, type RunEvent } from "./RunEvent.js"
+import type { BudgetAmounts, BudgetKind, BudgetPolicy, RunEvent } from "./RunEvent.js"
 import { RunLog } from "./RunLog.js"
 
 export { BudgetExceeded } from "./Errors.js"
@@ -60,7 +77,7 @@ export interface Options {
 /** What `raise` adds: an amount per kind (time as a duration). */
 export type Raise = Omit<Options, "onExceeded" | "warnAt">
 
-export const kinds: ReadonlyArray<BudgetKind> = BudgetKind.literals
+export { kinds } from "./internal/budgetTree.js"
 
 /** The amounts of `options`, time in milliseconds; kinds without a limit are left out. */
 export const amountsOf = (options: Raise): BudgetAmounts => {
@@ -124,102 +141,6 @@ export class Budgets extends Context.Tag("@ramure/core/Budgets")<
     readonly exceeded: (path: string) => Effect.Effect<BudgetExceeded>
   }
 >() {}
-
-// ---------------------------------------------------------------------------
-
-type GateState = Protocol.Budget["state"]
-
-interface Breach {
-  readonly kind: BudgetKind
-  readonly limit: number
-  readonly spent: number
-}
-
-interface Node {
-  readonly key: string
-  readonly process: string
-  readonly agent: string | undefined
-  readonly parent: string | undefined
-  readonly limits: BudgetAmounts
-  readonly policy: BudgetPolicy
-  readonly warnAt: number
-  readonly spent: Spend.Spend
-  readonly startedAt: number
-  readonly warned: ReadonlyArray<BudgetKind>
-  readonly exceeded: Breach | undefined
-  /** How the owner fails (a process's own; an agent's is its process's). */
-  readonly fail: (error: BudgetExceeded) => Effect.Effect<void>
-  /** The agent's gate (agents only). */
-  readonly gate: SubscriptionRef.SubscriptionRef<Protocol.Budget> | undefined
-  /** The timer of a time limit. */
-  readonly timer: FiberHandle.FiberHandle | undefined
-}
-
-/** Dollars add up in floating point: $0.60 + 3 × $0.30 is exactly $1.50 here, not a hair past it. */
-const epsilon = 1e-9
-const hasRoom = (spent: number, limit: number) => limit - spent > epsilon
-
-const processKey = (path: string) => `process:${path}`
-const agentKey = (id: string) => `agent:${id}`
-
-const spentOf = (node: Node, kind: BudgetKind, now: number): number =>
-  kind === "time" ? now - node.startedAt : node.spent[kind]
-
-/** The node and its ancestors, nearest first. */
-const chain = (nodes: ReadonlyMap<string, Node>, key: string): Array<Node> => {
-  const out: Array<Node> = []
-  for (let node = nodes.get(key); node !== undefined; node = node.parent === undefined ? undefined : nodes.get(node.parent)) {
-    out.push(node)
-  }
-  return out
-}
-
-/** Where an agent stands: stopped if a `fail` budget above it ran out, paused if a `pause` one did. */
-const gateOf = (nodes: ReadonlyMap<string, Node>, key: string): { readonly state: GateState; readonly reason?: string } => {
-  let paused: Node | undefined
-  for (const node of chain(nodes, key)) {
-    if (node.exceeded === undefined) continue
-    if (node.policy === "fail") return { state: "stopped", reason: reasonOf(node, node.exceeded) }
-    paused ??= node
-  }
-  return paused === undefined ? { state: "open" } : { state: "paused", reason: reasonOf(paused, paused.exceeded!) }
-}
-
-/** The error a breach of the node's budget is. */
-const errorOf = (node: Node, breach: Breach): BudgetExceeded =>
-  new BudgetExceeded({ process: node.process, ...(node.agent === undefined ? {} : { agent: node.agent }), ...breach })
-
-const reasonOf = (node: Node, breach: Breach): string => errorOf(node, breach).message
-
-/** What a budget had before the run was resumed: its limits (raises included), since when, and what was spent under it. */
-interface Restored {
-  readonly limits: BudgetAmounts | undefined
-  readonly since: number | undefined
-  readonly spent: Spend.Spend
-}
-
-/**
- * The budgets of the log a resumed run goes on from, by node: the limits
- * each was set (and raised) to, and what was spent beneath it, so that a
- * resume neither forgets the spend nor grants a budget afresh.
- */
-const restore = (entries: ReadonlyArray<LogEntry>): ReadonlyMap<string, Restored> => {
-  const nodes = new Map<string, Restored>()
-  const get = (key: string) => nodes.get(key) ?? { limits: undefined, since: undefined, spent: Spend.zero }
-  for (const entry of entries) {
-    const event = entry.event
-    const key = entry.agent === undefined ? processKey(entry.process) : agentKey(entry.agent)
-    if (event._tag === "BudgetSet") nodes.set(key, { ...get(key), limits: event.limits, since: Date.parse(entry.ts) })
-    else if (event._tag === "BudgetRaised") nodes.set(key, { ...get(key), limits: event.limits })
-    else if (event._tag === "MessageEnded" && event.role === "assistant" && entry.agent !== undefined) {
-      const spend = Spend.ofAnswer(event.usage)
-      const parts = entry.process.split("/")
-      const keys = [key, ...parts.map((_, i) => processKey(parts.slice(0, i + 1).join("/")))]
-      for (const k of keys) nodes.set(k, { ...get(k), spent: Spend.add(get(k).spent, spend) })
-    }
-  }
-  return nodes
-}
 
 export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect(
   Budgets,
@@ -296,27 +217,6 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
         yield* refreshGates
       })
 
-    /** A limit the node's spend has passed. */
-    const passed = (node: Node, now: number): Breach | undefined => {
-      for (const kind of kinds) {
-        const limit = node.limits[kind]
-        if (limit === undefined) continue
-        const spent = spentOf(node, kind, now)
-        if (kind === "time" ? !hasRoom(spent, limit) : spent - limit > epsilon) return { kind, limit, spent }
-      }
-      return undefined
-    }
-    /** A limit with no room left for another turn. */
-    const exhausted = (node: Node, now: number): Breach | undefined => {
-      for (const kind of kinds) {
-        const limit = node.limits[kind]
-        if (limit === undefined) continue
-        const spent = spentOf(node, kind, now)
-        if (!hasRoom(spent, limit)) return { kind, limit, spent }
-      }
-      return undefined
-    }
-
     /** A node's time limit: warned about at `warnAt` of it, run out when the time is up, unless raised first. */
     const startTimer = (node: Node) => {
       const limit = node.limits.time
@@ -327,20 +227,6 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
           settle(node.key, (n) => n, passed, node.startedAt + ms)
         )
       return FiberHandle.run(node.timer, Effect.zipRight(at(limit * node.warnAt), at(limit)))
-    }
-
-    /** What the parents have left of each kind the budget limits: it gets no more. */
-    const carve = (all: ReadonlyMap<string, Node>, parent: string | undefined, requested: BudgetAmounts, now: number) => {
-      const granted: Types.Mutable<BudgetAmounts> = { ...requested }
-      for (const ancestor of parent === undefined ? [] : chain(all, parent)) {
-        for (const kind of kinds) {
-          const mine = granted[kind]
-          const limit = ancestor.limits[kind]
-          if (mine === undefined || limit === undefined) continue
-          granted[kind] = Math.max(0, Math.min(mine, limit - spentOf(ancestor, kind, now)))
-        }
-      }
-      return granted
     }
 
     const open = (options: {
