@@ -5,7 +5,7 @@
 import { Deferred, Duration, Effect, ExecutionStrategy, Exit, identity, Option, Schema, Scope, type Stream } from "effect"
 import { AgentLauncher, type LaunchSpec } from "./AgentLauncher.js"
 import { AgentSessions } from "./AgentSessions.js"
-import type { Options as BudgetOptions } from "./Budget.js"
+import * as Budget from "./Budget.js"
 import { ChildProcesses } from "./ChildProcesses.js"
 import {
   AgentCrashed,
@@ -52,7 +52,7 @@ export interface AgentOptions {
    * process's budgets have left; on a breach its process fails, or (`pause`)
    * the agent waits until the budget is raised.
    */
-  readonly budget?: BudgetOptions
+  readonly budget?: Budget.Options
 }
 
 export interface ToolOptions<A, I> {
@@ -119,6 +119,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
       message: `agent ${name}: give either a machine or a host, not both (the machine ${options.machine.id} decides its host)`
     })
   }
+  const badBudget = options.budget === undefined ? undefined : Budget.check(options.budget)
+  if (badBudget !== undefined) return yield* new InvalidArgument({ operation: "Agent.make", message: `agent ${name}: ${badBudget}` })
   const sandboxed = options.sandbox !== undefined && options.sandbox !== false
   if (options.machine !== undefined && (options.worktree !== undefined || sandboxed)) {
     return yield* new InvalidArgument({

@@ -91,6 +91,30 @@ export const amountsOf = (options: Raise): BudgetAmounts => {
   return amounts
 }
 
+/** Why `options` is not a budget (a limit that is not a number of at least 0, a `warnAt` outside (0, 1]), if it is not. */
+export const check = (options: Options): string | undefined => {
+  for (const kind of kinds) {
+    if (kind === "time") continue
+    const limit = options[kind]
+    if (limit !== undefined && !(typeof limit === "number" && Number.isFinite(limit) && limit >= 0)) {
+      return `the budget's ${kind} must be a number of at least 0 (got ${String(limit)})`
+    }
+  }
+  if (options.time !== undefined) {
+    const time = Duration.decodeUnknown(options.time)
+    if (Option.isNone(time) || !Duration.isFinite(time.value)) {
+      return `the budget's time must be a finite duration (got ${Option.isSome(time) ? Duration.format(time.value) : String(options.time)})`
+    }
+  }
+  if (options.warnAt !== undefined && !(options.warnAt > 0 && options.warnAt <= 1)) {
+    return `the budget's warnAt must be a fraction in (0, 1] (got ${String(options.warnAt)})`
+  }
+  if (options.onExceeded !== undefined && options.onExceeded !== "fail" && options.onExceeded !== "pause") {
+    return `the budget's onExceeded must be "fail" or "pause" (got ${String(options.onExceeded)})`
+  }
+  return undefined
+}
+
 /** There is no such budget to raise (or read). */
 export class NoBudget extends Schema.TaggedError<NoBudget>()("NoBudget", {
   target: Schema.String,

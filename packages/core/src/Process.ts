@@ -35,7 +35,7 @@ import {
   ProcessTimeout,
   type ProcessError
 } from "./Errors.js"
-import { Budgets, type Options as BudgetOptions } from "./Budget.js"
+import { Budgets, check as checkBudget, type Options as BudgetOptions } from "./Budget.js"
 import { attach, type AttachOptions, awaitEndpoint, callEndpoint } from "./internal/endpoints.js"
 import * as EventLog from "./internal/eventLog.js"
 import { CurrentProcess, type ProcessEvent, type ProcessState } from "./internal/processState.js"
@@ -141,12 +141,17 @@ const runIn = (state: ProcessState, body: Effect.Effect<unknown, unknown, unknow
           )
         }
         yield* state.events.append({ _tag: "started", process: state.path })
-        yield* (yield* Budgets).process({
-          path: state.path,
-          parent: state.parent?.path,
-          budget: options.budget,
-          fail: (error) => Effect.asVoid(Deferred.fail(state.completion, error))
-        }).pipe(Scope.extend(state.scope))
+        const badBudget = options.budget === undefined ? undefined : checkBudget(options.budget)
+        if (badBudget !== undefined) {
+          yield* Deferred.fail(state.completion, new ProcessFailed({ process: state.path, reason: badBudget }))
+        } else {
+          yield* (yield* Budgets).process({
+            path: state.path,
+            parent: state.parent?.path,
+            budget: options.budget,
+            fail: (error) => Effect.asVoid(Deferred.fail(state.completion, error))
+          }).pipe(Scope.extend(state.scope))
+        }
         yield* control.register(state.path, {
           names: Effect.sync(() => [...state.endpoints.keys()]),
           call: (endpoint, args, caller) => callEndpoint(state, endpoint, args, caller)

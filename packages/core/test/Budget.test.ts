@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Option, Schema, Stream } from "effect"
+import { Duration, Effect, Exit, Option, Schema, Stream } from "effect"
 import * as Agent from "../src/Agent.js"
 import * as Budget from "../src/Budget.js"
 import { BudgetExceeded } from "../src/Errors.js"
@@ -281,6 +281,18 @@ describe("Budgets", () => {
             })
         }))
       ))
+
+  it.live("a budget that is not one is a clear, typed error: InvalidArgument for an agent, ProcessFailed for a process", () =>
+    Effect.gen(function* () {
+      const agent = (budget: Budget.Options) =>
+        Process.make("main", () => Effect.flip(Agent.make("worker", { budget })))()
+      expect((yield* agent({ cost: -1 })).message).toBe("agent worker: the budget's cost must be a number of at least 0 (got -1)")
+      expect((yield* agent({ turns: Number.NaN })).message).toBe("agent worker: the budget's turns must be a number of at least 0 (got NaN)")
+      expect((yield* agent({ warnAt: 2 })).message).toBe("agent worker: the budget's warnAt must be a fraction in (0, 1] (got 2)")
+      expect((yield* agent({ time: Duration.infinity })).message).toBe("agent worker: the budget's time must be a finite duration (got Infinity)")
+      const process = yield* Effect.flip(Process.make("main", () => Process.wait(), { budget: { totalTokens: -5 } })())
+      expect(process.message).toBe("process main failed: the budget's totalTokens must be a number of at least 0 (got -5)")
+    }).pipe(Effect.provide(scripted({}))))
 
   it.live("an agent under no budget is told nothing and never waits for the run before a turn", () =>
     Process.make("main", () =>
