@@ -5,8 +5,11 @@
 import type * as RunEvent from "@ramure/core/RunEvent"
 import type { LogEntry } from "@ramure/core/RunEvent"
 import type { MachineInfo } from "@ramure/core/Machine"
-import type { BudgetStatus, RunStatus } from "@ramure/core/RunStatus"
+import { budgetAmount, budgetAmounts, budgetRow, kindNames } from "@ramure/core/BudgetReport"
+import type { RunStatus } from "@ramure/core/RunStatus"
 import { describeEndpoint } from "@ramure/core/Signature"
+
+export { budgetAmount, budgetAmounts, budgetRow } from "@ramure/core/BudgetReport"
 import { visible } from "./Terminal.js"
 
 /** `text` (from a run) fit for one line of a terminal: line breaks as `⏎`, tabs as spaces, controls visible. */
@@ -59,25 +62,6 @@ const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" :
 
 const tokens = (usage: { readonly input: number; readonly output: number; readonly cost: number }) =>
   ` (${usage.input}→${usage.output} tokens, $${usage.cost.toFixed(4)})`
-
-const kindNames: Record<RunEvent.BudgetKind, string> = {
-  inputTokens: "input tokens",
-  outputTokens: "output tokens",
-  totalTokens: "tokens",
-  cost: "cost",
-  turns: "turns",
-  time: "time"
-}
-
-/** An amount of a budget's kind: `$0.5000`, `30.0 s`, `1200`. */
-export const budgetAmount = (kind: RunEvent.BudgetKind, n: number): string =>
-  kind === "cost" ? `$${n.toFixed(4)}` : kind === "time" ? `${(n / 1000).toFixed(1)} s` : String(Math.round(n))
-
-/** `cost $0.5000, turns 10`: the kinds of `amounts` that are set. */
-export const budgetAmounts = (values: RunEvent.BudgetAmounts): string =>
-  (Object.keys(kindNames) as Array<RunEvent.BudgetKind>)
-    .flatMap((kind) => (values[kind] === undefined ? [] : [`${kindNames[kind]} ${budgetAmount(kind, values[kind]!)}`]))
-    .join(", ")
 
 type Describe<T extends RunEvent.Tag> = (event: RunEvent.Of<T>, entry: LogEntry) => string
 
@@ -171,31 +155,6 @@ const money = (cost: number): string => `$${cost.toFixed(4)}`
 const machineText = (machine: MachineInfo): string =>
   `${machine.kind}${machine.sandbox === undefined ? "" : "+sandbox"} ${machine.host === undefined ? "" : `${machine.host}:`}${machine.cwd}` +
   (machine.worktree === undefined ? "" : ` (${machine.worktree.branch})`)
-
-/** One budget against its spend: `agent reviewer  cost $0.3100/$0.5000, turns 4/10  pause  exceeded: cost`. */
-export const budgetRow = (budget: BudgetStatus, status: RunStatus, now = Date.now()): Array<string> => {
-  const spentOf = (kind: RunEvent.BudgetKind): number =>
-    kind === "time" ? (budget.until === undefined ? now : Date.parse(budget.until)) - Date.parse(budget.since) : budget.spent[kind]
-  const limited = (Object.keys(kindNames) as Array<RunEvent.BudgetKind>).filter((kind) => budget.limits[kind] !== undefined)
-  const ended = budget.until !== undefined ||
-    (budget.agent === undefined
-      ? status.processes.find((p) => p.path === budget.process)?.state !== "running"
-      : status.agents.find((a) => a.id === budget.agent)?.state === "done")
-  const state = budget.exceeded !== undefined
-    ? `exceeded: ${kindNames[budget.exceeded.kind]}${budget.onExceeded === "pause" && !ended ? " (paused)" : ""}`
-    : ended
-    ? "ended"
-    : budget.warned.length > 0
-    ? `warned: ${budget.warned.map((kind) => kindNames[kind]).join(", ")}`
-    : "ok"
-  return [
-    budget.agent === undefined ? `process ${budget.process}` : `agent ${budget.agent}`,
-    limited.map((kind) => `${kindNames[kind]} ${budgetAmount(kind, spentOf(kind))}/${budgetAmount(kind, budget.limits[kind]!)}`)
-      .join(", ") || "-",
-    budget.onExceeded,
-    state
-  ]
-}
 
 /** The human status report of a run. */
 export const statusReport = (
