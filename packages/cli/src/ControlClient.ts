@@ -10,7 +10,7 @@ import { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import type { Registry } from "@ramure/node"
 import { ControlRpcs } from "@ramure/core/RunControl"
-import type { LogEntry } from "@ramure/core/RunEvent"
+import type { BudgetAmounts, LogEntry } from "@ramure/core/RunEvent"
 import { shortId } from "@ramure/core/RunInfo"
 import type { RunStatus } from "@ramure/core/RunStatus"
 import * as Protocol from "@ramure/protocol/Protocol"
@@ -34,6 +34,8 @@ export interface ControlClient {
     options?: { readonly process?: string | undefined; readonly timeout?: Duration.DurationInput }
   ) => Effect.Effect<unknown, ControlFailed | RunUnreachable>
   readonly stop: (reason: string) => Effect.Effect<void, ControlFailed | RunUnreachable>
+  /** Raise the budget of a live agent or process by `by`; the limits it has now. */
+  readonly budget: (target: string, by: BudgetAmounts) => Effect.Effect<BudgetAmounts, ControlFailed | RunUnreachable>
   /** The run's log entries with `n > after`, live, until the run ends. */
   readonly follow: (after: number) => Stream.Stream<FollowEvent, RunUnreachable>
 }
@@ -113,6 +115,7 @@ export const connect = Effect.fn("ControlClient.connect")(function* (
         callOptions.timeout ?? "60 seconds"
       ),
     stop: (reason) => ask("Stop", client.Stop({ reason })),
+    budget: (target, by) => ask("Budget", client.Budget({ target, by })),
     follow: (after) => {
       let outcome: string | undefined
       return client.Follow({ after }).pipe(

@@ -5,8 +5,11 @@
 import type * as RunEvent from "@ramure/core/RunEvent"
 import type { LogEntry } from "@ramure/core/RunEvent"
 import type { MachineInfo } from "@ramure/core/Machine"
+import { budgetAmount, budgetAmounts, budgetRow, kindNames } from "@ramure/core/BudgetReport"
 import type { RunStatus } from "@ramure/core/RunStatus"
 import { describeEndpoint } from "@ramure/core/Signature"
+
+export { budgetAmount, budgetAmounts, budgetRow } from "@ramure/core/BudgetReport"
 import { visible } from "./Terminal.js"
 
 /** `text` (from a run) fit for one line of a terminal: line breaks as `⏎`, tabs as spaces, controls visible. */
@@ -114,6 +117,15 @@ const lines: { readonly [T in RunEvent.Tag]: Describe<T> } = {
   PoolMemberAssigned: (e) => `took pool member ${e.member}`,
   PoolMemberDied: (e) => `pool member ${e.member} died`,
   PoolStartFailed: (e) => `a pool member failed to start: ${oneLine(e.error, 160)}`,
+  BudgetSet: (e) =>
+    `budget set: ${budgetAmounts(e.limits) || "no limits"} (on exceeded: ${e.onExceeded})` +
+    (e.requested === undefined ? "" : `; asked for ${budgetAmounts(e.requested)}, more than its parents had left`),
+  BudgetWarning: (e) =>
+    `budget warning: ${kindNames[e.kind]} ${budgetAmount(e.kind, e.spent)} of ${budgetAmount(e.kind, e.limit)}`,
+  BudgetExceeded: (e) =>
+    `budget exceeded: ${kindNames[e.kind]} ${budgetAmount(e.kind, e.spent)} of ${budgetAmount(e.kind, e.limit)}` +
+    (e.onExceeded === "pause" ? " — paused until it is raised" : " — failing"),
+  BudgetRaised: (e) => `budget raised by ${budgetAmounts(e.by)}${e.caller ? ` (${e.caller})` : ""}: now ${budgetAmounts(e.limits)}`,
   WorkStarted: () => "working",
   WorkEnded: () => "idle",
   TurnStarted: () => "turn started",
@@ -163,6 +175,7 @@ export const statusReport = (
         `${"  ".repeat(p.path.split("/").length - 1)}${p.path}`,
         p.state,
         p.endedAt ? `ran ${age(p.startedAt, Date.parse(p.endedAt))}` : `for ${age(p.startedAt)}`,
+        `${money(p.spent.cost)}, ${count(p.spent.turns, "turn")}`,
         p.error ? oneLine(p.error, 100) : ""
       ]),
       "  "
@@ -194,9 +207,16 @@ export const statusReport = (
   const totals = status.totals
   lines.push(
     "",
-    `total: ${totals.toolCalls} tool calls, ${totals.piToolCalls} pi tool calls, ` +
+    `total: ${totals.toolCalls} tool calls, ${totals.piToolCalls} pi tool calls, ${count(totals.turns, "model turn")}, ` +
       `${totals.inputTokens}/${totals.outputTokens} tokens in/out, ${money(totals.cost)}`
   )
+  if (status.budgets.length > 0) {
+    lines.push("", "budgets")
+    lines.push(table(
+      [["BUDGET", "SPENT / LIMIT", "ON EXCEEDED", "STATE"], ...status.budgets.map((b) => budgetRow(b, status))],
+      "  "
+    ))
+  }
   if (status.connections.length > 0) {
     lines.push("", "connections")
     for (const c of status.connections) lines.push(`  ${inline(c.from)} → ${inline(c.to)}`)

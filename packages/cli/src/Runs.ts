@@ -154,7 +154,16 @@ export interface Row {
   readonly agents: number
   /** The run's one-line description, when its program gave one. */
   readonly summary: string | undefined
+  /** What its agents' models cost, in dollars, as its log says so far. */
+  readonly cost: number
 }
+
+/** What a run's agents' models cost so far, from its log files. */
+export const costOf = (home: string, id: string): number =>
+  readLog(home, id).reduce(
+    (total, entry) => total + (entry.event._tag === "MessageEnded" ? entry.event.usage?.cost ?? 0 : 0),
+    0
+  )
 
 /** What the run's own log says of its start. */
 const started = (home: string, id: string) => {
@@ -176,7 +185,8 @@ export const list = Effect.fn("Runs.list")(function* (home: string, options: { r
     live: true,
     outcome: undefined,
     agents: agentCount(home, entry.execution_id),
-    summary: started(home, entry.execution_id).event?.summary
+    summary: started(home, entry.execution_id).event?.summary,
+    cost: costOf(home, entry.execution_id)
   }))
   for (const { entry, until } of yield* interrupted(home)) {
     rows.push({
@@ -187,7 +197,8 @@ export const list = Effect.fn("Runs.list")(function* (home: string, options: { r
       live: false,
       outcome: `interrupted, resumable: its agents wait until ${new Date(until).toISOString()}`,
       agents: agentCount(home, entry.execution_id),
-      summary: started(home, entry.execution_id).event?.summary
+      summary: started(home, entry.execution_id).event?.summary,
+      cost: costOf(home, entry.execution_id)
     })
   }
   if (options.all) {
@@ -203,7 +214,8 @@ export const list = Effect.fn("Runs.list")(function* (home: string, options: { r
         live: false,
         outcome: outcomeOf(entries),
         agents: agentCount(home, id),
-        summary: event?.summary
+        summary: event?.summary,
+        cost: costOf(home, id)
       })
     }
   }

@@ -7,6 +7,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Option } from "effect"
 import packageJson from "../package.json" with { type: "json" }
+import { budget } from "./commands/budget.js"
 import { connect, ssh } from "./commands/connect.js"
 import { gc } from "./commands/gc.js"
 import { ls } from "./commands/ls.js"
@@ -25,7 +26,7 @@ const safe = <Name extends string, R, E, A>(verb: Command.Command<Name, R, E, A>
 const ramure = Command.make("ramure").pipe(
   Command.withDescription("Watch and steer ramure runs (RAMURE_HOME, default ~/.ramure)."),
   Command.withSubcommands([
-    safe(ls), safe(status), safe(tail), safe(send), safe(call), safe(stop), safe(resume), safe(connect), safe(ssh), safe(web), safe(gc)
+    safe(ls), safe(status), safe(tail), safe(send), safe(call), safe(budget), safe(stop), safe(resume), safe(connect), safe(ssh), safe(web), safe(gc)
   ])
 )
 

@@ -77,6 +77,8 @@ it.scopedLive("in Chromium, against pi agents in tmux: agents and states, a grow
     expect(builder).toContain(`ramure-${run.id.slice(0, 8)}-builder`)
     expect(builder).toMatch(/1 tool call\b/)
     expect(builder).toMatch(/\$0\.0\d{3}/)
+    expect(builder).toMatch(/budget: cost \$0\.0\d{3}\/\$1\.0000 · on exceeded: fail · ok/)
+    expect(yield* text(page, "article[data-agent=auditor]")).not.toContain("budget:")
     expect(yield* text(page, "#run-state")).toBe("live")
     expect(yield* text(page, "#processes")).toMatch(/review\s+running/)
 

@@ -5,7 +5,7 @@ import * as net from "node:net"
 import * as path from "node:path"
 import { background, built, deadPid, ramure, tempHome, writeEntry } from "./helpers.js"
 
-const verbs = ["ls", "status", "tail", "send", "call", "stop", "connect", "ssh", "gc"]
+const verbs = ["ls", "status", "tail", "send", "call", "budget", "stop", "connect", "ssh", "gc"]
 
 /** One line on stderr, a non-zero exit code, no stack trace. */
 const expectUserError = (result: { code: number | null; stderr: string }, text: string) => {

@@ -79,9 +79,9 @@ layer(live, { timeout: "180 seconds", excludeTestServices: true })("ramure disco
       const status = (yield* ramure(home, ["status", id])).stdout
       expect(status).toMatch(/AGENT\s+STATE\s+MACHINE\s+TMUX\s+TOOLS\s+PI TOOLS\s+TOKENS IN\/OUT\s+COST/)
       expect(status).toMatch(/solo\s+idle\s+local \S+\s+-\s+0\s+1\s+100\/20\s+\$0\.5000/)
-      expect(status).toContain("\ntotal: 0 tool calls, 1 pi tool calls, 100/20 tokens in/out, $0.5000")
+      expect(status).toContain("\ntotal: 0 tool calls, 1 pi tool calls, 1 model turn, 100/20 tokens in/out, $0.5000")
       const json = JSON.parse((yield* ramure(home, ["status", id, "--json"])).stdout)
-      expect(json.totals).toEqual({ inputTokens: 100, outputTokens: 20, cost: 0.5, toolCalls: 0, piToolCalls: 1 })
+      expect(json.totals).toEqual({ inputTokens: 100, outputTokens: 20, cost: 0.5, toolCalls: 0, piToolCalls: 1, turns: 1 })
       expect(json.agents.find((agent: { id: string }) => agent.id === "solo").piToolCalls).toBe(1)
     }))
 

@@ -54,7 +54,7 @@ layer(runs, { timeout: "180 seconds", excludeTestServices: true })("ramure again
         expect.objectContaining({ id: solo.id, program: "fixture", pid: solo.pid, live: true, agents: 1 })
       ]))
       const text = (yield* ramure(home, ["ls"])).stdout
-      expect(text).toMatch(new RegExp(`${duo.id.slice(0, 8)}\\s+fixture\\s+${duo.pid}\\s.*\\s2\\s+live`))
+      expect(text).toMatch(new RegExp(`${duo.id.slice(0, 8)}\\s+fixture\\s+${duo.pid}\\s.*\\s2\\s+\\$0\\.0000\\s+live`))
       expect(text).not.toContain(duo.id)
     }))
 

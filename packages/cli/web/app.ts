@@ -5,7 +5,7 @@
  */
 import type { LogEntry } from "@ramure/core/RunEvent"
 import type { AgentStatus, EndpointStatus, RunStatus } from "@ramure/core/RunStatus"
-import { describe } from "../src/Format.js"
+import { budgetRow, describe } from "../src/Format.js"
 import { byId, clock, count, duration, fill, h, money } from "./dom.js"
 import { makeForm } from "./schemaForm.js"
 import * as Timeline from "./timeline.js"
@@ -30,7 +30,7 @@ interface Current {
 }
 
 let current: Current | undefined
-const cards = new Map<string, { readonly card: HTMLElement; readonly update: (agent: AgentStatus) => void }>()
+const cards = new Map<string, { readonly card: HTMLElement; readonly update: (agent: AgentStatus, status: RunStatus) => void }>()
 const forms = new Map<string, HTMLElement>()
 
 const api = (path: string) => `api/runs/${encodeURIComponent(current?.id ?? "")}/${path}`
@@ -73,7 +73,7 @@ const makeCard = (id: string) => {
   const model = h("div", { class: "muted" })
   const numbers = h("div", { class: "numbers" })
   const last = h("div", { class: "muted last" })
-  // Budgets (tokens, cost, time) will show here when an agent has one.
+  // The agent's own budget, when it has one.
   const budget = h("div", { class: "budget", hidden: true })
   const text = h("input", { type: "text", placeholder: `message ${id}…`, "aria-label": `Message to ${id}`, name: "message" })
   const result = h("small", { class: "muted", "data-result": "" })
@@ -92,7 +92,7 @@ const makeCard = (id: string) => {
     )
   })
   const card = h("article", { class: "card", "data-agent": id }, h("header", {}, h("strong", {}, id), state), model, numbers, budget, last, form)
-  const update = (agent: AgentStatus) => {
+  const update = (agent: AgentStatus, status: RunStatus) => {
     card.dataset.state = agent.state
     state.textContent = stateLabel[agent.state]
     state.className = `badge ${agent.state}`
@@ -107,6 +107,13 @@ const makeCard = (id: string) => {
       h("span", {}, `${agent.toolCalls} tool call${agent.toolCalls === 1 ? "" : "s"}${agent.toolErrors > 0 ? ` (${agent.toolErrors} failed)` : ""}`),
       h("span", {}, `${agent.piToolCalls} pi tool${agent.piToolCalls === 1 ? "" : "s"}`)
     )
+    const own = [...status.budgets].reverse().find((b) => b.agent === id)
+    budget.hidden = own === undefined
+    if (own !== undefined) {
+      const [, spent, policy, state] = budgetRow(own, status)
+      budget.dataset.state = own.exceeded === undefined ? "ok" : "exceeded"
+      budget.textContent = `budget: ${spent} · on exceeded: ${policy} · ${state}`
+    }
     const lastEntry = lastOf(id)
     last.textContent = lastEntry === undefined ? "" : `${clock(lastEntry.ts)} ${describe(lastEntry)}`
     form.hidden = !canSteer() || agent.state === "done" || agent.state === "crashed"
@@ -123,7 +130,7 @@ const renderAgents = (status: RunStatus) => {
       cards.set(agent.id, entry)
       container.append(entry.card)
     }
-    entry.update(agent)
+    entry.update(agent, status)
   }
   const { cost, inputTokens, outputTokens, piToolCalls, toolCalls } = status.totals
   byId("totals").textContent =

@@ -5,6 +5,7 @@
 import { Deferred, Duration, Effect, ExecutionStrategy, Exit, identity, Option, Schema, Scope, type Stream } from "effect"
 import { AgentLauncher, type LaunchSpec } from "./AgentLauncher.js"
 import { AgentSessions } from "./AgentSessions.js"
+import * as Budget from "./Budget.js"
 import { ChildProcesses } from "./ChildProcesses.js"
 import {
   AgentCrashed,
@@ -46,6 +47,12 @@ export interface AgentOptions {
   readonly startTimeout?: Duration.DurationInput
   /** How long a released agent gets to shut down before it is killed (default 1 s). */
   readonly shutdownGrace?: Duration.DurationInput
+  /**
+   * What this agent may spend (see `Budget`), carved out of what its
+   * process's budgets have left; on a breach its process fails, or (`pause`)
+   * the agent waits until the budget is raised.
+   */
+  readonly budget?: Budget.Options
 }
 
 export interface ToolOptions<A, I> {
@@ -112,6 +119,8 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
       message: `agent ${name}: give either a machine or a host, not both (the machine ${options.machine.id} decides its host)`
     })
   }
+  const badBudget = options.budget === undefined ? undefined : Budget.check(options.budget)
+  if (badBudget !== undefined) return yield* new InvalidArgument({ operation: "Agent.make", message: `agent ${name}: ${badBudget}` })
   const sandboxed = options.sandbox !== undefined && options.sandbox !== false
   if (options.machine !== undefined && (options.worktree !== undefined || sandboxed)) {
     return yield* new InvalidArgument({
@@ -141,7 +150,7 @@ export const make = Effect.fn("Agent.make")(function* (name: string, options: Ag
     // Starting pi is heavy: only so many agents start at once.
     const { launched, machine, session } = yield* (pooled || launcher.lightStart === true ? identity : limits.withStartPermit)(
       Effect.gen(function* () {
-        const session = yield* sessions.create(name, owner.path, { resume, parentSpan: around })
+        const session = yield* sessions.create(name, owner.path, { resume, parentSpan: around, budget: options.budget })
         // Runs last: after the shutdown request, the kill and the machine's release.
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(Effect.sync(() => owner.agents.delete(session.id)), session.release)

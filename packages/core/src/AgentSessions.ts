@@ -5,6 +5,7 @@
 import { Context, Effect, Layer, Option, type Scope, type Tracer } from "effect"
 import * as AgentSession from "./internal/agentSession.js"
 import * as Replays from "./internal/replays.js"
+import { Budgets, type Options as BudgetOptions } from "./Budget.js"
 import * as Protocol from "@ramure/protocol/Protocol"
 import { Journal, type AgentJournal } from "./Journal.js"
 import { RunLog } from "./RunLog.js"
@@ -27,7 +28,12 @@ export class AgentSessions extends Context.Tag("@ramure/core/AgentSessions")<
     readonly create: (
       name: string,
       process: string,
-      options?: { readonly resume?: AgentJournal | undefined; readonly parentSpan?: Option.Option<Tracer.AnySpan> }
+      options?: {
+        readonly resume?: AgentJournal | undefined
+        readonly parentSpan?: Option.Option<Tracer.AnySpan>
+        /** The agent's own budget (those of its process and above apply anyway). */
+        readonly budget?: BudgetOptions | undefined
+      }
     ) => Effect.Effect<AgentSession.AgentSession, never, Scope.Scope>
     readonly lookup: (id: string) => Effect.Effect<Option.Option<AgentSession.AgentSession>>
     /** Ids of the live agents. */
@@ -44,12 +50,13 @@ export class AgentSessions extends Context.Tag("@ramure/core/AgentSessions")<
 export const idFor = (name: string): string =>
   name.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 48).replace(/[^A-Za-z0-9]+$/, "") || "agent"
 
-export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, RunLog | RunRoutes | Journal> =>
+export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, RunLog | RunRoutes | Journal | Budgets> =>
   Layer.scoped(
     AgentSessions,
     Effect.gen(function* () {
       const runLog = yield* RunLog
       const routes = yield* RunRoutes
+      const budgets = yield* Budgets
       const sessions = new Map<string, AgentSession.AgentSession>()
       // A resumed run gives no new agent an id its journal has.
       const journal = yield* Journal
@@ -83,7 +90,8 @@ export const layer = (options: Options = {}): Layer.Layer<AgentSessions, never, 
               maxMessageBytes,
               parentSpan: createOptions.parentSpan,
               resume,
-              replays
+              replays,
+              budget: yield* budgets.agent({ id, process, budget: createOptions.budget })
             })
             yield* Effect.acquireRelease(
               Effect.sync(() => void sessions.set(id, session)),

@@ -3,6 +3,7 @@
  * tools and endpoints.
  */
 import { Schema } from "effect"
+import { BudgetKind } from "./RunEvent.js"
 
 /**
  * `Process.fail(reason)` was called with a text, or with an error of a type
@@ -188,12 +189,41 @@ export class ResumeDiverged extends Schema.TaggedError<ResumeDiverged>()("Resume
   }
 }
 
-export type ProcessError = ProcessFailed | ProcessTimeout | ProcessCancelled | AgentCrashed | LogWriteFailed | ResumeDiverged
+/**
+ * A budget ran out (see `Budget`): whose (`process`, and `agent` for an
+ * agent's own budget), of what kind, its limit and what was spent.
+ */
+export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
+  process: Schema.String,
+  agent: Schema.optional(Schema.String),
+  kind: BudgetKind,
+  limit: Schema.Number,
+  spent: Schema.Number
+}) {
+  override get message() {
+    const whose = this.agent === undefined ? `process ${this.process}` : `agent ${this.agent}`
+    const amount = (n: number) =>
+      this.kind === "cost" ? `$${n.toFixed(4)}` : this.kind === "time" ? `${(n / 1000).toFixed(1)} s` : String(n)
+    const what = this.kind === "cost" ? "cost" : this.kind === "time" ? "time" : this.kind === "turns" ? "model turns" :
+      this.kind.replace("Tokens", " tokens")
+    return `the budget of ${whose} is exceeded: ${what} ${amount(this.spent)} of ${amount(this.limit)}`
+  }
+}
+
+export type ProcessError =
+  | ProcessFailed
+  | ProcessTimeout
+  | ProcessCancelled
+  | AgentCrashed
+  | LogWriteFailed
+  | ResumeDiverged
+  | BudgetExceeded
 
 /** Whether `error` is one of the errors any process can end with. */
 export const isProcessError = (error: unknown): error is ProcessError =>
   error instanceof ProcessFailed || error instanceof ProcessTimeout || error instanceof ProcessCancelled ||
-  error instanceof AgentCrashed || error instanceof LogWriteFailed || error instanceof ResumeDiverged
+  error instanceof AgentCrashed || error instanceof LogWriteFailed || error instanceof ResumeDiverged ||
+  error instanceof BudgetExceeded
 export type EndpointError = EndpointNotFound | EndpointFailed | ProcessEnded
 
 /** A short, human text for any error value. */

@@ -35,6 +35,7 @@ import {
   ProcessTimeout,
   type ProcessError
 } from "./Errors.js"
+import { Budgets, check as checkBudget, type Options as BudgetOptions } from "./Budget.js"
 import { attach, type AttachOptions, awaitEndpoint, callEndpoint } from "./internal/endpoints.js"
 import * as EventLog from "./internal/eventLog.js"
 import { CurrentProcess, type ProcessEvent, type ProcessState } from "./internal/processState.js"
@@ -61,10 +62,15 @@ export interface ProcessOptions<S = never, F = never> {
    * typed so); any other error it is given becomes a `ProcessFailed`.
    */
   readonly failure?: Schema.Schema<F, any, never>
+  /**
+   * What the process, with its agents and children, may spend (see
+   * `Budget`); carved out of what its parents' budgets have left.
+   */
+  readonly budget?: BudgetOptions
 }
 
 /** What running a process needs from the run. */
-export type Requirements = RunLog | RunControl | Journal.Journal
+export type Requirements = RunLog | RunControl | Journal.Journal | Budgets
 
 /** A named, runnable process definition. Call it to run it as a nested child. */
 export interface Process<Args extends ReadonlyArray<any>, A, E, R> {
@@ -135,6 +141,17 @@ const runIn = (state: ProcessState, body: Effect.Effect<unknown, unknown, unknow
           )
         }
         yield* state.events.append({ _tag: "started", process: state.path })
+        const badBudget = options.budget === undefined ? undefined : checkBudget(options.budget)
+        if (badBudget !== undefined) {
+          yield* Deferred.fail(state.completion, new ProcessFailed({ process: state.path, reason: badBudget }))
+        } else {
+          yield* (yield* Budgets).process({
+            path: state.path,
+            parent: state.parent?.path,
+            budget: options.budget,
+            fail: (error) => Effect.asVoid(Deferred.fail(state.completion, error))
+          }).pipe(Scope.extend(state.scope))
+        }
         yield* control.register(state.path, {
           names: Effect.sync(() => [...state.endpoints.keys()]),
           call: (endpoint, args, caller) => callEndpoint(state, endpoint, args, caller)

@@ -15,7 +15,8 @@ import {
   ProcessEnded,
   ProcessNotFound
 } from "./Errors.js"
-import { LogEntry } from "./RunEvent.js"
+import { NoBudget } from "./Budget.js"
+import { BudgetAmounts, LogEntry } from "./RunEvent.js"
 import * as RunStatus from "./RunStatus.js"
 
 /** A live process as the control channel sees it. */
@@ -108,6 +109,16 @@ export class ControlRpcs extends RpcGroup.make(
     payload: { process: Schema.optional(Schema.String), endpoint: Schema.String, args: Schema.Unknown },
     success: Schema.Unknown,
     error: Schema.Union(EndpointNotFound, EndpointFailed, ProcessEnded, ProcessNotFound)
+  }),
+  /**
+   * Raise the budget of a live agent (by id) or process (by path): `by` is
+   * added to its limits; its paused agents go on if it has room again. The
+   * limits it has now.
+   */
+  Rpc.make("Budget", {
+    payload: { target: Schema.String, by: BudgetAmounts },
+    success: BudgetAmounts,
+    error: NoBudget
   }),
   /** Ask the run to stop: its root process is cancelled and every scope closes. */
   Rpc.make("Stop", { payload: { reason: Schema.optional(Schema.String) } }),

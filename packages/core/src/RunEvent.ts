@@ -251,6 +251,61 @@ export const WorktreeCollected = Schema.TaggedStruct("WorktreeCollected", {
 })
 
 // ---------------------------------------------------------------------------
+// Budgets (the entry's process, and agent for an agent's budget, say whose budget it is)
+
+/** What a budget counts: tokens, dollars, model turns, wall-clock milliseconds. */
+export const BudgetKind = Schema.Literal("inputTokens", "outputTokens", "totalTokens", "cost", "turns", "time")
+export type BudgetKind = typeof BudgetKind.Type
+
+/** An amount of each kind a budget counts (limits, spend, raises); a kind left out has no limit. */
+export const BudgetAmounts = Schema.Struct({
+  inputTokens: Schema.optional(Schema.Number),
+  outputTokens: Schema.optional(Schema.Number),
+  totalTokens: Schema.optional(Schema.Number),
+  cost: Schema.optional(Schema.Number),
+  turns: Schema.optional(Schema.Number),
+  /** Milliseconds of wall-clock time. */
+  time: Schema.optional(Schema.Number)
+})
+export type BudgetAmounts = typeof BudgetAmounts.Type
+
+export const BudgetPolicy = Schema.Literal("fail", "pause")
+export type BudgetPolicy = typeof BudgetPolicy.Type
+
+/** A process or agent got a budget: `limits` is what it was granted (a child's is carved out of what its parents had left). */
+export const BudgetSet = Schema.TaggedStruct("BudgetSet", {
+  limits: BudgetAmounts,
+  /** What was asked for, when more than the parents had left. */
+  requested: Schema.optional(BudgetAmounts),
+  onExceeded: BudgetPolicy,
+  /** The fraction of a limit at which `BudgetWarning` is logged. */
+  warnAt: Schema.Number
+})
+
+/** Spend of one kind reached the warning threshold of its limit. */
+export const BudgetWarning = Schema.TaggedStruct("BudgetWarning", {
+  kind: BudgetKind,
+  limit: Schema.Number,
+  spent: Schema.Number
+})
+
+/** A budget ran out: its spend passed the limit, or a model turn was asked for with none left. */
+export const BudgetExceeded = Schema.TaggedStruct("BudgetExceeded", {
+  kind: BudgetKind,
+  limit: Schema.Number,
+  spent: Schema.Number,
+  onExceeded: BudgetPolicy
+})
+
+/** A budget was raised (from the program or `ramure budget`): `limits` is what it is now. */
+export const BudgetRaised = Schema.TaggedStruct("BudgetRaised", {
+  by: BudgetAmounts,
+  limits: BudgetAmounts,
+  /** `cli`, or a process path. */
+  caller: Schema.optional(Schema.String)
+})
+
+// ---------------------------------------------------------------------------
 // Warm pool
 
 export const PoolMemberReady = Schema.TaggedStruct("PoolMemberReady", {
@@ -300,6 +355,10 @@ export const RunEvent = Schema.Union(
   PoolMemberAssigned,
   PoolMemberDied,
   PoolStartFailed,
+  BudgetSet,
+  BudgetWarning,
+  BudgetExceeded,
+  BudgetRaised,
   // What the agent reports about its own work (pi's events), recorded as they come.
   Protocol.WorkStarted,
   Protocol.WorkEnded,

@@ -5,14 +5,27 @@
  * every `RunEvent` (the handler table is checked to be exhaustive).
  */
 import { Schema, type Types } from "effect"
+import * as Spend from "./internal/spend.js"
 import { MachineInfo } from "./MachineInfo.js"
-import type { LogEntry, RunEvent, Tag } from "./RunEvent.js"
+import { BudgetAmounts, BudgetKind, BudgetPolicy, type LogEntry, type RunEvent, type Tag } from "./RunEvent.js"
 
 export const AgentState = Schema.Literal("starting", "idle", "working", "done", "crashed")
 export type AgentState = typeof AgentState.Type
 
 export const ProcessState = Schema.Literal("running", "done", "failed", "cancelled", "timeout")
 export type ProcessState = typeof ProcessState.Type
+
+/** What was spent: tokens (input counts cache reads and writes), dollars and model turns. */
+export const Spent = Schema.Struct({
+  inputTokens: Schema.Number,
+  outputTokens: Schema.Number,
+  totalTokens: Schema.Number,
+  cost: Schema.Number,
+  turns: Schema.Number
+})
+export type Spent = typeof Spent.Type
+
+const noSpend = () => ({ ...Spend.zero })
 
 export const ProcessStatus = Schema.Struct({
   path: Schema.String,
@@ -21,7 +34,9 @@ export const ProcessStatus = Schema.Struct({
   state: ProcessState,
   error: Schema.optional(Schema.String),
   startedAt: Schema.String,
-  endedAt: Schema.optional(Schema.String)
+  endedAt: Schema.optional(Schema.String),
+  /** What its agents and everything beneath it spent. */
+  spent: Schema.optionalWith(Spent, { default: noSpend })
 })
 export type ProcessStatus = typeof ProcessStatus.Type
 
@@ -41,6 +56,8 @@ export const AgentStatus = Schema.Struct({
   inputTokens: Schema.Number,
   outputTokens: Schema.Number,
   cost: Schema.Number,
+  /** Model turns (answers of the model). */
+  turns: Schema.optionalWith(Schema.Number, { default: () => 0 }),
   lastActivity: Schema.optional(Schema.String),
   /** How it ended, once it has: released with its process, crashed (with its exit code), or did not start. */
   ended: Schema.optional(Schema.String)
@@ -68,6 +85,26 @@ export const EndpointCall = Schema.Struct({
 })
 export type EndpointCall = typeof EndpointCall.Type
 
+/** A budget of a process (with everything beneath it) or of an agent, against what was spent under it. */
+export const BudgetStatus = Schema.Struct({
+  process: Schema.String,
+  /** Set for an agent's own budget. */
+  agent: Schema.optional(Schema.String),
+  limits: BudgetAmounts,
+  onExceeded: BudgetPolicy,
+  warnAt: Schema.Number,
+  /** When it was set: its time is counted from then. */
+  since: Schema.String,
+  /** Until its process or agent ended. */
+  until: Schema.optional(Schema.String),
+  spent: Spent,
+  /** The limit it ran out of, while it has not been raised past it. */
+  exceeded: Schema.optional(Schema.Struct({ kind: BudgetKind, limit: Schema.Number, spent: Schema.Number })),
+  /** Kinds whose warning threshold was reached. */
+  warned: Schema.Array(BudgetKind)
+})
+export type BudgetStatus = typeof BudgetStatus.Type
+
 /** How many recent endpoint calls the status keeps. */
 export const recentCalls = 20
 
@@ -76,7 +113,8 @@ export const Totals = Schema.Struct({
   outputTokens: Schema.Number,
   cost: Schema.Number,
   toolCalls: Schema.Number,
-  piToolCalls: Schema.Number
+  piToolCalls: Schema.Number,
+  turns: Schema.optionalWith(Schema.Number, { default: () => 0 })
 })
 export type Totals = typeof Totals.Type
 
@@ -99,16 +137,20 @@ export const RunStatus = Schema.Struct({
   endpoints: Schema.Array(EndpointStatus),
   /** The most recent endpoint calls, oldest first (a status from an older run has none). */
   calls: Schema.optionalWith(Schema.Array(EndpointCall), { default: () => [] }),
+  /** Every budget of the run, in the order they were set. */
+  budgets: Schema.optionalWith(Schema.Array(BudgetStatus), { default: () => [] }),
   totals: Totals
 })
 export type RunStatus = typeof RunStatus.Type
 
 type DraftAgent = Types.Mutable<AgentStatus>
+type DraftBudget = Types.Mutable<Omit<BudgetStatus, "warned">> & { warned: Array<BudgetKind> }
 
 /** The fold's working copy; snapshots are taken with `snapshot`. */
 export type Draft =
-  & Types.Mutable<Omit<RunStatus, "processes" | "agents" | "connections" | "endpoints" | "calls" | "totals">>
+  & Types.Mutable<Omit<RunStatus, "processes" | "agents" | "connections" | "endpoints" | "calls" | "budgets" | "totals">>
   & {
+    readonly budgets: Array<DraftBudget>
     readonly processes: Array<Types.Mutable<ProcessStatus>>
     readonly agents: Array<DraftAgent>
     readonly connections: Array<{ readonly from: string; readonly to: string }>
@@ -125,7 +167,8 @@ export const empty = (): Draft => ({
   connections: [],
   endpoints: [],
   calls: [],
-  totals: { inputTokens: 0, outputTokens: 0, cost: 0, toolCalls: 0, piToolCalls: 0 },
+  budgets: [],
+  totals: { inputTokens: 0, outputTokens: 0, cost: 0, toolCalls: 0, piToolCalls: 0, turns: 0 },
   agentsById: new Map()
 })
 
@@ -147,12 +190,26 @@ const agentOf = (status: Draft, entry: LogEntry): DraftAgent | undefined => {
       piToolCalls: 0,
       inputTokens: 0,
       outputTokens: 0,
-      cost: 0
+      cost: 0,
+      turns: 0
     }
     status.agents.push(agent)
     status.agentsById.set(agent.id, agent)
   }
   return agent
+}
+
+/** Whether `path` is `ancestor` or beneath it. */
+const within = (path: string, ancestor: string) => path === ancestor || path.startsWith(`${ancestor}/`)
+
+/** The live budget of this entry's subject (its agent's own, or its process's). */
+const budgetOf = (status: Draft, entry: LogEntry): DraftBudget | undefined =>
+  [...status.budgets].reverse().find((b) => b.until === undefined && b.process === entry.process && b.agent === entry.agent)
+
+/** The budgets a subject's end closes: an agent's own, or a process's. */
+const closeBudget = (status: Draft, entry: LogEntry) => {
+  const budget = budgetOf(status, entry)
+  if (budget !== undefined) budget.until = entry.ts
 }
 
 const live = (agent: DraftAgent) => agent.state !== "done" && agent.state !== "crashed"
@@ -191,7 +248,8 @@ const steps: { readonly [T in Tag]: Step<T> } = {
       name: event.name,
       ...(event.parent === undefined ? {} : { parent: event.parent }),
       state: "running",
-      startedAt: entry.ts
+      startedAt: entry.ts,
+      spent: noSpend()
     })
   },
   ProcessEnded: (status, event, entry) => {
@@ -200,6 +258,7 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     process.state = event.outcome
     if (event.error !== undefined) process.error = event.error
     process.endedAt = entry.ts
+    closeBudget(status, entry)
   },
   ProcessEmitted: none,
   StepCompleted: none,
@@ -267,6 +326,7 @@ const steps: { readonly [T in Tag]: Step<T> } = {
     if (agent === undefined) return
     if (agent.state !== "crashed") agent.state = "done"
     agent.ended ??= `released when its process ${agent.process} ended`
+    closeBudget(status, entry)
   },
   ConnectionAdded: (status, event, entry) => {
     if (entry.agent !== undefined) status.connections.push({ from: entry.agent, to: event.to })
@@ -290,6 +350,36 @@ const steps: { readonly [T in Tag]: Step<T> } = {
   PoolMemberAssigned: none,
   PoolMemberDied: none,
   PoolStartFailed: none,
+  BudgetSet: (status, event, entry) => {
+    status.budgets.push({
+      process: entry.process,
+      ...(entry.agent === undefined ? {} : { agent: entry.agent }),
+      limits: event.limits,
+      onExceeded: event.onExceeded,
+      warnAt: event.warnAt,
+      since: entry.ts,
+      spent: noSpend(),
+      warned: []
+    })
+  },
+  BudgetWarning: (status, event, entry) => {
+    const budget = budgetOf(status, entry)
+    if (budget !== undefined && !budget.warned.includes(event.kind)) budget.warned.push(event.kind)
+  },
+  BudgetExceeded: (status, event, entry) => {
+    const budget = budgetOf(status, entry)
+    if (budget !== undefined) budget.exceeded = { kind: event.kind, limit: event.limit, spent: event.spent }
+  },
+  BudgetRaised: (status, event, entry) => {
+    const budget = budgetOf(status, entry)
+    if (budget === undefined) return
+    budget.limits = event.limits
+    budget.warned = budget.warned.filter((kind) => event.by[kind] === undefined)
+    const exceeded = budget.exceeded
+    if (exceeded !== undefined && event.limits[exceeded.kind] !== undefined && exceeded.spent < event.limits[exceeded.kind]!) {
+      delete budget.exceeded
+    }
+  },
   WorkStarted: (status, _event, entry) => {
     const agent = agentOf(status, entry)
     if (agent !== undefined && live(agent)) agent.state = "working"
@@ -302,7 +392,19 @@ const steps: { readonly [T in Tag]: Step<T> } = {
   TurnEnded: none,
   MessageEnded: (status, event, entry) => {
     const agent = agentOf(status, entry)
-    if (agent === undefined || event.usage === undefined) return
+    if (agent === undefined || event.role !== "assistant") return
+    agent.turns++
+    status.totals.turns++
+    // What each process above the agent, and each budget it is under, has spent.
+    const spent = Spend.ofAnswer(event.usage)
+    for (const process of status.processes) {
+      if (process.state === "running" && within(entry.process, process.path)) process.spent = Spend.add(process.spent, spent)
+    }
+    for (const budget of status.budgets) {
+      if (budget.until !== undefined || !within(entry.process, budget.process)) continue
+      if (budget.agent === undefined || budget.agent === entry.agent) budget.spent = Spend.add(budget.spent, spent)
+    }
+    if (event.usage === undefined) return
     agent.inputTokens += event.usage.input
     agent.outputTokens += event.usage.output
     agent.cost += event.usage.cost

@@ -5,6 +5,7 @@
 export * as Agent from "./Agent.js"
 export * as AgentLauncher from "./AgentLauncher.js"
 export * as AgentSessions from "./AgentSessions.js"
+export * as Budget from "./Budget.js"
 export * as ChildProcesses from "./ChildProcesses.js"
 export * as Errors from "./Errors.js"
 export * as LogSink from "./LogSink.js"
@@ -27,6 +28,7 @@ export {
   AgentCrashed,
   AgentNotLive,
   AgentStartError,
+  BudgetExceeded,
   LogWriteFailed,
   ProcessCancelled,
   ProcessFailed,

@@ -65,6 +65,8 @@ export const activity = (entry: LogEntry): string | undefined => {
       return event.from === undefined ? `${agent} got a message` : `${agent} got a message from ${safe(event.from)}`
     case "WorkEnded":
       return `${agent} idle`
+    case "BudgetExceeded":
+      return `${agent} over its budget (${event.kind})`
     case "AgentCrashed":
       return `${agent} crashed`
     case "AgentStartFailed":

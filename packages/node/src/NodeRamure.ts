@@ -8,6 +8,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Layer } from "effect"
 import type { AgentLauncher } from "@ramure/core/AgentLauncher"
 import * as AgentSessions from "@ramure/core/AgentSessions"
+import * as Budget from "@ramure/core/Budget"
 import * as ChildProcesses from "@ramure/core/ChildProcesses"
 import * as NodeRun from "./internal/runLifecycle.js"
 import * as Server from "./NodeRunServer.js"
@@ -57,6 +58,7 @@ export type Services =
   | RunControl.RunControl
   | RunLimits.RunLimits
   | AgentSessions.AgentSessions
+  | Budget.Budgets
   | ChildProcesses.ChildProcesses
   | Journal.Journal
   | Run
@@ -96,6 +98,7 @@ export const make = (
     Layer.provideMerge(NodeProgress.layer(options)),
     Layer.provideMerge(Server.layer(options)),
     Layer.provideMerge(AgentSessions.layer(options)),
+    Layer.provideMerge(Budget.layer),
     Layer.provideMerge(Journal.layer),
     // STATUS.md lives beside the log files; it is written last, once the run has ended.
     Layer.provideMerge(options.logs === undefined ? StatusFile.layer() : Layer.empty),

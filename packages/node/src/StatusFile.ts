@@ -8,6 +8,7 @@
  * once per `debounce` for the rest (tool calls, tokens) — and replaced atomically: a reader never sees half a file, and no
  * temporary file is left behind.
  */
+import { budgetRow } from "@ramure/core/BudgetReport"
 import { Duration, Effect, FiberHandle, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -37,7 +38,9 @@ const structural: ReadonlySet<RunEvent["_tag"]> = new Set([
   "AgentReleased",
   "ConnectionAdded",
   "EndpointExposed",
-  "EndpointReturned"
+  "EndpointReturned",
+  "BudgetExceeded",
+  "BudgetRaised"
 ])
 
 /** Text from the run, fit for one line of Markdown: no line breaks, no control characters, no table breaks. */
@@ -106,6 +109,10 @@ export const render = (status: RunStatus, run: { readonly executionId: string; r
           `${agent.toolCalls} (+${agent.piToolCalls} pi) | ${agent.inputTokens}/${agent.outputTokens} |`
       )
     }
+  }
+  if (status.budgets.length > 0) {
+    lines.push("", "## Budgets", "", "| Budget | Spent / limit | On exceeded | State |", "|---|---|---|---|")
+    for (const budget of status.budgets) lines.push(`| ${budgetRow(budget, status).map(plain).join(" | ")} |`)
   }
   lines.push("", "## Endpoints", "")
   if (status.endpoints.length === 0) lines.push("(none)")

@@ -48,7 +48,7 @@ describe("STATUS.md", () => {
       const main = Process.make("main", () =>
         Effect.gen(function* () {
           const { executionId } = yield* RunInfo
-          yield* Agent.make("alice")
+          yield* Agent.make("alice", { budget: { cost: 2, turns: 10, onExceeded: "pause" } })
           const child = yield* Process.spawn(worker)
           yield* child.call("add_task", { spec: "write docs" })
           yield* Effect.ignore(child.call("add_task", { spec: "boom" }))
@@ -61,12 +61,15 @@ describe("STATUS.md", () => {
 
       expect(during).toContain("| alice | idle |")
       expect(during).toContain("Still running.")
+      expect(during).toContain("## Budgets\n\n| Budget | Spent / limit | On exceeded | State |\n|---|---|---|---|\n" +
+        "| agent alice | cost $0.0000/$2.0000, turns 0/10 | pause | ok |")
       expect(text).toContain(`# ramure run ${executionId.slice(0, 8)}`)
       expect(text).toContain("ramure runs coding agents")
       expect(text).toContain(`- Run: \`${executionId}\``)
       expect(text).toContain("- Program: `status-test`")
       expect(text).toContain("- Summary: Tries the status file")
       expect(text).toMatch(/\| alice \| done: released when its process main ended \| - \| local \/\S+ \| 0 \(\+0 pi\) \| 0\/0 \|/)
+      expect(text).toContain("| agent alice | cost $0.0000/$2.0000, turns 0/10 | pause | ended |")
       expect(text).toContain("- `main/worker`: add_task(spec: string, priority?: integer = 0) — Append a task.")
       expect(text).not.toContain("in order")
       expect(text).toMatch(/`main\/worker\.add_task` by main: ok in \d+ ms/)

@@ -238,11 +238,36 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
         heartbeat,
         onEntry,
         onReachable: deadman.link,
+        onBudget,
         ...(slot.lastSeq > 0 ? { resume: { lastSeq: slot.lastSeq, tools: [...slot.tools.values()] } } : {})
       }).pipe(Scope.extend(scope))
       client = connected
       return connected
     })
+
+  /** Stopped for its budget: the turn in progress ends now (its process is failing). */
+  const onBudget = (budget: Protocol.Budget) =>
+    Effect.sync(() => {
+      if (budget.state === "stopped" && live && ctx !== undefined && !ctx.isIdle()) ctx.abort()
+    })
+
+  /**
+   * A model request is about to go: report the turn, and for an agent under
+   * a budget hold the request until the run has answered it (and while the
+   * budget is paused). Stopped (or shut down meanwhile), the turn is aborted
+   * instead.
+   */
+  const beforeRequest = (): Promise<void> | undefined => {
+    const connected = client
+    if (connected === undefined || !live) return undefined
+    const turn = connected.emit({ _tag: "TurnStarted" })
+    if (!connected.budget().limited) return void Effect.runFork(turn)
+    // A held turn ends when the run asks the agent to shut down: its pi can then stop.
+    const answered = Effect.raceFirst(connected.awaitTurn, Effect.as(connected.shutdown, "stopped" as const))
+    return Effect.runPromise(Effect.zipRight(turn, answered)).then((state) => {
+      if (state === "stopped" && ctx !== undefined && !ctx.isIdle()) ctx.abort()
+    })
+  }
 
   /** The run is unreachable for good: say so and stop pi (its own shutdown; the process exits if that hangs). */
   const expire = Effect.sync(() => {
@@ -317,6 +342,7 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
 
   // Frozen while the run is unreachable: the request or tool in progress goes on, no new one starts.
   pi.on("before_provider_request", () => deadman.hold("request"))
+  pi.on("before_provider_request", beforeRequest)
   pi.on("tool_call", () => deadman.hold("tool"))
   pi.on("session_start", async (_event, sessionCtx) => {
     ctx = sessionCtx
@@ -351,7 +377,6 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
   pi.on("context", (event) => ({
     messages: event.messages.filter((message: any) => !(message.role === "custom" && message.customType === continueType))
   }))
-  pi.on("turn_start", () => emit({ _tag: "TurnStarted" }))
   pi.on("turn_end", () => emit({ _tag: "TurnEnded" }))
   pi.on("message_end", (event) => {
     const message: any = event.message

@@ -8,7 +8,7 @@
  * says why there is none (the call's message is over the run's frame limit,
  * the run asked the agent to shut down, refused it, or the client closed).
  */
-import { Data, Deferred, Duration, Effect, Either, FiberSet, Queue, Scope } from "effect"
+import { Data, Deferred, Duration, Effect, Either, FiberSet, Queue, Scope, Stream, SubscriptionRef } from "effect"
 import WebSocket from "ws"
 import { fromWebSocket, type Connection } from "./Connection.js"
 import * as Wire from "./internal/wire.js"
@@ -41,6 +41,8 @@ export interface AgentClientOptions extends Address {
    * connection) or stops being so (the connection closed).
    */
   readonly onReachable?: (reachable: boolean) => Effect.Effect<void>
+  /** Called for every `Budget` frame, after the client's own view (`budget`) took it in. */
+  readonly onBudget?: (budget: Protocol.Budget) => Effect.Effect<void>
   /** Longest pause between reconnect attempts (default 2 s). */
   readonly maxBackoff?: Duration.DurationInput
   /**
@@ -73,6 +75,23 @@ export class AgentClientError extends Data.TaggedError("AgentClientError")<{
   readonly message: string
 }> {}
 
+/**
+ * The agent's view of the budgets above it. `limited` once the run has said
+ * the agent is under a budget; `unanswered` counts its `TurnStarted` events
+ * the run has not answered yet.
+ */
+export interface BudgetView {
+  readonly limited: boolean
+  readonly state: Protocol.Budget["state"]
+  readonly reason: string | undefined
+  readonly unanswered: number
+}
+
+const unlimited: BudgetView = { limited: false, state: "open", reason: undefined, unanswered: 0 }
+
+/** Whether a model turn may start now: no budget, or every turn answered and the budget open. */
+export const mayStartTurn = (view: BudgetView): boolean => !view.limited || (view.unanswered === 0 && view.state === "open")
+
 export interface AgentClient {
   readonly agentId: string
   /** Completes after the first full sync (the initial tool list is known). */
@@ -87,6 +106,14 @@ export interface AgentClient {
    */
   readonly call: (tool: string, args: unknown, callId?: string) => Effect.Effect<ToolCallResult>
   readonly emit: (event: Protocol.AgentEvent) => Effect.Effect<void>
+  /** Where the agent stands against its budgets (see `BudgetView`). */
+  readonly budget: () => BudgetView
+  /**
+   * Wait until a model turn may start (at once without a budget): its
+   * `TurnStarted` answered and the budget open. `stopped` if the run stops
+   * the agent for its budget instead (the turn must not go on).
+   */
+  readonly awaitTurn: Effect.Effect<"open" | "stopped">
   /** Completes with the reason when the runtime asks the agent to shut down. */
   readonly shutdown: Effect.Effect<string>
   /** Fails if the runtime refuses this agent before it ever synced (bad token, unknown agent). */
@@ -162,6 +189,12 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
     let current: Connection | undefined
     let callCounter = 0
     let maxFrameBytes = options.maxFrameBytes ?? defaultMaxFrameBytes
+    /** `TurnStarted` events sent on the current connection. */
+    let turnsSent = 0
+    const budget = yield* SubscriptionRef.make(unlimited)
+    let budgetNow = unlimited
+    const setBudget = (f: (view: BudgetView) => BudgetView) =>
+      SubscriptionRef.updateAndGet(budget, f).pipe(Effect.tap((view) => Effect.sync(() => (budgetNow = view))))
     /** Set once calls can no longer be answered by the run: later calls get this at once. */
     let closedBecause: string | undefined
     const maxBackoff = Duration.toMillis(options.maxBackoff ?? "2 seconds")
@@ -201,6 +234,7 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
         onLeft: (reason) => send({ _tag: "Event", event: { _tag: "EventDropped", event: event._tag, reason } }),
         onRight: (frame) => {
           const size = Buffer.byteLength(frame, "utf8")
+          if (event._tag === "TurnStarted" && size <= maxFrameBytes) turnsSent++
           return size <= maxFrameBytes ? sendFrame(frame) : send({
             _tag: "Event",
             event: {
@@ -252,8 +286,11 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       Effect.gen(function* () {
         let resyncRequested = false
         let synchronized = false
+        /** Whether the run has said where the agent stands on this connection (its first `Budget` frame). */
+        let budgetTold = false
         yield* Effect.addFinalizer(() => connection.close(Wire.CloseCode.normal, "client closed"))
         current = connection
+        turnsSent = 0
         yield* Effect.forkScoped(heartbeat(connection, options.heartbeat))
         yield* connection.forEach((frame) =>
           Effect.gen(function* () {
@@ -275,11 +312,28 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
               case "Synced": {
                 if (message.seq !== lastSeq || synchronized) return
                 synchronized = true
+                // The run tells an agent under a budget so before `Synced`: silence means none (any more).
+                if (!budgetTold) yield* setBudget(() => unlimited)
                 if (message.maxFrameBytes !== undefined && message.maxFrameBytes > 0) maxFrameBytes = message.maxFrameBytes
                 yield* resendPending
                 yield* Effect.forEach(buffered.splice(0), sendEvent, { discard: true })
                 if (options.onReachable) yield* options.onReachable(true)
                 return yield* Deferred.succeed(synced, undefined)
+              }
+              case "Budget": {
+                // A connection's first frame comes before any answer on it: the turns still to be answered
+                // are those sent on it and those waiting to be (an answer lost with an earlier connection
+                // never comes).
+                const pending = budgetTold ? undefined : turnsSent + buffered.filter((event) => event._tag === "TurnStarted").length
+                budgetTold = true
+                yield* setBudget((view) => ({
+                  limited: true,
+                  state: message.state,
+                  reason: message.reason,
+                  unanswered: Math.max(0, (pending ?? view.unanswered) - message.answers)
+                }))
+                if (options.onBudget) yield* options.onBudget(message)
+                return
               }
               case "ProtocolError":
                 if (message.code === "unknown_agent" || message.code === "version" || message.code === "unauthorized") {
@@ -363,12 +417,22 @@ export const make = (options: AgentClientOptions): Effect.Effect<AgentClient, ne
       call,
       emit: (event) =>
         Effect.suspend(() => {
+          // A turn of an agent under a budget waits for the run's answer (`awaitTurn`).
+          const counted = event._tag === "TurnStarted" && budgetNow.limited
+            ? Effect.asVoid(setBudget((view) => ({ ...view, unanswered: view.unanswered + 1 })))
+            : Effect.void
           if (current === undefined || !current.isOpen()) {
             buffered.push(event)
-            return Effect.void
+            return counted
           }
-          return sendEvent(event)
+          return Effect.zipRight(counted, sendEvent(event))
         }),
+      budget: () => budgetNow,
+      awaitTurn: budget.changes.pipe(
+        Stream.filter((view) => mayStartTurn(view) || view.state === "stopped"),
+        Stream.runHead,
+        Effect.map((view) => (view._tag === "Some" && view.value.state === "stopped" ? "stopped" : "open"))
+      ),
       shutdown: Deferred.await(shutdown),
       fatal: Deferred.await(fatal),
       dropConnection: Effect.suspend(() => (current ? current.close(4001, "dropped for a test") : Effect.void)),

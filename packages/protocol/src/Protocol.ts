@@ -49,7 +49,11 @@ export type Usage = typeof Usage.Type
 export const WorkStarted = Schema.TaggedStruct("WorkStarted", {})
 /** pi finished a prompt and is idle. */
 export const WorkEnded = Schema.TaggedStruct("WorkEnded", {})
-/** One model turn (a request to the model and the tool calls it asked for). */
+/**
+ * One model turn (a request to the model and the tool calls it asked for):
+ * sent as its request is about to go to the model — an agent under a budget
+ * waits for the run's answer (`Budget`) before it sends it.
+ */
 export const TurnStarted = Schema.TaggedStruct("TurnStarted", {})
 export const TurnEnded = Schema.TaggedStruct("TurnEnded", {})
 export const MessageEnded = Schema.TaggedStruct("MessageEnded", {
@@ -179,6 +183,23 @@ export const Synced = Schema.TaggedStruct("Synced", {
   maxFrameBytes: Schema.optional(Schema.Number)
 })
 
+/**
+ * Where the agent stands against the budgets above it (its own, its
+ * process's and every ancestor's), sent to an agent under any budget: on
+ * connecting, whenever it changes, and in answer to each `TurnStarted` it
+ * reports (`answers: 1`). The agent starts no model request while a
+ * `TurnStarted` of its is unanswered or the state is not `open`; `stopped`
+ * also ends the turn in progress.
+ */
+export const Budget = Schema.TaggedStruct("Budget", {
+  state: Schema.Literal("open", "paused", "stopped"),
+  /** How many of the agent's `TurnStarted` events this frame answers (0 or 1). */
+  answers: Schema.Number,
+  /** Why the agent may not go on (which budget, its limit and spend). */
+  reason: Schema.optional(Schema.String)
+})
+export type Budget = typeof Budget.Type
+
 // ---------------------------------------------------------------------------
 
 /** Sent before closing a connection, or for a message that was rejected. */
@@ -196,6 +217,7 @@ export const Message = Schema.Union(
   Assign,
   Entry,
   Synced,
+  Budget,
   ProtocolError
 )
 export type Message = typeof Message.Type

@@ -12,7 +12,7 @@ import * as Protocol from "../src/Protocol.js"
 
 const cases = (n: number) => `(${n.toLocaleString("en-US")} cases)`
 
-const runTags: ReadonlySet<string> = new Set(["Entry", "Synced", "ProtocolError", "Assign"])
+const runTags: ReadonlySet<string> = new Set(["Entry", "Synced", "Budget", "ProtocolError", "Assign"])
 const agentTags: ReadonlySet<string> = new Set(["Hello", "ToolCall", "Event", "PoolHello"])
 
 const anyMessage = Arbitrary.make(Protocol.Message)

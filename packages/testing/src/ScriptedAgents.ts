@@ -6,6 +6,7 @@
  */
 import { Cause, Deferred, Effect, Exit, Layer, Queue } from "effect"
 import * as AgentClient from "@ramure/protocol/AgentClient"
+import type * as Protocol from "@ramure/protocol/Protocol"
 import { AgentLauncher, type LaunchSpec } from "@ramure/core/AgentLauncher"
 import { describe } from "@ramure/core/Errors"
 
@@ -18,6 +19,13 @@ export interface Driver extends AgentClient.AgentClient {
   readonly waitForTool: (tool: string) => Effect.Effect<void>
   /** Report an assistant message (as pi would). */
   readonly say: (text: string) => Effect.Effect<void>
+  /**
+   * Play one model turn as pi does: report `TurnStarted`, wait until the run
+   * lets the turn go on (an agent under a budget), then report the answer
+   * with its usage. `stopped` (nothing reported) if the run stopped the agent
+   * for its budget instead.
+   */
+  readonly turn: (answer?: { readonly text?: string; readonly usage?: Partial<Protocol.Usage> }) => Effect.Effect<"done" | "stopped">
 }
 
 /** A script plays one agent. When it returns, the agent idles until shutdown; when it fails, the agent crashes. */
@@ -36,7 +44,21 @@ const makeDriver = (client: AgentClient.AgentClient, spec: LaunchSpec): Driver =
     Effect.gen(function* () {
       while (!client.tools().has(tool)) yield* Effect.sleep("5 millis")
     }),
-  say: (text) => client.emit({ _tag: "MessageEnded", role: "assistant", text })
+  say: (text) => client.emit({ _tag: "MessageEnded", role: "assistant", text }),
+  turn: (answer = {}) =>
+    Effect.gen(function* () {
+      yield* client.emit({ _tag: "TurnStarted" })
+      if ((yield* client.awaitTurn) === "stopped") return "stopped" as const
+      const usage = answer.usage === undefined ? undefined : { input: 0, output: 0, cost: 0, ...answer.usage }
+      yield* client.emit({
+        _tag: "MessageEnded",
+        role: "assistant",
+        text: answer.text ?? "",
+        ...(usage === undefined ? {} : { usage })
+      })
+      yield* client.emit({ _tag: "TurnEnded" })
+      return "done" as const
+    })
 })
 
 export const layer = (scripts: Scripts): Layer.Layer<AgentLauncher> =>

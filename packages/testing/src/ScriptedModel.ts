@@ -38,10 +38,23 @@ export interface Turn {
   readonly expect?: (request: ChatRequest) => string | undefined
   /** How long the model takes to answer (as a real one does); default at once. */
   readonly delay?: Duration.DurationInput
+  /**
+   * The tokens the answer reports using (default: estimated from the
+   * request's and the answer's sizes). pi prices them with the model's
+   * `cost` in models.json (see `piModelsJson`'s `cost`).
+   */
+  readonly usage?: { readonly input?: number; readonly output?: number }
 }
 
 /** The assistant turns of one agent, in order. */
 export type Script = ReadonlyArray<Turn>
+
+/**
+ * A script as a function of the turn's index (from 0) and the request: for
+ * scripts without an end (a model that keeps calling tools); `undefined`
+ * ends it.
+ */
+export type EndlessScript = (turn: number, request: ChatRequest) => Turn | undefined
 
 /** A tool call as it appears in an assistant message of a request. */
 export interface ChatToolCall {
@@ -91,7 +104,7 @@ export interface ScriptedModelServer {
    */
   readonly baseUrl: (agent?: string, api?: Api) => string
   /** Replaces the agent's script and restarts it at its first turn (recorded requests are kept). */
-  readonly setScript: (agent: string, script: Script) => Effect.Effect<void>
+  readonly setScript: (agent: string, script: Script | EndlessScript) => Effect.Effect<void>
   /** The requests the agent has sent so far, oldest first. */
   readonly requests: (agent: string) => Effect.Effect<ReadonlyArray<ChatRequest>>
   /** Failed expectations, requests after the script ran out, and unknown agents. */
@@ -100,9 +113,9 @@ export interface ScriptedModelServer {
 
 /** Options of {@link make}. */
 export interface Options {
-  readonly scripts?: Record<string, Script>
+  readonly scripts?: Record<string, Script | EndlessScript>
   /** Script for an agent that has none yet; without one (or on `undefined`) the agent is recorded as unknown. */
-  readonly fallback?: (agent: string) => Script | undefined
+  readonly fallback?: (agent: string) => Script | EndlessScript | undefined
 }
 
 /** The server could not start. */
@@ -187,11 +200,17 @@ export const lastUserText = (request: ChatRequest): string | undefined =>
 interface Answer {
   readonly text: string
   readonly toolCalls: ReadonlyArray<{ readonly id: string; readonly name: string; readonly arguments: string }>
+  readonly usage?: Turn["usage"]
 }
 
 const estimateTokens = (chars: number): number => Math.max(1, Math.ceil(chars / 4))
 
 const usageOf = (request: ChatRequest, answer: Answer) => {
+  if (answer.usage !== undefined) {
+    const prompt_tokens = answer.usage.input ?? 0
+    const completion_tokens = answer.usage.output ?? 0
+    return { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
+  }
   const promptChars = request.messages.reduce(
     (n, m) => n + m.content.length + (m.tool_calls ?? []).reduce((k, c) => k + c.function.arguments.length, 0),
     0
@@ -259,7 +278,7 @@ const errorResponse = (status: number, message: string) =>
 // Server
 
 interface AgentState {
-  readonly script: Script | undefined
+  readonly script: Script | EndlessScript | undefined
   readonly next: number
   readonly toolCallCount: number
   readonly requests: ReadonlyArray<ChatRequest>
@@ -291,7 +310,7 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
       const state = all.get(agent) ?? emptyAgent
       const script = state.script ?? options.fallback?.(agent)
       const turnIndex = state.next
-      const turn = script?.[turnIndex]
+      const turn = typeof script === "function" ? script(turnIndex, request) : script?.[turnIndex]
       const toolCalls = (turn?.toolCalls ?? []).map((call, i) => ({
         id: call.id ?? `call_${state.toolCallCount + i + 1}`,
         name: call.name,
@@ -318,7 +337,9 @@ export const make = Effect.fn("ScriptedModel.make")(function*(
       )
       if (message !== undefined) yield* fail({ agent, turn: turnIndex, message })
     }
-    const reply: Answer = turn === undefined ? { text: finishedText, toolCalls: [] } : { text: turn.text ?? "", toolCalls }
+    const reply: Answer = turn === undefined
+      ? { text: finishedText, toolCalls: [] }
+      : { text: turn.text ?? "", toolCalls, ...(turn.usage === undefined ? {} : { usage: turn.usage }) }
     if (turn?.delay !== undefined) yield* Effect.sleep(turn.delay)
     if (request.api === "anthropic-messages") {
       const { completion_tokens, prompt_tokens } = usageOf(request, reply)
@@ -418,7 +439,14 @@ export const agentHeader = "x-ramure-agent"
  * that pi resolves from the environment variable `RAMURE_AGENT_ID` when it
  * sends it.
  */
-export const piModelsJson = (baseUrl: string, options: { readonly api?: Api } = {}): object => ({
+export const piModelsJson = (
+  baseUrl: string,
+  options: {
+    readonly api?: Api
+    /** What pi charges for the model, in dollars per million tokens (default 0: free). */
+    readonly cost?: { readonly input?: number; readonly output?: number; readonly cacheRead?: number; readonly cacheWrite?: number }
+  } = {}
+): object => ({
   providers: {
     [piProvider]: {
       baseUrl,
@@ -436,7 +464,7 @@ export const piModelsJson = (baseUrl: string, options: { readonly api?: Api } = 
           input: ["text"],
           contextWindow: 128000,
           maxTokens: 4096,
-          cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }
+          cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, ...options.cost }
         }
       ]
     }

@@ -55,6 +55,30 @@ describe("ScriptedModel", () => {
       assert.deepStrictEqual(yield* server.failures, [])
     }))
 
+  it.scoped("a turn reports the usage it is given; an endless script answers every request, by its index, until it ends", () =>
+    Effect.gen(function*() {
+      const endless: ScriptedModel.EndlessScript = (turn) =>
+        turn < 50 ? { toolCalls: [{ name: "step", arguments: { n: turn } }], usage: { input: 1000, output: 100 + turn } } : undefined
+      const server = yield* ScriptedModel.make({ scripts: { loop: endless } })
+      for (let turn = 0; turn < 50; turn++) {
+        const body = yield* Effect.flatMap(chat(server, "loop"), json)
+        assert.deepStrictEqual(JSON.parse(body.choices[0].message.tool_calls[0].function.arguments), { n: turn })
+        assert.deepStrictEqual(body.usage, { prompt_tokens: 1000, completion_tokens: 100 + turn, total_tokens: 1100 + turn })
+      }
+      assert.deepStrictEqual(yield* server.failures, [])
+      const after = yield* Effect.flatMap(chat(server, "loop"), json)
+      assert.strictEqual(after.choices[0].message.content, ScriptedModel.finishedText)
+      assert.deepStrictEqual((yield* server.failures).map((f) => f.message), ["request after the script ran out"])
+    }))
+
+  it.scoped("piModelsJson prices the model as given (dollars per million tokens), free by default", () =>
+    Effect.sync(() => {
+      const priced = ScriptedModel.piModelsJson("http://127.0.0.1:1/v1", { cost: { input: 3, output: 15 } }) as any
+      const free = ScriptedModel.piModelsJson("http://127.0.0.1:1/v1") as any
+      assert.deepStrictEqual(priced.providers[ScriptedModel.piProvider].models[0].cost, { input: 3, output: 15, cacheRead: 0, cacheWrite: 0 })
+      assert.deepStrictEqual(free.providers[ScriptedModel.piProvider].models[0].cost, { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 })
+    }))
+
   it.live("a turn with a delay answers no sooner than that, as a slow model would", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* ScriptedModel.make({ scripts: { alice: [{ text: "slow", delay: "300 millis" }, { text: "quick" }] } })

@@ -19,7 +19,7 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
     if (rows.length === 0) return yield* Console.log(all ? "no runs" : "no live runs (--all lists finished ones)")
     yield* Console.log(
       Format.table([
-        ["ID", "PROGRAM", "PID", "STARTED", "AGE", "AGENTS", "STATE", "SUMMARY"],
+        ["ID", "PROGRAM", "PID", "STARTED", "AGE", "AGENTS", "COST", "STATE", "SUMMARY"],
         ...rows.map((row) => [
           shortId(row.id),
           row.program,
@@ -27,6 +27,7 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
           Format.dateTime(row.startedAt),
           Format.age(row.startedAt),
           String(row.agents),
+          `$${row.cost.toFixed(4)}`,
           row.live ? "live" : row.outcome ?? "?",
           row.summary === undefined ? "" : Format.oneLine(row.summary, 60)
         ])
@@ -35,7 +36,7 @@ export const ls = Command.make("ls", { all, json }, ({ all, json }) =>
   })
 ).pipe(
   Command.withDescription(
-    "List live runs (id, program, pid, start, age, agents) and interrupted ones whose agents wait for `ramure resume`; " +
+    "List live runs (id, program, pid, start, age, agents, total cost) and interrupted ones whose agents wait for `ramure resume`; " +
       "--all adds finished runs."
   )
 )

@@ -6,6 +6,7 @@
  * @internal
  */
 import { Cause, Context, Data, DefaultServices, Deferred, Effect, Exit, FiberRef, FiberSet, Option, Ref, type Scope, Stream, Tracer } from "effect"
+import type { AgentGate } from "../Budget.js"
 import { AgentNotLive, InvalidToolName, MessageTooLarge } from "../Errors.js"
 import type { Machine } from "../Machine.js"
 import * as Protocol from "@ramure/protocol/Protocol"
@@ -113,6 +114,8 @@ export interface Options {
   readonly replays?: Replays.Replays | undefined
   /** The span the agent's life is traced under. */
   readonly parentSpan?: Option.Option<Tracer.AnySpan> | undefined
+  /** The budgets above the agent: what it reports is accounted, and it is told where it stands. */
+  readonly budget: AgentGate
 }
 
 const causeText = (cause: Cause.Cause<string>): string => {
@@ -252,6 +255,18 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
         )
       })
 
+    /**
+     * Tell the agent where it stands against its budgets, before anything it
+     * is sent on this connection, then each change for as long as it lasts.
+     */
+    const tellBudget = (send: (message: Protocol.Message) => Effect.Effect<void>) =>
+      Effect.gen(function* () {
+        const pull = yield* Stream.toPull(options.budget.changes)
+        const next = Effect.flatMap(pull, (states) => Effect.forEach(states, send, { discard: true }))
+        yield* Effect.ignore(next)
+        yield* Effect.forkScoped(Effect.ignore(Effect.forever(next)))
+      })
+
     /** Claim the agent's place for `connection`, closing the one it replaces. */
     const claim = (connection: Connection) =>
       Ref.modify(lifecycle, (state): [Connection | undefined, Lifecycle] => {
@@ -340,8 +355,11 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
                 return yield* connection.close(Protocol.CloseCode.protocolVersion, "protocol version")
               }
               if (message.agentId !== id) return yield* sendError("unknown_agent", `this connection is for agent ${id}`)
+              // A connection is told its budget once: a later Hello on it only asks for a resync.
+              const greeted = state === "hello"
               state = "hello"
               yield* claim(connection)
+              if (options.budget.limited && !greeted) yield* tellBudget(send)
               const first = yield* Deferred.succeed(connected, undefined)
               yield* record({ _tag: "AgentConnected", after: message.after, first })
               const after = Math.max(0, Math.floor(message.after))
@@ -353,8 +371,11 @@ export const make = (options: Options): Effect.Effect<AgentSession, never, Scope
             switch (message._tag) {
               case "ToolCall":
                 return yield* handleToolCall(message)
-              case "Event":
-                return yield* record(message.event)
+              case "Event": {
+                yield* record(message.event)
+                const answer = yield* options.budget.observe(message.event)
+                return options.budget.limited && Option.isSome(answer) ? yield* send(answer.value) : undefined
+              }
               default:
                 return yield* sendError("unknown_message", `${message._tag} is not an agent message`)
             }

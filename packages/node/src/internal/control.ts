@@ -11,6 +11,7 @@ import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
 import { AgentSessions } from "@ramure/core/AgentSessions"
+import { Budgets } from "@ramure/core/Budget"
 import type { AgentNotLive, MessageTooLarge } from "@ramure/core/Errors"
 import { ControlRpcs, RunControl, UnknownAgent } from "@ramure/core/RunControl"
 import { RunLog } from "@ramure/core/RunLog"
@@ -48,6 +49,7 @@ const handlers = (following: SubscriptionRef.SubscriptionRef<number>) => Control
     const runLog = yield* RunLog
     const control = yield* RunControl
     const sessions = yield* AgentSessions
+    const budgets = yield* Budgets
     return {
       Status: () => runLog.status,
       Send: ({ agent, text }) =>
@@ -57,6 +59,10 @@ const handlers = (following: SubscriptionRef.SubscriptionRef<number>) => Control
             onSome: (session) => session.deliver(text, { via: "control" })
           })),
       Call: ({ args, endpoint, process }) => control.call(process, endpoint, args, "cli"),
+      // A live agent's id names the agent; any other name, a process path.
+      Budget: ({ by, target }) =>
+        Effect.flatMap(sessions.lookup(target), (session) =>
+          budgets.raise(Option.isSome(session) ? { agent: target } : { process: target }, by, "cli")),
       Stop: ({ reason }) => control.requestStop(reason ?? "stopped from the CLI"),
       Follow: ({ after }) =>
         Stream.acquireRelease(SubscriptionRef.update(following, (n) => n + 1), () => SubscriptionRef.update(following, (n) => n - 1)).pipe(
@@ -133,7 +139,7 @@ export const make: Effect.Effect<
     readonly drain: Effect.Effect<void>
   },
   never,
-  RunLog | RunControl | AgentSessions | Scope.Scope
+  RunLog | RunControl | AgentSessions | Budgets | Scope.Scope
 > = Effect.gen(function* () {
   const { protocol, serve } = yield* makeProtocol
   const following = yield* SubscriptionRef.make(0)

@@ -8,6 +8,7 @@
  */
 import { Cause, Duration, Effect, Exit, FiberSet, Layer, Option, Predicate, Schema, Tracer } from "effect"
 import * as fs from "node:fs"
+import type { Budgets } from "@ramure/core/Budget"
 import { AgentSessions } from "@ramure/core/AgentSessions"
 import { ChildProcesses } from "@ramure/core/ChildProcesses"
 import { describe } from "@ramure/core/Errors"
@@ -66,7 +67,11 @@ const exitCodes: Readonly<Record<string, number>> = { SIGHUP: 129, SIGINT: 130, 
 
 export const layer = (
   options: Options = {}
-): Layer.Layer<never, RunStartError, RunInfo | RunLog | RunRoutes | Run | RunControl | AgentSessions | ChildProcesses | Journal> =>
+): Layer.Layer<
+  never,
+  RunStartError,
+  RunInfo | RunLog | RunRoutes | Run | RunControl | AgentSessions | Budgets | ChildProcesses | Journal
+> =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const info = yield* RunInfo

@@ -82,6 +82,7 @@ export type AgentMessage =
 export type RunMessage =
   | typeof Protocol.Entry.Type
   | typeof Protocol.Synced.Type
+  | typeof Protocol.Budget.Type
   | typeof Protocol.ProtocolError.Type
   | typeof Protocol.Assign.Type
 
@@ -136,6 +137,8 @@ const entryBody = (value: unknown): Protocol.EntryBody | undefined => {
   }
 }
 
+const budgetStates: ReadonlySet<unknown> = new Set(["open", "paused", "stopped"])
+
 const errorCodes: ReadonlySet<unknown> = new Set(["malformed", "unknown_message", "unknown_agent", "unauthorized", "too_large", "version"])
 
 /**
@@ -159,6 +162,8 @@ export const decode = (frame: string): RunMessage | undefined => {
     }
     case "Synced":
       return pick(value, { _tag: isString, seq: isNumber }, { maxFrameBytes: isNumber })
+    case "Budget":
+      return pick(value, { _tag: isString, state: (state) => budgetStates.has(state), answers: isNumber }, { reason: isString })
     case "ProtocolError":
       return pick(value, { _tag: isString, code: (code) => errorCodes.has(code), message: isString })
     case "Assign":
