@@ -83,9 +83,8 @@ export const collectSync = (socket = Tmux.currentSocket(), keep?: string): Colle
   }
   for (const marked of Owner.markedProcesses()) {
     if (Owner.ownerAlive(marked.owner) || marked.owner.executionId === keep) continue
-    // Resumed by another orchestrator, which has taken its agents over.
-    if (Registry.runAlive(marked.owner.home, marked.owner.executionId)) continue
-    if (Registry.waitingUntil(marked.owner.home, marked.owner.executionId) !== undefined) continue
+    // Waiting for a resume, or resumed by another orchestrator, which has taken its agents over.
+    if (Registry.keeps(marked.owner.home, marked.owner.executionId)) continue
     if (marked.group === marked.pid) signal(-marked.pid, "SIGKILL")
     signal(marked.pid, "SIGKILL")
     entry(marked.owner).processes.push(marked.pid)

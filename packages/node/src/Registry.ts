@@ -112,6 +112,23 @@ export const runAlive = (home: string, executionId: string): boolean => {
   }
 }
 
+/**
+ * Whether what the run `executionId` of `home` started must be left alone by
+ * other runs' cleanup, though its owner marker names a gone orchestrator: the
+ * run was resumed (`runAlive`), or its agents wait for a resume (`waitingUntil`).
+ * The entry is read once.
+ */
+export const keeps = (home: string, executionId: string): boolean => {
+  const file = entryPath(home, executionId)
+  try {
+    const decoded = decodeEntry(fs.readFileSync(file, "utf8"))
+    if (Either.isLeft(decoded)) return false
+    return entryAlive(decoded.right) || windowOf(decoded.right, fs.statSync(file).mtimeMs) !== undefined
+  } catch {
+    return false
+  }
+}
+
 /** An entry that cannot be read or decoded: reported, and left where it is. */
 export interface UnreadableEntry {
   readonly file: string

@@ -9,7 +9,7 @@
 import { Effect, Schema } from "effect"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
-import { isAlive, runAlive, waitingUntil } from "../Registry.js"
+import { isAlive, keeps } from "../Registry.js"
 
 export const WorktreeRecord = Schema.Struct({
   executionId: Schema.String,
@@ -99,7 +99,7 @@ export const claimOrphans = (home: string): Effect.Effect<ReadonlyArray<{ readon
       }
       if (record.pid === process.pid || isAlive(record.pid)) return []
       // A gone run whose agents still wait for a resume keeps its worktrees; so does a run resumed since.
-      if (waitingUntil(home, record.executionId) !== undefined || runAlive(home, record.executionId)) return []
+      if (keeps(home, record.executionId)) return []
       const claimed = `${fileOf(home, record)}${claimSuffix}${process.pid}`
       try {
         nodeFs.renameSync(file, claimed)

@@ -88,8 +88,7 @@ export const collect = (home: string): Effect.Effect<ReadonlyArray<Collected>, n
       const record = decode(text)
       // A gone run whose agents still wait for a resume keeps what it has there; so does a run resumed since.
       return record._tag === "Some" && !processAlive(record.value.pid, record.value.pidStarted) &&
-          Registry.waitingUntil(home, record.value.executionId) === undefined &&
-          !Registry.runAlive(home, record.value.executionId)
+          !Registry.keeps(home, record.value.executionId)
         ? [{ file, record: record.value }]
         : []
     })
