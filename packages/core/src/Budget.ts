@@ -149,6 +149,8 @@ export class Budgets extends Context.Tag("@ramure/core/Budgets")<
       readonly parent: string | undefined
       readonly budget: Options | undefined
       readonly fail: (error: BudgetExceeded) => Effect.Effect<void>
+      /** Whether the process has its outcome: its agents start no model turn from then on. */
+      readonly ended: Effect.Effect<boolean>
     }) => Effect.Effect<void, never, Scope.Scope>
     /** Put an agent of `process` in the tree, with its budget if it has one, until the scope closes. */
     readonly agent: (options: {
@@ -260,6 +262,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
       readonly parent: string | undefined
       readonly budget: Options | undefined
       readonly fail: (error: BudgetExceeded) => Effect.Effect<void>
+      readonly ended: Effect.Effect<boolean>
       readonly gate: SubscriptionRef.SubscriptionRef<Protocol.Budget> | undefined
     }) =>
       Effect.gen(function* () {
@@ -283,6 +286,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
           warned: [],
           exceeded: undefined,
           fail: options.fail,
+          ended: options.ended,
           gate: options.gate,
           timer: limits.time === undefined ? undefined : yield* FiberHandle.make()
         }
@@ -340,7 +344,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
       })
 
     return {
-      process: ({ budget, fail, parent, path }) =>
+      process: ({ budget, ended, fail, parent, path }) =>
         Effect.asVoid(open({
           key: processKey(path),
           process: path,
@@ -348,6 +352,7 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
           parent: parent === undefined ? undefined : processKey(parent),
           budget,
           fail,
+          ended,
           gate: undefined
         })),
       agent: ({ budget, id, process }) =>
@@ -361,11 +366,19 @@ export const layer: Layer.Layer<Budgets, never, RunLog | Journal> = Layer.effect
             parent: processKey(process),
             budget,
             fail: owner?.fail ?? (() => Effect.void),
+            ended: owner?.ended ?? Effect.succeed(false),
             gate
           })
           yield* refreshGates
           const limited = chain(yield* Ref.get(nodes), node.key).some((n) => kinds.some((kind) => n.limits[kind] !== undefined))
-          const answer = Effect.map(SubscriptionRef.get(gate), (state) => Option.some({ ...state, answers: 1 }))
+          // A turn asked once its process has its outcome (a tool call that ended it, answered just before
+          // the agent is shut down) is refused: it would only spend.
+          const answer = Effect.gen(function* () {
+            if (yield* node.ended) {
+              return Option.some<Protocol.Budget>({ _tag: "Budget", state: "stopped", answers: 1, reason: `its process ${process} has ended` })
+            }
+            return Option.some({ ...(yield* SubscriptionRef.get(gate)), answers: 1 })
+          })
           return {
             limited,
             changes: gate.changes,

@@ -149,7 +149,8 @@ const runIn = (state: ProcessState, body: Effect.Effect<unknown, unknown, unknow
             path: state.path,
             parent: state.parent?.path,
             budget: options.budget,
-            fail: (error) => Effect.asVoid(Deferred.fail(state.completion, error))
+            fail: (error) => Effect.asVoid(Deferred.fail(state.completion, error)),
+            ended: Deferred.isDone(state.completion)
           }).pipe(Scope.extend(state.scope))
         }
         yield* control.register(state.path, {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Option, Schema, Stream } from "effect"
+import { Duration, Effect, Exit, Option, Ref, Schema, Stream } from "effect"
 import * as Agent from "../src/Agent.js"
 import * as Budget from "../src/Budget.js"
 import { BudgetExceeded } from "../src/Errors.js"
@@ -312,6 +312,19 @@ describe("Budgets", () => {
             })
         }))
       ))
+
+  it.live("a turn an agent asks for once its process has its outcome is refused, even with budget left", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const budgets = yield* Budget.Budgets
+      const ended = yield* Ref.make(false)
+      yield* budgets.process({ path: "main", parent: undefined, budget: { turns: 10 }, fail: () => Effect.void, ended: Ref.get(ended) })
+      const gate = yield* budgets.agent({ id: "worker", process: "main", budget: undefined })
+      const ask = gate.observe({ _tag: "TurnStarted" })
+      expect(yield* ask).toEqual(Option.some({ _tag: "Budget", state: "open", answers: 1 }))
+      // The tool call that ended the process was answered: pi, not yet shut down, would start its next turn.
+      yield* Ref.set(ended, true)
+      expect(yield* ask).toEqual(Option.some({ _tag: "Budget", state: "stopped", answers: 1, reason: "its process main has ended" }))
+    })).pipe(Effect.provide(scripted({}))))
 
   it.live("a resumed run goes on with the budgets its log has: their limits, raises and spend", () => {
     const home = tempHome()

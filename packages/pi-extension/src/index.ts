@@ -208,6 +208,8 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
           return pump()
         case "Shutdown":
           if (live && ctx !== undefined) {
+            // Interactive pi shuts down once its work ends: end it now (a tool running is aborted).
+            if (!ctx.isIdle()) ctx.abort()
             ctx.shutdown()
             // rpc mode only notes the request until its next command: ask as a signal would.
             if (!ctx.hasUI) process.kill(process.pid, "SIGTERM")
@@ -254,12 +256,14 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
   /**
    * A model request is about to go: report the turn, and for an agent under
    * a budget hold the request until the run has answered it (and while the
-   * budget is paused). Stopped (or shut down meanwhile), the turn is aborted
-   * instead.
+   * budget is paused). Stopped (or shut down meanwhile, or before), the turn
+   * is aborted instead.
    */
   const beforeRequest = (): Promise<void> | undefined => {
+    // Told to shut down (pi may still be finishing its tool batch): no model request goes out any more.
+    if (!live) return void (ctx !== undefined && !ctx.isIdle() && ctx.abort())
     const connected = client
-    if (connected === undefined || !live) return undefined
+    if (connected === undefined) return undefined
     const turn = connected.emit({ _tag: "TurnStarted" })
     if (!connected.budget().limited) return void Effect.runFork(turn)
     // A held turn ends when the run asks the agent to shut down: its pi can then stop.

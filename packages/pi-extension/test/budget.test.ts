@@ -14,7 +14,7 @@ import { RunLog } from "@ramure/core/RunLog"
 import * as ScriptedModel from "@ramure/testing/ScriptedModel"
 import * as Ramure from "ramure/Ramure"
 import { Effect, Fiber, Schema } from "effect"
-import { eventually, tempHome } from "./helpers.js"
+import { eventually, tempHome, turnsOf } from "./helpers.js"
 
 /** A model that never stops: every answer calls `step` again, and reports 1000 tokens in and 100 out. */
 const endless: ScriptedModel.EndlessScript = (turn) => ({
@@ -27,12 +27,6 @@ const cost = { input: 100, output: 1000 }
 
 const history = Effect.flatMap(RunLog, (log) => log.history())
 
-/**
- * The model turns an agent's requests carried: each turn's request holds one
- * more exchange than the last. A request the model client sent again (its
- * HTTP retries, on a loaded machine) is the same turn, not another.
- */
-const turnsOf = (requests: ReadonlyArray<ScriptedModel.ChatRequest>) => new Set(requests.map((r) => r.messages.length)).size
 const count = (entries: ReadonlyArray<LogEntry>, agent: string, tag: string) =>
   entries.filter((e) => e.agent === agent && e.event._tag === tag).length
 

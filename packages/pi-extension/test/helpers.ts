@@ -128,6 +128,13 @@ export const eventually = <A, E, R>(
 export const userTexts = (request: ScriptedModel.ChatRequest): Array<string> =>
   request.messages.filter((m) => m.role === "user").map((m) => m.content)
 
+/**
+ * The model turns an agent's requests carried: each turn's request holds one
+ * more exchange than the last. A request the model client sent again (its
+ * HTTP retries, on a loaded machine) is the same turn, not another.
+ */
+export const turnsOf = (requests: ReadonlyArray<ScriptedModel.ChatRequest>) => new Set(requests.map((r) => r.messages.length)).size
+
 /** The `finish` tool the scenarios give their agents, and the scripted call to it. */
 export const finishTool = { description: "Report the result and stop", parameters: Schema.Struct({ result: Schema.String }) }
 export const finish = (result: string): ScriptedModel.ToolCallTurn => ({ name: "finish", arguments: { result } })

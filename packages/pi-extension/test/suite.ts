@@ -29,6 +29,7 @@ import {
   piRun,
   type Provider,
   tempHome,
+  turnsOf,
   userTexts
 } from "./helpers.js"
 
@@ -499,6 +500,28 @@ export const suite = (provider: Provider, options: { readonly subset?: boolean }
           },
           () => Effect.map(main(), (result) => expect(result).toBe("resumed"))
         )
+      })
+    }
+
+    if (provider === "tmux") {
+      it.live("an agent shut down in the middle of its work asks the model nothing more", () => {
+        // The call's handler ends the process and never returns: the agent is shut down with the call pending.
+        const main = Process.make("main", () =>
+          Effect.gen(function* () {
+            const worker = yield* Agent.make("worker")
+            yield* worker.on("hold", { description: "Hold on", parameters: Schema.Struct({}) }, () =>
+              Effect.zipRight(Process.done("held"), Effect.never))
+            yield* worker.send("Hold on.")
+            return yield* Process.wait()
+          }))
+        return scenario(provider, { worker: [{ toolCalls: [{ name: "hold", arguments: {} }] }] }, (server) =>
+          Effect.gen(function* () {
+            const executionId = yield* RunInfo.executionId
+            expect(yield* main()).toBe("held")
+            expect(yield* noLeftovers(executionId)).toEqual({ sessions: [], pids: [] })
+            // pi (interactive) waits for its work to end before it shuts down: its call's answer must not start another turn.
+            expect(turnsOf(yield* server.requests("worker"))).toBe(1)
+          }))
       })
     }
 

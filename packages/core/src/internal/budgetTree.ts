@@ -36,6 +36,8 @@ export interface Node {
   readonly exceeded: Breach | undefined
   /** How the owner fails (a process's own; an agent's is its process's). */
   readonly fail: (error: BudgetExceeded) => Effect.Effect<void>
+  /** Whether the owning process has its outcome (an agent's: its process's). */
+  readonly ended: Effect.Effect<boolean>
   /** The agent's gate (agents only). */
   readonly gate: SubscriptionRef.SubscriptionRef<Protocol.Budget> | undefined
   /** The timer of a time limit. */
