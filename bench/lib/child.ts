@@ -60,10 +60,15 @@ export const forkChild = <Out>(entry: string, args: ReadonlyArray<string>, optio
           else Queue.unsafeOffer(inbox, message as Out)
         })
         child.on("exit", (code, signal) => {
-          const error = new Error(`${entry} exited (${signal ?? code})`)
-          Queue.unsafeOffer(inbox, error)
-          Queue.unsafeOffer(cpuReplies, error)
-          Queue.unsafeOffer(memoryReplies, error)
+          const exited = () => {
+            const error = new Error(`${entry} exited (${signal ?? code})`)
+            Queue.unsafeOffer(inbox, error)
+            Queue.unsafeOffer(cpuReplies, error)
+            Queue.unsafeOffer(memoryReplies, error)
+          }
+          // The exit may be seen before the child's last messages are read: they come before the channel closes.
+          if (child.connected) child.once("disconnect", exited)
+          else exited()
         })
         child.on("error", (error) => Queue.unsafeOffer(inbox, error))
         return child
