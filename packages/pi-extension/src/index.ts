@@ -62,6 +62,9 @@ const continueType = "ramure-continue"
 const syncTimeout = Duration.seconds(30)
 /** A run that has not answered a ping for this long is unreachable (a dead peer does not close its connection). */
 const heartbeat = { interval: Duration.seconds(5), timeout: Duration.seconds(10) }
+/** How long a pi told to shut down in the middle of its work keeps its connection for the end of that work. */
+const shutdownFlush = Duration.millis(500)
+
 /** How long pi's own shutdown may take once the unreachable timeout has passed, before the process just exits. */
 const forcedExitAfter = Duration.seconds(5)
 /** How long a prompt may take to start before the next message is handed over anyway. */
@@ -79,6 +82,13 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
   let slot: Slot = config === undefined ? emptySlot() : slotFor(config)
   const scope = Effect.runSync(Scope.make())
   let live = true
+  /**
+   * Told to shut down: pi starts no model request and takes no message from
+   * then on, but what it reports while its work ends (the aborted answer, with
+   * its usage) still reaches the run before the connection closes.
+   */
+  let shuttingDown = false
+  const working = () => live && !shuttingDown
   /** From `session_start` on; pi's actions (`setActiveTools`, `sendUserMessage`, …) work from then. */
   let ctx: ExtensionContext | undefined
   let client: AgentClient.AgentClient | undefined
@@ -154,7 +164,7 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
    * second prompt before it). Busy: it steers the running agent.
    */
   const pump = () => {
-    while (live && ctx !== undefined && starting === undefined && slot.mailbox.length > 0) {
+    while (working() && ctx !== undefined && starting === undefined && slot.mailbox.length > 0) {
       const idle = ctx.isIdle()
       const message = slot.mailbox.shift()!
       pi.sendUserMessage(message.text, idle ? undefined : { deliverAs: "steer" })
@@ -185,7 +195,7 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
       yield* Effect.sync(() => ctx?.isIdle() === true).pipe(
         Effect.repeat({ schedule: Schedule.spaced("25 millis").pipe(Schedule.upTo("2 seconds")), until: (idle) => idle })
       )
-      if (!live || !ctx?.isIdle() || starting !== undefined || slot.mailbox.length > 0) return
+      if (!working() || !ctx?.isIdle() || starting !== undefined || slot.mailbox.length > 0) return
       if (endedForTools || ctx.hasPendingMessages()) {
         pi.sendMessage({ customType: continueType, content: "(continue)", display: false }, { triggerTurn: true })
       }
@@ -206,15 +216,19 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
           if (slot.lastSeq <= slot.delivered) return
           slot.mailbox.push({ text: body.text, seq: slot.lastSeq })
           return pump()
-        case "Shutdown":
+        case "Shutdown": {
+          const busy = live && ctx !== undefined && !ctx.isIdle()
+          shuttingDown = true
           if (live && ctx !== undefined) {
             // Interactive pi shuts down once its work ends: end it now (a tool running is aborted).
-            if (!ctx.isIdle()) ctx.abort()
+            if (busy) ctx.abort()
             ctx.shutdown()
             // rpc mode only notes the request until its next command: ask as a signal would.
             if (!ctx.hasUI) process.kill(process.pid, "SIGTERM")
           }
-          return void Effect.runFork(stop)
+          // Busy, the connection closes once pi's aborted work has ended (`agent_end`), or after a moment.
+          return void Effect.runFork(busy ? Effect.delay(stop, shutdownFlush) : stop)
+        }
         case "ToolResult":
           return
       }
@@ -254,6 +268,17 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
     })
 
   /**
+   * The turn's request does not go out: pi's turn is aborted before it. The
+   * aborted answer pi then ends is no answer of the model, and is not reported.
+   */
+  let refused = false
+  const refuse = () => {
+    if (ctx === undefined || ctx.isIdle()) return
+    refused = true
+    ctx.abort()
+  }
+
+  /**
    * A model request is about to go: report the turn, and for an agent under
    * a budget hold the request until the run has answered it (and while the
    * budget is paused). Stopped (or shut down meanwhile, or before), the turn
@@ -261,16 +286,14 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
    */
   const beforeRequest = (): Promise<void> | undefined => {
     // Told to shut down (pi may still be finishing its tool batch): no model request goes out any more.
-    if (!live) return void (ctx !== undefined && !ctx.isIdle() && ctx.abort())
+    if (!working()) return void refuse()
     const connected = client
     if (connected === undefined) return undefined
     const turn = connected.emit({ _tag: "TurnStarted" })
     if (!connected.budget().limited) return void Effect.runFork(turn)
     // A held turn ends when the run asks the agent to shut down: its pi can then stop.
     const answered = Effect.raceFirst(connected.awaitTurn, Effect.as(connected.shutdown, "stopped" as const))
-    return Effect.runPromise(Effect.zipRight(turn, answered)).then((state) => {
-      if (state === "stopped" && ctx !== undefined && !ctx.isIdle()) ctx.abort()
-    })
+    return Effect.runPromise(Effect.zipRight(turn, answered)).then((state) => (state === "stopped" ? refuse() : undefined))
   }
 
   /** The run is unreachable for good: say so and stop pi (its own shutdown; the process exits if that hangs). */
@@ -373,6 +396,7 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
   })
   pi.on("agent_end", (event) => {
     emit({ _tag: "WorkEnded" })
+    if (shuttingDown) return void stopNow()
     const endedForTools = restart && (event.messages.at(-1) as any)?.role === "toolResult"
     toolsChanged = restart = false
     pump()
@@ -385,6 +409,7 @@ const instance = (pi: ExtensionAPI, initial: AgentEnvironment.Settings) => {
   pi.on("message_end", (event) => {
     const message: any = event.message
     if (message.role === "user") deliveries.userMessageEnded(message.content)
+    if (message.role === "assistant" && refused) return void (refused = false)
     const forwarded = messageEvent(message, initial.textCap)
     if (forwarded !== undefined) emit(forwarded)
     if (message.role === "assistant" && message.stopReason === "error" && message.errorMessage) {

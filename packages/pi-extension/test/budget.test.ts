@@ -93,8 +93,11 @@ describe("budgets enforced by pi", () => {
         const looper = yield* Effect.fork(looping())
         const stopped = yield* Effect.flip(stopping())
         expect(stopped).toMatchObject({ _tag: "BudgetExceeded", agent: "stopper", kind: "turns", limit: 2, spent: 2 })
-        // Its third turn asked, and was refused: two requests reached the model.
+        // Its third turn asked, and was refused: two requests reached the model, and the log has two answers.
         expect(turnsOf(yield* server.requests("stopper"))).toBe(2)
+        const answers = (yield* history).filter((e) =>
+          e.agent === "stopper" && e.event._tag === "MessageEnded" && e.event.role === "assistant")
+        expect(answers).toHaveLength(2)
 
         // $0.20 a turn: the third answer passes $0.50; the fourth turn asks and is held.
         const held = yield* eventually(history, (entries) => {
