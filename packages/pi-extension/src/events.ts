@@ -21,6 +21,14 @@ export const textOf = (content: unknown): string =>
     : ""
 
 /**
+ * An answer aborted before the model said what it used (a request in flight
+ * when the run stopped the agent): pi reports zeros, but its usage is unknown.
+ */
+const cutShortUnmeasured = (message: any): boolean =>
+  message.stopReason === "aborted" &&
+  [message.usage.input, message.usage.output, message.usage.cacheRead, message.usage.cacheWrite].every((n) => !n)
+
+/**
  * The `MessageEnded` event for a pi message (user or assistant; others are not
  * forwarded): text capped, thinking left out, tool calls named, usage kept.
  */
@@ -30,7 +38,7 @@ export const messageEvent = (message: any, cap: number): Protocol.AgentEvent | u
   const toolCalls: Array<string> = Array.isArray(message.content)
     ? message.content.flatMap((part: any) => (part?.type === "toolCall" ? [String(part.name)] : []))
     : []
-  const usage = message.role === "assistant" && message.usage ? message.usage : undefined
+  const usage = message.role === "assistant" && message.usage && !cutShortUnmeasured(message) ? message.usage : undefined
   const model = message.role === "assistant" && typeof message.model === "string"
     ? typeof message.provider === "string" ? `${message.provider}/${message.model}` : message.model
     : undefined

@@ -54,6 +54,15 @@ describe("pi extension helpers", () => {
     expect(messageEvent(message, 3)).toMatchObject({ text: "Let", truncated: true })
   })
 
+  it("an answer aborted before the model reported its usage carries none (unknown, not zero); one aborted after keeps it", () => {
+    const zeros = { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, totalTokens: 0, cost: { total: 0 } }
+    const aborted = { role: "assistant", content: [], stopReason: "aborted", usage: zeros }
+    expect(messageEvent(aborted, 100)).toEqual({ _tag: "MessageEnded", role: "assistant", text: "" })
+    const measured = { ...aborted, usage: { ...zeros, input: 40, totalTokens: 40 } }
+    expect(messageEvent(measured, 100)).toMatchObject({ usage: { input: 40, output: 0 } })
+    expect(messageEvent({ ...aborted, stopReason: "stop" }, 100)).toMatchObject({ usage: { input: 0, output: 0 } })
+  })
+
   it("forwards user text (string or parts) and nothing for other roles", () => {
     expect(messageEvent({ role: "user", content: "hi" }, 100)).toEqual({ _tag: "MessageEnded", role: "user", text: "hi" })
     expect(messageEvent({ role: "user", content: [{ type: "text", text: "a" }, { type: "image" }] }, 100)).toMatchObject({
