@@ -64,7 +64,6 @@ const syncTimeout = Duration.seconds(30)
 const heartbeat = { interval: Duration.seconds(5), timeout: Duration.seconds(10) }
 /** How long a pi told to shut down in the middle of its work keeps its connection for the end of that work. */
 const shutdownFlush = Duration.millis(500)
-
 /** How long pi's own shutdown may take once the unreachable timeout has passed, before the process just exits. */
 const forcedExitAfter = Duration.seconds(5)
 /** How long a prompt may take to start before the next message is handed over anyway. */
